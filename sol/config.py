@@ -1,0 +1,932 @@
+"""The daemon's configuration: one TOML file, typed and validated at load (DESIGN §6).
+
+Every problem is collected, not just the first, and each one names the file, the line, the
+dotted key and what was wrong, so an operator can fix a whole file in one pass::
+
+    sol.toml:12: agents.noop.schedule.colect_every: unknown key (known: collect_every, ...)
+    sol.toml:4: rollback: expected one of "auto", "not_on_exit", got "sometimes"
+
+The schema is the frozen dataclasses below. Their fields *are* the schema: the known keys,
+their types and their defaults are derived from the field annotations, so adding a setting to
+``[sim]`` or ``[linux]`` is a one-line change. Supported field types: ``str``, ``int``,
+``float`` (an integer is accepted), ``bool`` (never accepted as a number, nor a number as a
+bool), ``Path``, ``Literal[...]``, ``X | None``, ``list[X]``, ``tuple[X, ...]``,
+``dict[str, X]`` and nested dataclasses (a sub-table). Per-agent ``params`` tables use the
+same machinery on the agent class's ``Params`` dataclass.
+
+>>> from sol.sdk import Agent, Schedule
+>>> class Idle(Agent):
+...     name = "idle"
+...     schedule = Schedule(collect_every=1.0, act_every=1.0, prediction_ttl=3.0, assess_every=5.0)
+>>> text = '''
+... [agents.idle.schedule]
+... collect_every = 2
+... '''
+>>> cfg = loads_config(text, source="sol.toml", agents={"idle": Idle})
+>>> cfg.agents["idle"].schedule.collect_every, cfg.backend
+(2.0, 'sim')
+>>> try:
+...     loads_config('rollback = "sometimes"', source="sol.toml", agents={})
+... except ConfigError as e:
+...     print(e)
+sol.toml:1: rollback: expected one of "auto", "not_on_exit", got "sometimes"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import difflib
+import importlib.resources
+import json
+import math
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+from sol.sdk import Agent, NoParams, Schedule, ScheduleError
+
+__all__ = [
+    "EMBEDDED_SOURCE",
+    "SYSTEM_CONFIG_PATH",
+    "AgentConfig",
+    "Config",
+    "ConfigError",
+    "ConfigProblem",
+    "LinuxConfig",
+    "LogConfig",
+    "PathsConfig",
+    "SimConfig",
+    "check_config_command",
+    "default_config_path",
+    "load_config",
+    "loads_config",
+    "locate_keys",
+]
+
+#: What ``Config.source`` says when no file was given.
+EMBEDDED_SOURCE = "<embedded default>"
+#: Where ``sol`` looks when ``$SOL_CONFIG`` is not set.
+SYSTEM_CONFIG_PATH = Path("/etc/sol/sol.toml")
+
+KeyPath = tuple[str, ...]
+
+
+# --------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One thing wrong with a config file, located as precisely as we can."""
+
+    source: str
+    line: int | None
+    key: str | None
+    message: str
+    column: int | None = None
+
+    def __str__(self) -> str:
+        where = self.source
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        if self.key:
+            return f"{where}: {self.key}: {self.message}"
+        return f"{where}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; ``problems`` lists every reason, in file order."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        if not problems:
+            raise ValueError("ConfigError needs at least one problem")
+        self.problems: list[ConfigProblem] = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+# --------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------
+
+Backend = Literal["sim", "linux"]
+Rollback = Literal["auto", "not_on_exit"]
+LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class PathsConfig:
+    """``[paths]``; ``None`` means the backend's default (see ``Config.state_dir``)."""
+
+    state_dir: Path | None = None
+    journal: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """``[log]``: ``auto`` is console output on a terminal, JSON lines otherwise."""
+
+    format: LogFormat = "auto"
+    level: LogLevel = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """``[sim]``: the simulated node used when ``backend = "sim"``."""
+
+    scenario: str = "default"
+    seed: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LinuxConfig:
+    """``[linux]``: the host roots, passed to every Linux sensor and actuator."""
+
+    cgroup_root: Path = Path("/sys/fs/cgroup")
+    proc_root: Path = Path("/proc")
+    sys_root: Path = Path("/sys")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """``[agents.NAME]``: one configured agent, with its schedule and params resolved."""
+
+    name: str
+    enabled: bool
+    dry_run: bool
+    #: the agent class's schedule with the file's overrides applied and re-validated
+    schedule: Schedule
+    #: an instance of the agent class's ``Params`` dataclass
+    params: Any
+
+
+# Fields the loader fills itself rather than from a key of the same name.
+_DERIVED: dict[str, Any] = {"derived": True}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole file, typed. Only agents named under ``[agents]`` appear in ``agents``."""
+
+    backend: Backend = "sim"
+    rollback: Rollback = "auto"
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
+    linux: LinuxConfig = field(default_factory=LinuxConfig)
+    agents: Mapping[str, AgentConfig] = field(
+        default_factory=lambda: types.MappingProxyType({}), metadata=_DERIVED
+    )
+    #: the file it was read from, or ``EMBEDDED_SOURCE``
+    source: str = field(default=EMBEDDED_SOURCE, metadata=_DERIVED)
+    #: ``paths.state_dir``, or the backend's default
+    state_dir: Path = field(default=Path("."), metadata=_DERIVED)
+    #: ``paths.journal``, or ``<state_dir>/undo.journal``
+    journal_path: Path = field(default=Path("undo.journal"), metadata=_DERIVED)
+
+    @property
+    def enabled_agents(self) -> list[AgentConfig]:
+        """The configured agents with ``enabled = true``, in file order."""
+        return [a for a in self.agents.values() if a.enabled]
+
+
+_AGENT_KEYS = ("enabled", "dry_run", "schedule", "params")
+
+
+# --------------------------------------------------------------------------------------
+# Public entry points
+# --------------------------------------------------------------------------------------
+
+
+def default_config_path(
+    environ: Mapping[str, str] | None = None, *, system_path: Path = SYSTEM_CONFIG_PATH
+) -> Path | None:
+    """``$SOL_CONFIG`` if set, else ``/etc/sol/sol.toml`` if it exists, else ``None`` (embedded)."""
+    env = os.environ if environ is None else environ
+    explicit = env.get("SOL_CONFIG")
+    if explicit:
+        return Path(explicit)
+    if system_path.is_file():
+        return system_path
+    return None
+
+
+def load_config(
+    path: Path | None,
+    *,
+    agents: Mapping[str, type[Agent]],
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Read and validate ``path`` (``None``: the embedded ``sol/default.toml``).
+
+    ``agents`` maps every known agent name to its class; ``environ`` (default ``os.environ``)
+    is only read to resolve the default state directory. Raises ``ConfigError``.
+    """
+    if path is None:
+        resource = importlib.resources.files("sol").joinpath("default.toml")
+        return loads_config(
+            resource.read_text(encoding="utf-8"), source=EMBEDDED_SOURCE, agents=agents, environ=environ
+        )
+    source = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(source, None, None, f"cannot read: {exc.strerror or exc}")]) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([ConfigProblem(source, line, None, "invalid TOML: not UTF-8 text")]) from exc
+    return loads_config(text, source=source, agents=agents, environ=environ)
+
+
+def loads_config(
+    text: str,
+    *,
+    source: str,
+    agents: Mapping[str, type[Agent]],
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Like ``load_config`` for TOML ``text``; ``source`` names it in error messages."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([_syntax_problem(source, exc, text)]) from exc
+    builder = _Builder(source, locate_keys(text))
+    config = builder.build_config(raw, agents, os.environ if environ is None else environ)
+    if builder.problems or config is None:
+        raise ConfigError(_in_file_order(builder.problems))
+    return config
+
+
+def check_config_command(path: Path | None, agents: Mapping[str, type[Agent]], out: TextIO) -> int:
+    """``sol check-config``: print ``OK: ...`` or every problem; return the exit status."""
+    try:
+        config = load_config(path, agents=agents)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=out)
+        count = len(exc.problems)
+        print(f"{count} problem{'s' if count != 1 else ''} found", file=out)
+        return 1
+    names = []
+    for agent in config.agents.values():
+        flags = [flag for flag, on in (("disabled", not agent.enabled), ("dry-run", agent.dry_run)) if on]
+        names.append(agent.name + (f" [{', '.join(flags)}]" if flags else ""))
+    count = len(names)
+    print(
+        f"OK: {config.source}: {count} agent{'s' if count != 1 else ''} ({', '.join(names)}), "
+        f"backend {config.backend}",
+        file=out,
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# Building typed values from the parsed document
+# --------------------------------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    """A value does not fit its declared type; ``str()`` is the message (internal)."""
+
+
+class _Builder:
+    def __init__(self, source: str, lines: Mapping[KeyPath, int]) -> None:
+        self.source = source
+        self.lines = lines
+        self.problems: list[ConfigProblem] = []
+
+    # -- reporting ---------------------------------------------------------------------
+    def report(self, path: KeyPath, message: str) -> None:
+        self.problems.append(ConfigProblem(self.source, _line_of(self.lines, path), _dotted(path), message))
+
+    # -- top level ---------------------------------------------------------------------
+    def build_config(
+        self, raw: Mapping[str, Any], agents: Mapping[str, type[Agent]], environ: Mapping[str, str]
+    ) -> Config | None:
+        settings = self.fields_from_table(Config, raw, (), extra_keys=("agents",))
+        configured = self.build_agents(raw.get("agents", {}), agents)
+        if settings is None or configured is None:
+            return None
+        paths: PathsConfig = settings.get("paths", PathsConfig())
+        backend: str = settings.get("backend", "sim")
+        state_dir = paths.state_dir if paths.state_dir is not None else _default_state_dir(backend, environ)
+        journal = paths.journal if paths.journal is not None else state_dir / "undo.journal"
+        return Config(
+            **settings,
+            agents=types.MappingProxyType(configured),
+            source=self.source,
+            state_dir=state_dir,
+            journal_path=journal,
+        )
+
+    def build_agents(self, table: object, known: Mapping[str, type[Agent]]) -> dict[str, AgentConfig] | None:
+        path: KeyPath = ("agents",)
+        if not isinstance(table, dict):
+            self.report(path, f"expected a table of agents, got {_describe(table)}")
+            return None
+        before = len(self.problems)
+        result: dict[str, AgentConfig] = {}
+        for name, body in table.items():
+            agent_path = (*path, name)
+            cls = known.get(name)
+            if cls is None:
+                self.report(agent_path, f"unknown agent (known: {_names(sorted(known)) or 'none'})")
+                continue
+            agent = self.build_agent(name, cls, body, agent_path)
+            if agent is not None:
+                result[name] = agent
+        return result if len(self.problems) == before else None
+
+    def build_agent(self, name: str, cls: type[Agent], body: object, path: KeyPath) -> AgentConfig | None:
+        if not isinstance(body, dict):
+            self.report(path, f"expected a table, got {_describe(body)}")
+            return None
+        before = len(self.problems)
+        self.reject_unknown(body, _AGENT_KEYS, path)
+        enabled = self.convert_key(body, "enabled", bool, path, default=True)
+        dry_run = self.convert_key(body, "dry_run", bool, path, default=False)
+        schedule = self.build_schedule(cls, body.get("schedule", {}), (*path, "schedule"))
+        params = self.build_params(cls, body.get("params", {}), (*path, "params"))
+        if len(self.problems) != before or schedule is None:
+            return None
+        return AgentConfig(name=name, enabled=enabled, dry_run=dry_run, schedule=schedule, params=params)
+
+    def build_schedule(self, cls: type[Agent], table: object, path: KeyPath) -> Schedule | None:
+        if not isinstance(table, dict):
+            self.report(path, f"expected a table, got {_describe(table)}")
+            return None
+        overrides = self.fields_from_table(Schedule, table, path, check_required=False)
+        if overrides is None:
+            return None
+        base: Schedule | None = getattr(cls, "schedule", None)
+        applied = dict(overrides)
+        if (
+            base is not None
+            and "collect_every" in overrides
+            and "predict_every" not in overrides
+            and base.predict_every == base.collect_every
+        ):
+            # predict_every defaults to collect_every (DESIGN §3); the class's Schedule has
+            # already resolved that default, so carry it along with an overridden collect_every.
+            applied["predict_every"] = overrides["collect_every"]
+        try:
+            if base is None:
+                return Schedule(**applied)
+            return base.replace(**applied)
+        except TypeError:
+            # Schedule(**overrides) without the required fields: the class declares no schedule.
+            required = [f.name for f in dataclasses.fields(Schedule) if _is_required(f)]
+            missing = [n for n in required if n not in overrides]
+            self.report(path, f"{cls.__name__} declares no schedule; set {_names(missing)}")
+        except ScheduleError as exc:
+            self.report(self.schedule_error_path(str(exc), overrides, path), _strip_field(str(exc)))
+        return None
+
+    @staticmethod
+    def schedule_error_path(message: str, overrides: Mapping[str, object], path: KeyPath) -> KeyPath:
+        """Point a ``ScheduleError`` at the overridden key it is about, if any."""
+        names = Schedule.field_names()
+        for name in names:
+            if message.startswith(name + " ") and name in overrides:
+                return (*path, name)
+        for name in names:
+            if name in overrides and re.search(rf"\b{name}\b", message):
+                return (*path, name)
+        return path
+
+    def build_params(self, cls: type[Agent], table: object, path: KeyPath) -> object:
+        params_cls = getattr(cls, "Params", NoParams)
+        if not (isinstance(params_cls, type) and dataclasses.is_dataclass(params_cls)):
+            self.report(path, f"{cls.__name__}.Params is not a dataclass; the agent cannot take params")
+            return None
+        if not isinstance(table, dict):
+            self.report(path, f"expected a table, got {_describe(table)}")
+            return None
+        return self.build_dataclass(params_cls, table, path)
+
+    # -- generic dataclass machinery ---------------------------------------------------
+    def reject_unknown(self, table: Mapping[str, object], known: Sequence[str], path: KeyPath) -> None:
+        for key in table:
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=1)
+                suffix = f"; did you mean {hint[0]}?" if hint else ""
+                listing = f"known: {_names(known)}" if known else "this table takes no keys"
+                self.report((*path, key), f"unknown key ({listing}){suffix}")
+
+    def fields_from_table(
+        self,
+        cls: type[Any],
+        table: Mapping[str, object],
+        path: KeyPath,
+        *,
+        extra_keys: Sequence[str] = (),
+        check_required: bool = True,
+    ) -> dict[str, Any] | None:
+        """Convert ``table`` into keyword arguments for dataclass ``cls``; None on problems."""
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception as exc:  # a NameError etc. in the *agent's* annotations
+            self.report(path, f"cannot read the field types of {cls.__name__}: {exc}")
+            return None
+        fields = [f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("derived")]
+        before = len(self.problems)
+        self.reject_unknown(table, [f.name for f in fields] + list(extra_keys), path)
+        kwargs: dict[str, Any] = {}
+        for f in fields:
+            if f.name in table:
+                value = self.convert(table[f.name], hints[f.name], (*path, f.name))
+                if value is not _MISSING:
+                    kwargs[f.name] = value
+            elif check_required and _is_required(f):
+                self.report((*path, f.name), "missing required key")
+        return kwargs if len(self.problems) == before else None
+
+    def build_dataclass(self, cls: type[Any], table: Mapping[str, object], path: KeyPath) -> object:
+        kwargs = self.fields_from_table(cls, table, path)
+        if kwargs is None:
+            return _MISSING
+        try:
+            return cls(**kwargs)
+        except (ValueError, TypeError) as exc:  # the dataclass's own __post_init__ checks
+            self.report(path, str(exc) or type(exc).__name__)
+            return _MISSING
+
+    def convert_key(
+        self, table: Mapping[str, object], key: str, tp: Any, path: KeyPath, *, default: Any
+    ) -> Any:
+        if key not in table:
+            return default
+        value = self.convert(table[key], tp, (*path, key))
+        return default if value is _MISSING else value
+
+    def convert(self, value: object, tp: Any, path: KeyPath) -> Any:
+        """``value`` as type ``tp``; reports and returns ``_MISSING`` when it does not fit."""
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            # TOML has no null: ``X | None`` only means the default may be None.
+            arms = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(arms) == 1:
+                return self.convert(value, arms[0], path)
+            for arm in arms:
+                trial = _Builder(self.source, self.lines)
+                converted = trial.convert(value, arm, path)
+                if not trial.problems:
+                    return converted
+            self.report(path, f"expected {' or '.join(_type_name(a) for a in arms)}, got {_describe(value)}")
+            return _MISSING
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            if not isinstance(value, dict):
+                self.report(path, f"expected a table, got {_describe(value)}")
+                return _MISSING
+            return self.build_dataclass(tp, value, path)
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if origin in (list, tuple, Sequence):
+            if not isinstance(value, list):
+                self.report(path, f"expected an array, got {_describe(value)}")
+                return _MISSING
+            item_tp = args[0] if args else Any
+            items = [self.convert(v, item_tp, (*path, _Index(i))) for i, v in enumerate(value)]
+            if any(item is _MISSING for item in items):
+                return _MISSING
+            return tuple(items) if origin is tuple else items
+        if origin in (dict, Mapping):
+            if not isinstance(value, dict):
+                self.report(path, f"expected a table, got {_describe(value)}")
+                return _MISSING
+            item_tp = args[1] if len(args) == 2 else Any
+            converted = {k: self.convert(v, item_tp, (*path, k)) for k, v in value.items()}
+            if any(v is _MISSING for v in converted.values()):
+                return _MISSING
+            return converted
+        try:
+            return _convert_scalar(value, tp)
+        except _Invalid as exc:
+            self.report(path, str(exc))
+            return _MISSING
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
+
+
+def _convert_scalar(value: object, tp: Any) -> object:
+    """Convert one TOML scalar; raises ``_Invalid`` with the operator-facing message."""
+    if tp is Any or tp is object:
+        return value
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        for choice in choices:
+            if type(value) is type(choice) and value == choice:
+                return choice
+        raise _Invalid(f"expected one of {', '.join(_fmt(c) for c in choices)}, got {_describe(value)}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Invalid(f"expected true or false, got {_describe(value)}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _Invalid(f"expected an integer, got {_describe(value)}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                return float(value)
+            except OverflowError:
+                raise _Invalid(f"number too large, got {_describe(value)}") from None
+        raise _Invalid(f"expected a number, got {_describe(value)}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _Invalid(f"expected a string, got {_describe(value)}")
+    if tp is Path:
+        if isinstance(value, str) and value:
+            if "\0" in value:
+                raise _Invalid("expected a path, got a string with a NUL character")
+            return Path(value)
+        raise _Invalid(f"expected a non-empty path string, got {_describe(value)}")
+    raise _Invalid(f"unsupported field type {_type_name(tp)} (a bug in the schema, not in the file)")
+
+
+def _is_required(f: dataclasses.Field[Any]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _strip_field(message: str) -> str:
+    """``"collect_every must be ..."`` -> ``"must be ..."`` (the key is in the prefix)."""
+    for name in Schedule.field_names():
+        if message.startswith(name + " must"):
+            return message[len(name) + 1 :]
+    return message
+
+
+def _default_state_dir(backend: str, environ: Mapping[str, str]) -> Path:
+    if backend == "linux":
+        return Path("/var/lib/sol")
+    xdg = environ.get("XDG_STATE_HOME", "")
+    # The XDG spec says relative values are invalid and must be ignored.
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "sol"
+    home = environ.get("HOME") or str(Path.home())
+    return Path(home) / ".local" / "state" / "sol"
+
+
+# -- message formatting ----------------------------------------------------------------
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return repr(value)
+
+
+def _describe(value: object) -> str:
+    """A short TOML-ish rendering of a found value, for 'got ...'."""
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return f"{value.isoformat()} (a date/time)"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    text = _fmt(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_name(tp: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path"}
+    if tp in names:
+        return names[tp]
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple, Sequence):
+        return "an array"
+    if origin in (dict, Mapping) or dataclasses.is_dataclass(tp):
+        return "a table"
+    if origin is Literal:
+        return "one of " + ", ".join(_fmt(c) for c in typing.get_args(tp))
+    return getattr(tp, "__name__", None) or str(tp)
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(names)
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class _Index(str):
+    """An array position inside a key path; equal to its digits, rendered as ``key[i]``."""
+
+    __slots__ = ()
+
+    def __new__(cls, index: int) -> _Index:
+        return super().__new__(cls, str(index))
+
+
+def _dotted(path: KeyPath) -> str:
+    """Render a key path as TOML would write it (quoting parts that need it)."""
+    parts: list[str] = []
+    for part in path:
+        if isinstance(part, _Index) and parts:
+            parts[-1] += f"[{part}]"
+        elif _BARE_KEY.fullmatch(part):
+            parts.append(part)
+        else:
+            parts.append(json.dumps(part, ensure_ascii=False))
+    return ".".join(parts)
+
+
+def _in_file_order(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    return sorted(problems, key=lambda p: (p.line is None, p.line or 0))
+
+
+_AT_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_AT_END = re.compile(r"\s*\(at end of document\)\s*$")
+
+
+def _syntax_problem(source: str, exc: tomllib.TOMLDecodeError, text: str) -> ConfigProblem:
+    message = str(exc)
+    line = getattr(exc, "lineno", None)
+    column = getattr(exc, "colno", None)
+    m = _AT_LINE.search(message)
+    if m:
+        line, column = int(m.group(1)), int(m.group(2))
+        message = message[: m.start()]
+    else:
+        end = _AT_END.search(message)
+        if end:
+            message = message[: end.start()] + " at end of file"
+            line = text.count("\n") + (0 if text.endswith("\n") else 1)
+            column = None
+    return ConfigProblem(source, line, None, f"invalid TOML: {message}", column=column)
+
+
+# --------------------------------------------------------------------------------------
+# Key locator: tomllib gives no positions for semantic errors, so find them ourselves.
+# --------------------------------------------------------------------------------------
+
+
+def _line_of(lines: Mapping[KeyPath, int], path: KeyPath) -> int | None:
+    """The line of ``path``, else of its nearest located ancestor (e.g. a missing key's table)."""
+    for end in range(len(path), 0, -1):
+        line = lines.get(path[:end])
+        if line is not None:
+            return line
+    return None
+
+
+def locate_keys(text: str) -> dict[KeyPath, int]:
+    """Map every key path of a *valid* TOML document to the 1-based line that defines it.
+
+    Covers ``[table]`` and ``[[array.of.tables]]`` headers, dotted and quoted keys, inline
+    tables, and arrays (an element is the part ``"i"`` after its array's key, so the keys of
+    ``x = [{a = 1}]`` are ``("x",)``, ``("x", "0")`` and ``("x", "0", "a")``). A table only
+    implied by a longer header or dotted key gets the line of its first mention.
+
+    >>> locate_keys('a = 1\\n[b.c]\\n"d.e" = { f = 2 }\\n')
+    {('a',): 1, ('b',): 2, ('b', 'c'): 2, ('b', 'c', 'd.e'): 3, ('b', 'c', 'd.e', 'f'): 3}
+    """
+    scanner = _Scanner(text)
+    # IndexError is only reachable on text tomllib rejected; keep what was found.
+    with contextlib.suppress(IndexError):
+        scanner.document()
+    explicit = scanner.explicit
+    merged = dict(scanner.implicit)
+    merged.update(explicit)
+    return dict(sorted(merged.items(), key=lambda kv: (kv[1], len(kv[0]))))
+
+
+_BARE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\", "e": "\x1b"}
+
+
+class _Scanner:
+    """A lenient structural TOML reader: keys and their lines, values skipped, not decoded."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.line = 1
+        self.explicit: dict[KeyPath, int] = {}
+        self.implicit: dict[KeyPath, int] = {}
+        self.array_tables: dict[KeyPath, int] = {}
+
+    # -- character helpers -------------------------------------------------------------
+    def peek(self, n: int = 1) -> str:
+        return self.text[self.pos : self.pos + n]
+
+    def advance(self, n: int = 1) -> None:
+        chunk = self.text[self.pos : self.pos + n]
+        self.line += chunk.count("\n")
+        self.pos += n
+
+    def at_end(self) -> bool:
+        return self.pos >= len(self.text)
+
+    def skip_blank(self, *, newlines: bool) -> None:
+        """Skip spaces/tabs, comments, and (if ``newlines``) line breaks."""
+        while not self.at_end():
+            ch = self.text[self.pos]
+            if ch in " \t":
+                self.pos += 1
+            elif ch == "#":
+                end = self.text.find("\n", self.pos)
+                self.pos = len(self.text) if end < 0 else end
+            elif newlines and ch in "\r\n":
+                self.advance()
+            else:
+                return
+
+    def record(self, path: KeyPath, line: int) -> None:
+        for end in range(1, len(path)):
+            self.implicit.setdefault(path[:end], line)
+        self.explicit.setdefault(path, line)
+
+    # -- grammar -----------------------------------------------------------------------
+    def document(self) -> None:
+        prefix: KeyPath = ()
+        while True:
+            self.skip_blank(newlines=True)
+            if self.at_end():
+                return
+            start = self.pos
+            if self.peek(2) == "[[":
+                self.advance(2)
+                key = self.key()
+                self.skip_blank(newlines=False)
+                self.advance(2)  # ]]
+                index = self.array_tables.get(key, -1) + 1
+                self.array_tables[key] = index
+                self.record(key, self.line)
+                prefix = (*key, _Index(index))
+                self.record(prefix, self.line)
+            elif self.peek() == "[":
+                self.advance()
+                key = self.key()
+                self.skip_blank(newlines=False)
+                self.advance()  # ]
+                prefix = key
+                self.record(prefix, self.line)
+            else:
+                self.keyval(prefix)
+            if self.pos == start:  # never loop without progress, whatever the input
+                self.advance()
+
+    def keyval(self, prefix: KeyPath) -> None:
+        line = self.line
+        key = self.key()
+        self.skip_blank(newlines=False)
+        if self.peek() == "=":
+            self.advance()
+        self.skip_blank(newlines=False)
+        path = (*prefix, *key)
+        self.record(path, line)
+        self.value(path)
+
+    def key(self) -> KeyPath:
+        parts: list[str] = []
+        while True:
+            self.skip_blank(newlines=False)
+            ch = self.peek()
+            if ch == '"':
+                parts.append(self.basic_string())
+            elif ch == "'":
+                parts.append(self.literal_string())
+            else:
+                start = self.pos
+                while not self.at_end() and self.text[self.pos] in _BARE_CHARS:
+                    self.pos += 1
+                if self.pos == start:
+                    return tuple(parts)
+                parts.append(self.text[start : self.pos])
+            self.skip_blank(newlines=False)
+            if self.peek() != ".":
+                return tuple(parts)
+            self.advance()
+
+    def basic_string(self) -> str:
+        self.advance()  # opening quote
+        out: list[str] = []
+        while not self.at_end():
+            ch = self.text[self.pos]
+            if ch == '"':
+                self.advance()
+                break
+            if ch == "\n":  # unterminated (invalid TOML): stop at the line end
+                break
+            if ch == "\\":
+                code = self.text[self.pos + 1 : self.pos + 2]
+                if code in ("u", "U"):
+                    width = 4 if code == "u" else 8
+                    digits = self.text[self.pos + 2 : self.pos + 2 + width]
+                    try:
+                        out.append(chr(int(digits, 16)))
+                    except ValueError:
+                        out.append("?")
+                    self.advance(2 + width)
+                else:
+                    out.append(_ESCAPES.get(code, code))
+                    self.advance(2)
+                continue
+            out.append(ch)
+            self.advance()
+        return "".join(out)
+
+    def literal_string(self) -> str:
+        self.advance()
+        end = self.text.find("'", self.pos)
+        newline = self.text.find("\n", self.pos)
+        if end < 0 or (0 <= newline < end):
+            end = len(self.text) if newline < 0 else newline
+            value = self.text[self.pos : end]
+            self.advance(end - self.pos)
+            return value
+        value = self.text[self.pos : end]
+        self.advance(end + 1 - self.pos)
+        return value
+
+    def multiline(self, quote: str) -> None:
+        self.advance(3)
+        while not self.at_end():
+            ch = self.text[self.pos]
+            if quote == '"' and ch == "\\":
+                self.advance(2)
+            elif self.peek(3) == quote * 3:
+                self.advance(3)
+                # Up to two quotes may sit right before the closing delimiter.
+                extra = 0
+                while extra < 2 and self.peek() == quote:
+                    self.advance()
+                    extra += 1
+                return
+            else:
+                self.advance()
+
+    def value(self, path: KeyPath) -> None:
+        if self.peek(3) in ('"""', "'''"):
+            self.multiline(self.peek())
+        elif self.peek() == '"':
+            self.basic_string()
+        elif self.peek() == "'":
+            self.literal_string()
+        elif self.peek() == "[":
+            self.array(path)
+        elif self.peek() == "{":
+            self.inline_table(path)
+        else:
+            while not self.at_end() and self.text[self.pos] not in ",]}\r\n#":
+                self.pos += 1
+
+    def array(self, path: KeyPath) -> None:
+        self.advance()
+        index = 0
+        while True:
+            self.skip_blank(newlines=True)
+            if self.at_end():
+                return
+            if self.peek() == "]":
+                self.advance()
+                return
+            start = self.pos
+            self.value((*path, _Index(index)))
+            self.skip_blank(newlines=True)
+            if self.peek() == ",":
+                self.advance()
+                index += 1
+            elif self.pos == start:
+                self.advance()
+
+    def inline_table(self, path: KeyPath) -> None:
+        self.advance()
+        while True:
+            self.skip_blank(newlines=True)
+            if self.at_end():
+                return
+            if self.peek() == "}":
+                self.advance()
+                return
+            start = self.pos
+            self.keyval(path)
+            self.skip_blank(newlines=True)
+            if self.peek() == "," or self.pos == start:
+                self.advance()
