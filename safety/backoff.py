@@ -1,0 +1,50 @@
+"""Exponential backoff after harm (DESIGN §4.4).
+
+After a failed performance assessment the actuator applies default decisions for a backoff
+that starts at ``initial``, doubles on each consecutive failure up to ``maximum``, and resets
+once the agent has been healthy for ``reset_after`` seconds since the backoff ended.
+
+>>> b = Backoff(initial=1.0, maximum=4.0)
+>>> b.fail(now=0.0), b.fail(now=1.5), b.fail(now=4.0), b.fail(now=9.0)
+(1.0, 2.0, 4.0, 4.0)
+>>> b.active(12.9), b.active(13.0)
+(True, False)
+>>> b.healthy(now=16.9); b.failures
+4
+>>> b.healthy(now=17.0); b.failures
+0
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class Backoff:
+    def __init__(self, initial: float, maximum: float, reset_after: float | None = None) -> None:
+        if not (initial > 0 and maximum >= initial):
+            raise ValueError(f"backoff needs 0 < initial <= maximum, got {initial}, {maximum}")
+        self.initial = initial
+        self.maximum = maximum
+        self.reset_after = maximum if reset_after is None else reset_after
+        self.failures = 0
+        self.until = -math.inf
+
+    def fail(self, now: float) -> float:
+        """Register a failure at ``now``; returns the length of the backoff it starts."""
+        self.failures += 1
+        length = min(self.initial * 2.0 ** (self.failures - 1), self.maximum)
+        self.until = max(self.until, now + length)
+        return length
+
+    def active(self, now: float) -> bool:
+        return now < self.until
+
+    def healthy(self, now: float) -> None:
+        """Register a healthy assessment; resets after a long enough healthy stretch."""
+        if self.failures and not self.active(now) and now - self.until >= self.reset_after:
+            self.failures = 0
+
+    def current(self) -> float:
+        """The length the next failure's backoff would have."""
+        return min(self.initial * 2.0**self.failures, self.maximum)

@@ -1,0 +1,276 @@
+"""The public testing kit: run an agent in virtual time and check it conforms.
+
+For third-party authors as much as for us::
+
+    from sol.testing import check_agent, simulate
+
+    result = simulate(MyAgent(), duration=60.0, seed=1)
+    result.actions   # [(t, Prediction), ...] in the order act() received them
+    result.calls     # [(t, "collect" | "validate" | "learn" | ..., outcome), ...]
+    for check in check_agent(MyAgent):
+        check()      # raises AgentCheckFailed naming the check and what went wrong
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import re
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sol.backend import Backend, NullBackend
+from sol.log import get_logger
+from sol.metrics import RuntimeMetrics
+from sol.runtime.base import AgentSpec
+from sol.runtime.virtual import VirtualExecutor
+from sol.sdk import Agent, Prediction, Schedule
+
+__all__ = ["AgentCheckFailed", "Check", "SimulationResult", "check_agent", "default_backend", "simulate"]
+
+@dataclass(slots=True)
+class SimulationResult:
+    actions: list[tuple[float, Prediction]]
+    calls: list[tuple[float, str, str]]
+    #: the runner's final status: state ("running", "stopped", "quarantined", ...), reasons
+    status: Mapping[str, Any]
+    ground_truth: Mapping[str, float]
+    events: int
+    wall_s: float
+    metrics: RuntimeMetrics = field(repr=False)
+
+    @property
+    def state(self) -> str:
+        return str(self.status["state"])
+
+    def sources(self) -> collections.Counter[tuple[str, str | None]]:
+        """How many actions had each (source, reason)."""
+        return collections.Counter((p.source, p.reason) for _, p in self.actions)
+
+    def calls_of(self, name: str) -> list[tuple[float, str]]:
+        return [(t, outcome) for t, n, outcome in self.calls if n == name]
+
+    def errors(self) -> list[tuple[float, str, str]]:
+        return [c for c in self.calls if c[2] != "ok"]
+
+def default_backend(seed: int, scenario: str = "default") -> Backend:
+    """The simulated node of a scenario, or a node with no facilities if the simulator is absent."""
+    try:
+        from sol.sim.scenarios import get_scenario
+    except ImportError:
+        return NullBackend()
+    node: Backend = get_scenario(scenario).build(seed)
+    return node
+
+def simulate(
+    agent: Agent,
+    duration: float = 60.0,
+    seed: int = 1,
+    *,
+    backend: Backend | None = None,
+    scenario: str = "default",
+    schedule: Schedule | None = None,
+    params: Any = None,
+    dry_run: bool = False,
+    journal: Any = None,
+    restorers: Any = None,
+    state_dir: Path | None = None,
+) -> SimulationResult:
+    """Run one agent on a simulated node for ``duration`` virtual seconds (then stop it)."""
+    node = backend if backend is not None else default_backend(seed, scenario)
+    if params is None:
+        params = type(agent).Params()
+    spec = AgentSpec(agent, schedule, params, dry_run)
+    executor = VirtualExecutor(
+        [spec],
+        backend=node,
+        log=get_logger(component="simulate"),
+        journal=journal,
+        restorers=restorers,
+        state_dir=state_dir,
+        record=True,
+    )
+    run = executor.run(duration)
+    runner = executor.runners[0]
+    return SimulationResult(
+        actions=runner.actions,
+        calls=runner.calls,
+        status=runner.status(),
+        ground_truth=dict(node.ground_truth()),
+        events=run.events,
+        wall_s=run.wall_s,
+        metrics=executor.metrics,
+    )
+
+# -- conformance ----------------------------------------------------------------------
+
+class AgentCheckFailed(AssertionError):
+    pass
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One named conformance check; call it to run it."""
+
+    name: str
+    fn: Callable[[], None]
+
+    def __call__(self) -> None:
+        try:
+            self.fn()
+        except AgentCheckFailed:
+            raise
+        except Exception as exc:
+            raise AgentCheckFailed(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"Check({self.name})"
+
+_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+def check_agent(
+    agent: type[Agent] | Callable[[], Agent],
+    *,
+    duration: float | None = None,
+    seed: int = 1,
+    backend_factory: Callable[[int], Backend] | None = None,
+) -> Iterator[Check]:
+    """Yield the named conformance checks for an agent class (or a zero-argument factory).
+
+    Each check builds fresh agents, so they can run in any order, in any test framework.
+    """
+    factory: Callable[[], Agent] = agent
+    cls: type[Agent] = agent if isinstance(agent, type) else type(agent())
+    make_backend = backend_factory or (lambda s: default_backend(s))
+
+    def run(a: Agent | None = None, **kw: Any) -> SimulationResult:
+        a = a if a is not None else factory()
+        sched = type(a).schedule
+        d = duration if duration is not None else max(30 * sched.act_every, 3 * sched.assess_every, 30.0)
+        return simulate(a, d, seed, backend=kw.pop("backend", None) or make_backend(seed), **kw)
+
+    def fail(name: str, msg: str) -> None:
+        raise AgentCheckFailed(f"{name}: {msg}")
+
+    def has_identity() -> None:
+        if not isinstance(cls.name, str) or not _SNAKE.match(cls.name):
+            fail("has_identity", f"`name` must be a snake_case string, got {cls.name!r}")
+        if not isinstance(getattr(cls, "schedule", None), Schedule):
+            fail("has_identity", "`schedule` must be a sol.Schedule")
+        for required in ("collect", "predict", "default_predict", "act"):
+            if getattr(cls, required) is getattr(Agent, required):
+                fail("has_identity", f"`{required}` is not implemented")
+
+    def params_are_typed() -> None:
+        params = cls.Params
+        if not dataclasses.is_dataclass(params):
+            fail("params_are_typed", f"`Params` must be a dataclass, got {params!r}")
+        try:
+            params()
+        except TypeError as exc:
+            fail("params_are_typed", f"`Params()` must work with defaults only: {exc}")
+
+    def constructor_does_no_io() -> None:
+        a = factory()
+        if hasattr(a, "ctx"):
+            fail("constructor_does_no_io", "the constructor set `ctx`: I/O belongs in setup(ctx)")
+
+    def runs_cleanly() -> None:
+        r = run()
+        if r.state != "stopped":
+            fail("runs_cleanly", f"ended {r.state}: {r.status['reason']}")
+        errors = r.errors()
+        if errors:
+            t, name, outcome = errors[0]
+            fail("runs_cleanly", f"{len(errors)} callback error(s), first at t={t:g}: {name} {outcome}")
+        if not r.actions:
+            fail("runs_cleanly", "act() was never called")
+        if not any(p.source == "model" for _, p in r.actions):
+            fail("runs_cleanly", f"no model prediction was ever applied (sources: {dict(r.sources())})")
+
+    def default_is_always_available() -> None:
+        a = factory()
+        r = run(a)
+        if r.state != "stopped":
+            fail("default_is_always_available", f"ended {r.state}")
+        for _ in range(3):
+            a.default_predict()
+
+    def deterministic() -> None:
+        first, second = run(), run()
+        a = [(t, p.source, p.reason, repr(p.value)) for t, p in first.actions]
+        b = [(t, p.source, p.reason, repr(p.value)) for t, p in second.actions]
+        if a != b:
+            diff = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y) if a and b else 0
+            fail("deterministic", f"two runs with seed {seed} differ at action {diff}")
+
+    def survives_failing_collect() -> None:
+        a = factory()
+
+        def broken() -> object:
+            raise OSError("sensor gone")
+
+        a.collect = broken  # type: ignore[method-assign]
+        r = run(a)
+        if r.state not in ("stopped", "quarantined"):
+            fail("survives_failing_collect", f"ended {r.state}")
+        bad = [p for _, p in r.actions if p.source != "default"]
+        if bad:
+            fail("survives_failing_collect", "a model prediction was applied although collect() always failed")
+
+    def acts_on_defaults() -> None:
+        a = factory()
+        a.assess_model = lambda: False  # type: ignore[method-assign]
+        r = run(a)
+        errors = [c for c in r.errors() if c[1] in ("act", "default_predict")]
+        if errors:
+            fail("acts_on_defaults", f"act() failed on default predictions: {errors[0]}")
+        if any(p.source == "model" for _, p in r.actions):
+            fail("acts_on_defaults", "a model prediction was applied while assess_model() failed")
+
+    def mitigate_and_clean_up_are_idempotent() -> None:
+        a = factory()
+        run(a)
+        for _ in range(2):
+            a.mitigate()
+            a.clean_up()
+
+    def stop_leaves_nothing_open() -> None:
+        from sol.actuators.restorers import default_restorers
+        from sol.safety.journal import UndoJournal
+
+        with tempfile.TemporaryDirectory(prefix="sol-check-") as tmp:
+            journal = UndoJournal.open(Path(tmp) / "undo.journal")
+            try:
+                run(journal=journal, restorers=default_restorers(), state_dir=Path(tmp))
+                left = journal.open_records()
+            finally:
+                journal.close()
+        if left:
+            fail("stop_leaves_nothing_open", f"{len(left)} undo record(s) still open after stop: {left[:3]}")
+
+    def schedule_is_sane() -> None:
+        s = cls.schedule
+        if s.prediction_ttl < s.predict_every:  # type: ignore[operator]
+            fail("schedule_is_sane", "prediction_ttl < predict_every: every prediction expires before the next")
+        if not math.isfinite(s.callback_timeout) or s.callback_timeout > s.assess_every * 10:
+            fail("schedule_is_sane", "callback_timeout is far longer than the assess period")
+
+    for fn in (
+        has_identity,
+        params_are_typed,
+        schedule_is_sane,
+        constructor_does_no_io,
+        runs_cleanly,
+        default_is_always_available,
+        deterministic,
+        survives_failing_collect,
+        acts_on_defaults,
+        mitigate_and_clean_up_are_idempotent,
+        stop_leaves_nothing_open,
+    ):
+        yield Check(fn.__name__, fn)
+

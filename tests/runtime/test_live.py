@@ -1,0 +1,147 @@
+"""The live executor on the real clock: hangs, timeouts, decoupling (each test ~1 s)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from sol import Agent, Prediction, Schedule
+from sol.backend import NullBackend
+from sol.log import get_logger
+from sol.runtime.base import AgentSpec
+from sol.runtime.live import LiveExecutor
+
+pytestmark = pytest.mark.live
+
+FAST = Schedule(
+    collect_every=0.02,
+    act_every=0.02,
+    prediction_ttl=0.1,
+    assess_every=0.2,
+    callback_timeout=0.1,
+    cpu_budget=2.0,
+    max_errors=3,
+    error_window=5.0,
+    backoff_initial=0.2,
+    backoff_max=0.8,
+)
+
+
+class Probe(Agent):
+    name = "probe"
+    schedule = FAST
+
+    def __init__(
+        self, *, learn_s: float = 0.0, hang: str | None = None, hang_once: bool = True, hang_after: int = 5
+    ) -> None:
+        self.learn_s = learn_s
+        self.hang_after = hang_after
+        self.calls = 0
+        self.hang = hang
+        self.hang_once = hang_once
+        self.hung = threading.Event()
+        self.release = threading.Event()
+        self.actions: list[tuple[float, Prediction]] = []
+        self.mitigated: list[float] = []
+        self.cleaned = 0
+
+    def _maybe_hang(self, where: str) -> None:
+        if self.hang != where:
+            return
+        self.calls += 1
+        if self.calls > self.hang_after and not (self.hang_once and self.hung.is_set()):
+            self.hung.set()
+            self.release.wait(10)
+
+    def collect(self) -> object:
+        return 1.0
+
+    def learn(self, obs: Any) -> None:
+        if self.learn_s:
+            end = time.perf_counter() + self.learn_s
+            while time.perf_counter() < end:  # burns CPU, holding the GIL between switches
+                pass
+        self._maybe_hang("learn")
+
+    def predict(self) -> object:
+        return "model"
+
+    def default_predict(self) -> object:
+        return "default"
+
+    def act(self, prediction: Prediction) -> None:
+        self.actions.append((time.monotonic(), prediction))
+        self._maybe_hang("act")
+
+    def mitigate(self) -> None:
+        self.mitigated.append(time.monotonic())
+
+    def clean_up(self) -> None:
+        self.cleaned += 1
+
+
+def run_live(*agents: Agent, seconds: float) -> LiveExecutor:
+    ex = LiveExecutor([AgentSpec(a) for a in agents], backend=NullBackend(), log=get_logger())
+    ex.start()
+    time.sleep(seconds)
+    for a in agents:
+        if isinstance(a, Probe):
+            a.release.set()
+    ex.stop()
+    return ex
+
+
+def test_hung_learner_turns_into_default_error_within_timeout_and_act_keeps_ticking() -> None:
+    probe = Probe(hang="learn")
+    ex = run_live(probe, seconds=0.8)
+    hung_at = next(t for t, p in probe.actions if p.reason == "error")
+    model_before = [t for t, p in probe.actions if p.source == "model"]
+    assert model_before, "the model ran before the hang"
+    # actuation never paused: gaps between act calls stay near act_every
+    times = [t for t, _ in probe.actions]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert max(gaps) < 0.1, max(gaps)
+    assert hung_at - model_before[0] < 1.0
+    assert ex.runners[0].state == "stopped"
+
+
+def test_hung_act_is_abandoned_and_mitigate_runs_on_a_fresh_lane() -> None:
+    probe = Probe(hang="act")
+    run_live(probe, seconds=0.6)
+    assert probe.hung.is_set()
+    assert len(probe.mitigated) == 1
+    # acting resumed on the new lane after the hang
+    after = [t for t, _ in probe.actions if t > probe.mitigated[0]]
+    assert len(after) >= 5
+
+
+def test_repeated_hangs_quarantine_the_agent_and_others_keep_running() -> None:
+    bad = Probe(hang="act", hang_once=False)
+    good = Probe()
+    good.name = "good"  # type: ignore[misc]
+    ex = run_live(bad, good, seconds=1.0)
+    states = {r.name: r.state for r in ex.runners}
+    assert states == {"probe": "quarantined", "good": "stopped"}
+    assert bad.cleaned == 1 and good.cleaned == 1
+    assert len(good.actions) > 30
+
+
+def test_cpu_hungry_learner_does_not_delay_another_agents_actuation() -> None:
+    hog = Probe(learn_s=0.015)  # 15 ms of pure-Python CPU every 20 ms
+    fast = Probe()
+    fast.name = "fast"  # type: ignore[misc]
+    ex = run_live(fast, hog, seconds=1.0)
+    late = sorted(ex.lateness("fast"))
+    p99 = late[int(len(late) * 0.99) - 1]
+    # generous bound for a loaded 2-core CI box; benchmarks/runtime.py measures the real figure
+    assert p99 < 0.02, p99
+
+
+def test_stop_runs_clean_up_once() -> None:
+    probe = Probe()
+    ex = run_live(probe, seconds=0.2)
+    assert probe.cleaned == 1
+    assert ex.loops_alive() is False  # stopped
