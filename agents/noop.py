@@ -10,6 +10,8 @@ from sol.sdk import Agent, Prediction, Schedule
 
 
 class NoopAgent(Agent):
+    """Does nothing, safely: the reference agent and the "no agent" baseline."""
+
     name = "noop"
     schedule = Schedule(collect_every=1.0, act_every=1.0, prediction_ttl=3.0, assess_every=10.0)
 

@@ -67,12 +67,15 @@ class LiveExecutor(ExecutorBase):
         specs: Sequence[AgentSpec],
         *,
         switch_interval: float | None = 0.0005,
-        advance_every: float = 0.01,
+        advance_every: float | None = None,
         **kw: Any,
     ) -> None:
         self._stop = threading.Event()
         super().__init__(specs, clock=MonotonicClock(self._stop), **kw)
         self.switch_interval = switch_interval
+        # Only a simulated node needs time pushed into it; a real host moves by itself.
+        if advance_every is None:
+            advance_every = 0.05 if getattr(self.backend, "name", "") == "sim" else 0.0
         self.advance_every = advance_every
         self._agents: list[_Agent] = []
         self._local = threading.local()
@@ -266,7 +269,10 @@ class LiveExecutor(ExecutorBase):
             if runner.start(self._context(spec, runner)):
                 self._spawn(agent, agent.model, self._model_loop)
                 self._spawn(agent, agent.actuator, self._actuator_loop)
-        for target, name in ((self._watchdog, "sol-watchdog"), (self._advancer, "sol-advance")):
+        helpers: list[tuple[Callable[[], None], str]] = [(self._watchdog, "sol-watchdog")]
+        if self.advance_every > 0:
+            helpers.append((self._advancer, "sol-advance"))
+        for target, name in helpers:
             t = threading.Thread(target=target, name=name, daemon=True)
             self._threads.append(t)
             t.start()

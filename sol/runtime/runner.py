@@ -109,6 +109,12 @@ class AgentRunner:
         # model and actuator lanes (and a live watchdog) touch shared state under this lock;
         # agent callbacks are never called while holding it.
         self.lock = threading.RLock()
+        # Hot-path counters are plain numbers read at scrape time (RuntimeMetrics collects
+        # them); a prometheus Counter.inc() costs a lock per callback.
+        self.tick_counts: dict[str, int] = {}
+        self.applied_counts: dict[tuple[str, str], int] = {}
+        self.model_cpu_s = 0.0
+        metrics.track(self)
 
     # -- helpers ----------------------------------------------------------------------
     def _call(self, side: Side, name: str, fn: Callable[..., Any], *args: Any) -> Outcome:
@@ -116,15 +122,12 @@ class AgentRunner:
         out = self.invoke(side, name, fn, args)
         if self.record:
             self.calls.append((t, name, out.describe()))
-        self.metrics.ticks.labels(self.name, name).inc()
-        if side == "model":
-            self._spend(out.cpu)
+        counts = self.tick_counts
+        counts[name] = counts.get(name, 0) + 1
+        if side == "model" and out.cpu > 0:
+            self._tokens -= out.cpu
+            self.model_cpu_s += out.cpu
         return out
-
-    def _spend(self, cpu: float) -> None:
-        if cpu > 0:
-            self._tokens -= cpu
-            self.metrics.model_cpu.labels(self.name).inc(cpu)
 
     def _publish(self, prediction: Prediction, effective: float) -> None:
         with self.lock:
@@ -355,7 +358,8 @@ class AgentRunner:
         t = self.clock.now() if not out.timed_out else now + self.schedule.callback_timeout
         if self.record:
             self.actions.append((now, prediction))
-        self.metrics.predictions.labels(self.name, prediction.source, prediction.reason or "").inc()
+        key = (prediction.source, prediction.reason or "")
+        self.applied_counts[key] = self.applied_counts.get(key, 0) + 1
         self.last_action = prediction
         if not out.ok:
             self._actuator_failed("act", out, at=t)

@@ -5,12 +5,14 @@ a run depends only on the agents, the backend and its seed. Callbacks take no vi
 unless they ``clock.consume()`` it (simulated work, injected slowness); a callback that takes
 longer than ``callback_timeout`` of virtual time is a timeout exactly as it would be live.
 A callback that *really* hangs (loops, sleeps) is interrupted by a wall-clock alarm when the
-executor runs on the main thread, and reported as a timeout too.
+executor runs on the main thread (a periodic ``SIGALRM`` checks the running call's wall
+deadline), and reported as a timeout too.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import signal
 import threading
 import time
@@ -29,6 +31,8 @@ _MODEL, _COLLECT, _PREDICT, _ASSESS_MODEL, _ACT, _ASSESS_PERF = range(6)
 #: A callback that really runs longer than this many wall seconds (or its timeout, if
 #: longer) is treated as hung even in virtual time.
 MIN_WALL_TIMEOUT = 0.25
+#: How often the wall-clock alarm checks for a really hung callback (seconds).
+ALARM_PERIOD = 0.05
 
 
 class _WallTimeout(BaseException):
@@ -55,19 +59,20 @@ class VirtualExecutor(ExecutorBase):
         self._heap: list[tuple[float, int, int, int]] = []
         self._seq = 0
         self._alarm_ok = False
-        self._current_timeout = 1.0
+        self._wall_deadline = math.inf
         self.events = 0
 
     # -- invocation -------------------------------------------------------------------
     def _invoker(self, runner_ref: list[AgentRunner]) -> Callable[[Side, str, Callable[..., Any], tuple[Any, ...]], Outcome]:
         clock = self.vclock
 
+        perf = time.perf_counter
+
         def invoke(side: Side, name: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Outcome:
             timeout = runner_ref[0].schedule.callback_timeout
             c0 = clock._consumed
-            armed = self._alarm_ok
-            if armed:
-                signal.setitimer(signal.ITIMER_REAL, max(timeout, MIN_WALL_TIMEOUT))
+            # the periodic alarm (see run) interrupts the call once this deadline has passed
+            self._wall_deadline = perf() + max(timeout, MIN_WALL_TIMEOUT)
             try:
                 value = fn(*args)
             except _WallTimeout:
@@ -80,8 +85,7 @@ class VirtualExecutor(ExecutorBase):
             else:
                 ok, err = True, None
             finally:
-                if armed:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
+                self._wall_deadline = math.inf
             duration = clock._consumed - c0
             if duration > timeout:
                 if side == "actuator":
@@ -93,7 +97,11 @@ class VirtualExecutor(ExecutorBase):
         return invoke
 
     def _on_alarm(self, signum: int, frame: Any) -> None:
-        raise _WallTimeout()
+        # A periodic tick, not one timer per callback (two syscalls per callback would cost
+        # more than the rest of the event loop): only a call past its deadline is interrupted.
+        if time.perf_counter() > self._wall_deadline:
+            self._wall_deadline = math.inf
+            raise _WallTimeout()
 
     # -- scheduling -------------------------------------------------------------------
     def _push(self, t: float, kind: int, idx: int) -> None:
@@ -144,6 +152,7 @@ class VirtualExecutor(ExecutorBase):
         old_handler: Any = None
         if self._alarm_ok:
             old_handler = signal.signal(signal.SIGALRM, self._on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, ALARM_PERIOD, ALARM_PERIOD)
         try:
             if not self.runners:
                 self.setup()

@@ -1,0 +1,3 @@
+from sol.cli import main
+
+raise SystemExit(main())
