@@ -1,0 +1,789 @@
+"""The undo journal: a durable before-image for every host write (DESIGN §4 guarantee 8).
+
+Before the first write to a host knob, the value it held is appended to this journal and
+fsync'd; only then is the write made. After a crash (SIGKILL included) the next start, or
+``sol restore`` run by systemd ``ExecStopPost=``, writes every before-image still open back
+to the host. If the before-image cannot be made durable, the write is not made.
+
+File format (one line each, UTF-8, ``\\n``-terminated)::
+
+    sol-undo-journal v1
+    <crc32 of payload, 8 hex digits> <compact JSON payload>
+    ...
+
+with payloads ``{"op":"open","id":N,"owner":...,"kind":...,"target":...,"before":...,"t":...}``
+and ``{"op":"close","id":N,"how":"restored"|"released"}``. Appends are single ``write(2)``
+calls on an ``O_APPEND`` descriptor; a torn or corrupt line is reported and skipped, never
+fatal: every intact record is kept. Compaction rewrites the open records to a temporary file
+in the same directory, fsyncs it, renames it over the journal and fsyncs the directory, so a
+crash at any point leaves either the old or the new journal, both complete.
+
+A sidecar ``<journal>.lock`` carries an exclusive ``flock`` (and the holder's pid), so two
+daemons, or a daemon and ``sol restore``, never work on one journal at once. The lock is not
+on the journal itself because compaction replaces the journal's inode.
+
+>>> import tempfile, pathlib, structlog
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> quiet = structlog.testing.CapturingLogger()
+>>> with UndoJournal.open(d / "undo.journal", log=quiet) as j:
+...     rid = j.record("demo", "file", "/tmp/knob", "1024\\n")
+...     j.record("demo", "file", "/tmp/knob", "2048\\n") == rid  # the oldest image is kept
+...     [(r.target, r.before) for r in j.open_records()]
+True
+[('/tmp/knob', '1024\\n')]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import threading
+import time
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeAlias
+
+import structlog
+
+if TYPE_CHECKING:
+    from sol.actuators.restorers import Restorer
+
+__all__ = [
+    "FORMAT_VERSION",
+    "JSONValue",
+    "JournalError",
+    "JournalFormatError",
+    "JournalLocked",
+    "RestoreFailure",
+    "RestoreReport",
+    "UndoJournal",
+    "UndoRecord",
+    "restore_command",
+]
+
+#: The journal format this code writes and reads. Bump it on any incompatible change.
+FORMAT_VERSION = 1
+_MAGIC = "sol-undo-journal"
+_HEADER = f"{_MAGIC} v{FORMAT_VERSION}\n".encode()
+
+JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
+CloseHow = Literal["restored", "released"]
+
+
+class JournalError(Exception):
+    """The journal cannot be used (I/O failure, closed, unreadable). No host write may follow."""
+
+
+class JournalLocked(JournalError):
+    """Another process (a running daemon, another ``sol restore``) holds the journal."""
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        holder = f"process {pid}" if pid is not None else "another process"
+        super().__init__(
+            f"undo journal {path} is locked by {holder}; stop that sol daemon first "
+            "(it restores on stop), or wait for it to exit"
+        )
+        self.path = path
+        self.pid = pid
+
+
+class JournalFormatError(JournalError):
+    """The file is not a journal this version of sol can read; refused rather than guessed at."""
+
+
+@dataclass(frozen=True, slots=True)
+class UndoRecord:
+    """One open before-image: what ``target`` (of restorer ``kind``) held before ``owner`` wrote."""
+
+    id: int
+    owner: str
+    kind: str
+    target: str
+    before: Any
+    #: wall-clock time (seconds since the epoch) the record was written, for operators
+    t: float
+
+    def describe(self) -> str:
+        return f"#{self.id} {self.kind} {self.target} (owner {self.owner})"
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreFailure:
+    record: UndoRecord
+    error: str
+
+
+@dataclass(slots=True)
+class RestoreReport:
+    """What a restore did: records put back (and closed), and those that stay open."""
+
+    restored: list[UndoRecord] = field(default_factory=list)
+    failed: list[RestoreFailure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        """One line for logs and the CLI.
+
+        >>> RestoreReport().summary()
+        'restored 0 before-image(s), 0 failed'
+        """
+        line = f"restored {len(self.restored)} before-image(s), {len(self.failed)} failed"
+        if self.failed:
+            line += ": " + "; ".join(f"{f.record.kind} {f.record.target}: {f.error}" for f in self.failed)
+        return line
+
+
+def _default_log() -> Any:
+    # A lazy proxy: it resolves the structlog configuration at each call, so loggers made
+    # before structlog is configured (or before capture_logs in tests) still behave.
+    return structlog.get_logger("sol.safety.journal")
+
+
+def _encode(payload: Mapping[str, Any]) -> bytes:
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+    return b"%08x %s\n" % (zlib.crc32(body), body)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _oserror_text(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno or 0, "EIO")
+    return f"{name}: {exc.strerror or exc}"
+
+
+@dataclass(slots=True)
+class _Parsed:
+    open: dict[int, UndoRecord]
+    next_id: int
+    dead_lines: int
+    problems: list[str]
+    #: the file does not end in a newline (a crash mid-append); an empty file counts too
+    torn_tail: bool
+    #: the file is empty: no header yet
+    empty: bool = False
+
+
+class UndoJournal:
+    """An append-only, checksummed, fsync'd journal of before-images. Use :meth:`open`.
+
+    Thread-safe within a process; exclusive across processes (``flock`` on a sidecar).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fd: int,
+        lock_fd: int,
+        parsed: _Parsed,
+        fsync: bool,
+        compact_after: int,
+        log: Any,
+    ) -> None:
+        self.path = path
+        #: corrupt or inconsistent lines found at open, with their line numbers
+        self.problems: list[str] = list(parsed.problems)
+        self._fd: int | None = fd
+        self._lock_fd: int | None = lock_fd
+        self._open: dict[int, UndoRecord] = dict(parsed.open)
+        self._by_key: dict[tuple[str, str], int] = {}
+        for rid in sorted(self._open):
+            self._by_key.setdefault((self._open[rid].kind, self._open[rid].target), rid)
+        self._next_id = parsed.next_id
+        self._dead_lines = parsed.dead_lines
+        self._fsync = fsync
+        self._compact_after = compact_after
+        self._log = log
+        self._mutex = threading.RLock()
+        #: set after an fsync failure or an append that could not be rolled back: the file's
+        #: state is unknown, so no further before-image may be trusted to it
+        self._broken: str | None = None
+        self._size = os.fstat(fd).st_size
+        #: end the torn last line before the next append (set only if compaction failed)
+        self._torn_tail = False
+
+    # -- opening --------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        log: Any = None,
+        fsync: bool = True,
+        compact_after: int = 1000,
+    ) -> UndoJournal:
+        """Open (creating if absent) and lock the journal at ``path``; load its open records.
+
+        Raises :class:`JournalLocked` if another process holds it, :class:`JournalFormatError`
+        for a file of another format or a newer version, :class:`JournalError` on I/O errors.
+        ``fsync=False`` drops the fsyncs (survives a process crash, not a power loss): tests only.
+        Compacts on open when there is anything to drop.
+        """
+        path = Path(path)
+        log = log if log is not None else _default_log()
+        if compact_after < 1:
+            raise ValueError(f"compact_after must be >= 1, got {compact_after}")
+        try:
+            created_dir = not path.parent.exists()
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if created_dir:
+                os.chmod(path.parent, 0o700)
+        except FileExistsError as exc:
+            raise JournalError(
+                f"cannot create the directory of undo journal {path}: ENOTDIR: "
+                f"{path.parent} exists and is not a directory"
+            ) from exc
+        except OSError as exc:
+            raise JournalError(
+                f"cannot create the directory of undo journal {path}: {_oserror_text(exc)}"
+            ) from exc
+        lock_fd = cls._lock(path)
+        # We hold the lock, so a temp file beside the journal is left over from a compaction
+        # a crash interrupted before its rename: the journal itself is complete without it.
+        for stale in path.parent.glob(f".{path.name}.tmp-*"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        fd: int | None = None
+        try:
+            if not path.exists():
+                cls._create(path, fsync=fsync)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+            parsed = cls._parse(path, cls._read_all(fd), log)
+            journal = cls(
+                path,
+                fd=fd,
+                lock_fd=lock_fd,
+                parsed=parsed,
+                fsync=fsync,
+                compact_after=compact_after,
+                log=log,
+            )
+        except OSError as exc:
+            if fd is not None:
+                os.close(fd)
+            os.close(lock_fd)
+            raise JournalError(f"cannot open undo journal {path}: {_oserror_text(exc)}") from exc
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            os.close(lock_fd)
+            raise
+        if parsed.dead_lines or parsed.problems or parsed.torn_tail:
+            try:
+                journal.compact()
+            except JournalError as exc:
+                if parsed.empty or journal._broken is not None:
+                    # No header could be written, or the file's state is unknown: unusable.
+                    journal.close()
+                    raise
+                # Not fatal: appends still work (a torn tail is ended first, see _append).
+                journal._torn_tail = parsed.torn_tail
+                log.warning("journal.compact_failed", path=str(path), error=str(exc))
+        log.info("journal.opened", path=str(path), open_records=len(journal._open))
+        return journal
+
+    @staticmethod
+    def _lock_path(path: Path) -> Path:
+        return path.with_name(path.name + ".lock")
+
+    @classmethod
+    def _lock(cls, path: Path) -> int:
+        lock_path = cls._lock_path(path)
+        try:
+            lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise JournalError(
+                f"cannot open the lock file {lock_path} of undo journal {path}: {_oserror_text(exc)}"
+            ) from exc
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid: int | None = None
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(os.pread(lock_fd, 32, 0).decode().strip())
+            os.close(lock_fd)
+            raise JournalLocked(path, pid) from None
+        except OSError as exc:
+            os.close(lock_fd)
+            raise JournalError(f"cannot lock undo journal {path}: {_oserror_text(exc)}") from exc
+        # The pid is advisory (for the message a second opener prints); the flock is the lock.
+        with contextlib.suppress(OSError):
+            os.ftruncate(lock_fd, 0)
+            os.pwrite(lock_fd, f"{os.getpid()}\n".encode(), 0)
+        return lock_fd
+
+    @classmethod
+    def _create(cls, path: Path, *, fsync: bool) -> None:
+        # Created whole (header included) under a temporary name and renamed into place, so
+        # a crash never leaves a journal without its header.
+        cls._replace(path, [_HEADER], fsync=fsync)
+        if fsync:
+            _fsync_dir(path.parent)
+
+    @staticmethod
+    def _replace(path: Path, chunks: list[bytes], *, fsync: bool) -> None:
+        """Write ``chunks`` to a temp file beside ``path``, fsync it, rename it over ``path``."""
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                data = b"".join(chunks)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    @staticmethod
+    def _read_all(fd: int) -> bytes:
+        chunks = []
+        offset = 0
+        while chunk := os.pread(fd, 1 << 20, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks)
+
+    @classmethod
+    def _parse(cls, path: Path, data: bytes, log: Any) -> _Parsed:
+        problems: list[str] = []
+
+        def problem(lineno: int, text: str) -> None:
+            problems.append(f"line {lineno}: {text}")
+            log.warning("journal.corrupt_record", path=str(path), line=lineno, problem=text)
+
+        lines = data.split(b"\n")
+        torn_tail = lines[-1] != b""  # data not ending in \n: a crash mid-append
+        tail = lines.pop()
+        if not lines:
+            if not tail:
+                # An empty file (created by hand, or by an older tool): treat as a fresh journal.
+                return _Parsed({}, 1, 0, [], torn_tail=True, empty=True)
+            raise JournalFormatError(
+                f"{path} has no complete header line: it is not a sol undo journal. Move it "
+                "aside (it may be restored by hand), then start sol again."
+            )
+        cls._check_header(path, lines[0])
+        open_records: dict[int, UndoRecord] = {}
+        closed: set[int] = set()
+        max_id = 0
+        dead = 0
+        for lineno, line in enumerate(lines[1:], start=2):
+            try:
+                payload = cls._decode(line)
+                op = payload.get("op")
+                rid = payload.get("id")
+                if not isinstance(rid, int) or isinstance(rid, bool) or rid < 1:
+                    raise ValueError(f"bad record id {rid!r}")
+                if op == "open":
+                    record = cls._record_from(payload)
+                    if rid in open_records or rid in closed:
+                        raise ValueError(f"duplicate open record for id {rid}")
+                    open_records[rid] = record
+                    max_id = max(max_id, rid)
+                elif op == "close":
+                    if payload.get("how") not in ("restored", "released"):
+                        raise ValueError(f"bad close kind {payload.get('how')!r}")
+                    if rid in closed:
+                        dead += 1
+                        problem(lineno, f"second close for id {rid} (ignored)")
+                        continue
+                    if rid not in open_records:
+                        raise ValueError(f"close for unknown id {rid}")
+                    del open_records[rid]
+                    closed.add(rid)
+                    max_id = max(max_id, rid)
+                    dead += 2  # this close and its open are both dead weight now
+                else:
+                    raise ValueError(f"unknown op {op!r}")
+            except ValueError as exc:
+                dead += 1
+                problem(lineno, f"{exc} (record skipped)")
+        if torn_tail:
+            problem(len(lines) + 1, "truncated record at the end (crash mid-append; skipped)")
+        return _Parsed(open_records, max_id + 1, dead, problems, torn_tail)
+
+    @staticmethod
+    def _check_header(path: Path, line: bytes) -> None:
+        text = line.decode("utf-8", "replace").strip()
+        magic, _, version = text.partition(" ")
+        if magic != _MAGIC or not version.startswith("v") or not version[1:].isdigit():
+            raise JournalFormatError(
+                f"{path} is not a sol undo journal (header {text[:60]!r}). Move it aside, "
+                "then start sol again; nothing was restored from it."
+            )
+        found = int(version[1:])
+        if found != FORMAT_VERSION:
+            raise JournalFormatError(
+                f"undo journal {path} has format v{found}; this sol reads v{FORMAT_VERSION}. "
+                f"Run `sol restore` with the sol release that wrote it (v{found} format) to put "
+                "the host back, then remove the file and start this release. Refusing to guess."
+            )
+
+    @staticmethod
+    def _decode(line: bytes) -> dict[str, Any]:
+        crc_text, sep, body = line.partition(b" ")
+        if not sep or len(crc_text) != 8:
+            raise ValueError("not a journal record")
+        try:
+            crc = int(crc_text, 16)
+        except ValueError:
+            raise ValueError("not a journal record") from None
+        if zlib.crc32(body) != crc:
+            raise ValueError("checksum mismatch")
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"bad JSON ({exc})") from None
+        if not isinstance(payload, dict):
+            raise ValueError("payload is not an object")
+        return payload
+
+    @staticmethod
+    def _record_from(payload: dict[str, Any]) -> UndoRecord:
+        for key in ("owner", "kind", "target"):
+            if not isinstance(payload.get(key), str):
+                raise ValueError(f"open record without a string {key!r}")
+        if "before" not in payload:
+            raise ValueError("open record without a before-image")
+        t = payload.get("t")
+        if isinstance(t, bool) or not isinstance(t, (int, float)):
+            raise ValueError("open record without a time")
+        return UndoRecord(
+            id=payload["id"],
+            owner=payload["owner"],
+            kind=payload["kind"],
+            target=payload["target"],
+            before=payload["before"],
+            t=float(t),
+        )
+
+    # -- writing --------------------------------------------------------------------------
+    def _check_usable(self) -> int:
+        if self._fd is None:
+            raise JournalError(f"undo journal {self.path} is closed")
+        if self._broken is not None:
+            raise JournalError(
+                f"undo journal {self.path} is unusable after an earlier failure ({self._broken}); "
+                "no further writes are journaled. Restart sol to restore and reopen it."
+            )
+        return self._fd
+
+    def _append(self, payload: Mapping[str, Any]) -> None:
+        fd = self._check_usable()
+        try:
+            line = _encode(payload)
+        except (TypeError, ValueError) as exc:
+            raise JournalError(f"cannot encode record for undo journal {self.path}: {exc}") from exc
+        if self._torn_tail:
+            # End the torn line first, so this record is not glued onto it (and lost).
+            line = b"\n" + line
+        try:
+            # One write(2) on an O_APPEND fd: the line lands whole at the end or not at all,
+            # short of a power loss, which the checksum then catches.
+            written = os.write(fd, line)
+            if written != len(line):
+                raise OSError(errno.EIO, f"short write ({written} of {len(line)} bytes)")
+        except OSError as exc:
+            self._roll_back_append()
+            raise JournalError(f"cannot append to undo journal {self.path}: {_oserror_text(exc)}") from exc
+        if self._fsync:
+            try:
+                os.fdatasync(fd)
+            except OSError as exc:
+                # After a failed fsync the kernel may have dropped the dirty pages: whether the
+                # record is on disk is unknown, and retrying cannot tell. Stop trusting the file.
+                self._broken = f"fsync failed: {_oserror_text(exc)}"
+                raise JournalError(
+                    f"cannot make undo journal {self.path} durable: {_oserror_text(exc)}"
+                ) from exc
+        self._size += len(line)
+        self._torn_tail = False
+
+    def _roll_back_append(self) -> None:
+        # A failed write may have left part of a line behind; cut the file back so the next
+        # record starts on a line of its own. If that fails too, the file is unusable.
+        assert self._fd is not None
+        try:
+            if os.fstat(self._fd).st_size != self._size:
+                os.ftruncate(self._fd, self._size)
+        except OSError as exc:
+            self._broken = f"could not undo a partial append: {_oserror_text(exc)}"
+
+    def record(self, owner: str, kind: str, target: str, before: JSONValue) -> int:
+        """Make ``before`` durable as the value to restore ``target`` to; return the record id.
+
+        If a record for ``(kind, target)`` is already open, its id is returned and nothing is
+        written: the oldest image is the state to go back to (and repeated writes stay cheap).
+        Raises :class:`JournalError` if the record could not be made durable: then the caller
+        must not write.
+        """
+        with self._mutex:
+            self._check_usable()
+            existing = self._by_key.get((kind, target))
+            if existing is not None:
+                held_by = self._open[existing].owner
+                if held_by != owner:
+                    self._log.warning(
+                        "journal.shared_target", kind=kind, target=target, owner=owner, held_by=held_by
+                    )
+                return existing
+            rid = self._next_id
+            t = time.time()
+            self._append(
+                {
+                    "op": "open",
+                    "id": rid,
+                    "owner": owner,
+                    "kind": kind,
+                    "target": target,
+                    "before": before,
+                    "t": t,
+                }
+            )
+            self._next_id = rid + 1
+            self._open[rid] = UndoRecord(rid, owner, kind, target, before, t)
+            self._by_key[(kind, target)] = rid
+            return rid
+
+    def open_records(self, owner: str | None = None) -> list[UndoRecord]:
+        """Open records (of ``owner``, or all), oldest first."""
+        with self._mutex:
+            return [r for _, r in sorted(self._open.items()) if owner is None or r.owner == owner]
+
+    def _close_record(self, record: UndoRecord, how: CloseHow) -> None:
+        self._append({"op": "close", "id": record.id, "how": how})
+        self._forget(record)
+
+    def _forget(self, record: UndoRecord) -> None:
+        del self._open[record.id]
+        if self._by_key.get((record.kind, record.target)) == record.id:
+            del self._by_key[(record.kind, record.target)]
+            # A duplicate open record for the same knob (possible only after an fsync
+            # failure) takes over, so a later write still finds the key open.
+            for rid in sorted(self._open):
+                other = self._open[rid]
+                if (other.kind, other.target) == (record.kind, record.target):
+                    self._by_key[(record.kind, record.target)] = rid
+                    break
+        self._dead_lines += 2
+
+    def restore(
+        self,
+        restorers: Mapping[str, Restorer],
+        owner: str | None = None,
+        log: Any = None,
+    ) -> RestoreReport:
+        """Write every open before-image (of ``owner``, or all) back, newest first.
+
+        Each success is closed as ``restored``. A failure (no restorer for the kind, an
+        ``OSError``, a read-back mismatch, ...) is collected in the report, never raised; that
+        record stays open and the others continue. Running it again does only what is left.
+        Raises :class:`JournalError` only if the journal is closed.
+        """
+        log = log if log is not None else self._log
+        report = RestoreReport()
+        with self._mutex:
+            if self._fd is None:
+                raise JournalError(f"undo journal {self.path} is closed")
+            # Newest first: if two records ever cover related state, the oldest image is
+            # the last one written, so the host ends in the state before the first write.
+            for record in reversed(self.open_records(owner)):
+                restorer = restorers.get(record.kind)
+                if restorer is None:
+                    known = ", ".join(sorted(restorers)) or "none"
+                    error = f"no restorer for kind {record.kind!r} (known: {known})"
+                    report.failed.append(RestoreFailure(record, error))
+                    log.error("journal.restore_failed", record=record.describe(), error=error)
+                    continue
+                try:
+                    restorer(record.target, record.before)
+                except Exception as exc:
+                    error = _oserror_text(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+                    report.failed.append(RestoreFailure(record, error))
+                    log.error("journal.restore_failed", record=record.describe(), error=error)
+                    continue
+                try:
+                    self._close_record(record, "restored")
+                except JournalError as exc:
+                    # The host holds the before-image; only the bookkeeping failed, so the
+                    # next restore writes the same value again (harmless) and closes it.
+                    error = f"restored, but the close record was not written: {exc}"
+                    report.failed.append(RestoreFailure(record, error))
+                    log.error("journal.restore_failed", record=record.describe(), error=error)
+                    continue
+                report.restored.append(record)
+                log.info("journal.restored", record=record.describe(), before=record.before)
+            self._maybe_compact()
+        log.info("journal.restore_done", summary=report.summary(), owner=owner)
+        return report
+
+    def release(self, owner: str | None = None) -> list[UndoRecord]:
+        """Close open records (of ``owner``, or all) without restoring: keep the host as it is.
+
+        This is rollback policy ``not_on_exit``. Raises :class:`JournalError` if a close
+        record cannot be written (those records stay open and would be restored later).
+        """
+        released: list[UndoRecord] = []
+        with self._mutex:
+            for record in self.open_records(owner):
+                self._close_record(record, "released")
+                released.append(record)
+            self._maybe_compact()
+        if released:
+            self._log.info("journal.released", count=len(released), owner=owner)
+        return released
+
+    def _maybe_compact(self) -> None:
+        if self._dead_lines <= self._compact_after or self._fd is None or self._broken is not None:
+            return
+        try:
+            self.compact()
+        except JournalError as exc:
+            self._log.warning("journal.compact_failed", path=str(self.path), error=str(exc))
+
+    def compact(self) -> None:
+        """Atomically rewrite the journal with only its open records (ids kept).
+
+        Temp file in the same directory, fsync, rename over the journal, fsync the directory:
+        a crash at any point leaves the old journal or the new one, never a mix.
+        """
+        with self._mutex:
+            fd = self._check_usable()
+            chunks = [_HEADER]
+            for record in self.open_records():
+                chunks.append(
+                    _encode(
+                        {
+                            "op": "open",
+                            "id": record.id,
+                            "owner": record.owner,
+                            "kind": record.kind,
+                            "target": record.target,
+                            "before": record.before,
+                            "t": record.t,
+                        }
+                    )
+                )
+            try:
+                self._replace(self.path, chunks, fsync=self._fsync)
+            except OSError as exc:
+                # Nothing was renamed: the old journal and our descriptor are intact.
+                raise JournalError(f"cannot compact undo journal {self.path}: {_oserror_text(exc)}") from exc
+            # From here on the path names the new file: appends must go there.
+            try:
+                new_fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+            except OSError as exc:
+                self._broken = f"cannot reopen after compaction: {_oserror_text(exc)}"
+                raise JournalError(f"cannot reopen undo journal {self.path}: {_oserror_text(exc)}") from exc
+            os.close(fd)
+            self._fd = new_fd
+            self._size = os.fstat(new_fd).st_size
+            self._dead_lines = 0
+            self._torn_tail = False
+            if self._fsync:
+                try:
+                    _fsync_dir(self.path.parent)
+                except OSError as exc:
+                    # The rename may not survive a power loss, and records appended to the new
+                    # file would be lost with it. Stop trusting the journal.
+                    self._broken = f"directory fsync after compaction failed: {_oserror_text(exc)}"
+                    raise JournalError(f"undo journal {self.path}: {self._broken}") from exc
+            self._log.debug("journal.compacted", path=str(self.path), open_records=len(self._open))
+
+    # -- lifetime -------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def close(self) -> None:
+        """Close the journal and release the lock. Open records stay on disk for later restore."""
+        with self._mutex:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            if self._lock_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._lock_fd, 0)
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def __enter__(self) -> UndoJournal:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[UndoRecord]:
+        return iter(self.open_records())
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self._open)} open"
+        return f"<UndoJournal {str(self.path)!r} {state}>"
+
+
+def restore_command(journal_path: Path, *, out: TextIO) -> int:
+    """``sol restore``: put back every open before-image. Safe to run any number of times.
+
+    Exit status: 0 nothing failed (a missing journal included), 1 some restore failed or the
+    journal is unreadable, 3 a running daemon holds the journal.
+    """
+    # Imported here: actuators build on this module, so a top-level import could cycle.
+    from sol.actuators.restorers import default_restorers
+
+    journal_path = Path(journal_path)
+    if not journal_path.exists():
+        print(f"no undo journal at {journal_path}: nothing to restore", file=out)
+        return 0
+    try:
+        journal = UndoJournal.open(journal_path)
+    except JournalLocked as exc:
+        print(f"sol restore: {exc}", file=out)
+        return 3
+    except JournalError as exc:
+        print(f"sol restore: {exc}", file=out)
+        return 1
+    with journal:
+        for problem in journal.problems:
+            print(f"corrupt record skipped in {journal_path}: {problem}", file=out)
+        pending = len(journal)
+        if not pending:
+            print(f"undo journal {journal_path}: nothing to restore", file=out)
+            return 0
+        print(f"undo journal {journal_path}: {pending} open before-image(s)", file=out)
+        report = journal.restore(default_restorers())
+        for record in report.restored:
+            print(f"restored  {record.describe()} -> {record.before!r}", file=out)
+        for failure in report.failed:
+            print(f"FAILED    {failure.record.describe()}: {failure.error}", file=out)
+        print(report.summary(), file=out)
+        return 0 if report.ok else 1
