@@ -58,7 +58,15 @@ def build_specs(config: Config, registry: Registry) -> Prepared:
     return Prepared(specs, problems)
 
 
-def build_backend(config: Config, *, clock_start: float, scenario: str | None = None, trace: Path | None = None) -> Backend:
+def build_backend(
+    config: Config,
+    *,
+    clock_start: float,
+    scenario: str | None = None,
+    trace: Path | None = None,
+    journal: Any = None,
+    clock: Any = None,
+) -> Backend:
     if config.backend == "sim":
         from sol.sim.scenarios import get_scenario, scenario_from_trace
 
@@ -72,7 +80,7 @@ def build_backend(config: Config, *, clock_start: float, scenario: str | None = 
             "backend = \"linux\" is not available in this build (sol.linux is missing); "
             "use backend = \"sim\""
         ) from exc
-    linux: Backend = LinuxBackend.from_config(config)
+    linux: Backend = LinuxBackend.from_config(config, journal=journal, clock=clock)
     return linux
 
 
@@ -119,7 +127,9 @@ def run_daemon(
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     journal = open_journal(config, log)
     try:
-        backend = build_backend(config, clock_start=time.monotonic())
+        from sol.runtime.clock import MonotonicClock
+
+        backend = build_backend(config, clock_start=time.monotonic(), journal=journal, clock=MonotonicClock())
         executor = LiveExecutor(
             prepared.specs,
             backend=backend,

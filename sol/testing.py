@@ -221,6 +221,59 @@ def check_agent(
         if bad:
             fail("survives_failing_collect", "a model prediction was applied although collect() always failed")
 
+    def never_learns_invalid_data() -> None:
+        a = factory()
+        learned: list[Any] = []
+        a.validate = lambda obs: False  # type: ignore[method-assign]
+        original_learn = a.learn
+        a.learn = lambda obs: learned.append(obs) or original_learn(obs)  # type: ignore[method-assign]
+        r = run(a)
+        if learned:
+            fail("never_learns_invalid_data", f"learn() got {len(learned)} observation(s) that failed validate()")
+        if any(p.source == "model" for _, p in r.actions):
+            fail("never_learns_invalid_data", "a model prediction was applied although no observation was valid")
+
+    def survives_hung_learner() -> None:
+        a = factory()
+        calls = [0]
+
+        def hang(obs: Any) -> None:
+            calls[0] += 1
+            if calls[0] > 3:
+                a.ctx.clock.consume(math.inf)  # never returns, in virtual time
+            else:
+                original(obs)
+
+        original = a.learn
+        a.learn = hang  # type: ignore[method-assign]
+        r = run(a)
+        ttl = type(a).schedule.prediction_ttl
+        stale = [(t, p) for t, p in r.actions if p.source == "model" and t - p.created_at >= ttl]
+        if stale:
+            fail("survives_hung_learner", f"a prediction older than prediction_ttl was applied at t={stale[0][0]:g}")
+        if r.actions and r.actions[-1][1].source != "default":
+            fail("survives_hung_learner", "model predictions kept being applied while learn() hung")
+
+    def mitigates_failing_act() -> None:
+        a = factory()
+        mitigations = [0]
+        original_mitigate = a.mitigate
+
+        def act(prediction: Prediction) -> None:
+            raise OSError("EIO: write failed")
+
+        def mitigate() -> None:
+            mitigations[0] += 1
+            original_mitigate()
+
+        a.act = act  # type: ignore[method-assign]
+        a.mitigate = mitigate  # type: ignore[method-assign]
+        r = run(a)
+        if not mitigations[0]:
+            fail("mitigates_failing_act", "mitigate() never ran although act() always failed")
+        if r.state != "quarantined":
+            fail("mitigates_failing_act", f"an agent whose act() always fails ended {r.state}, not quarantined")
+
     def acts_on_defaults() -> None:
         a = factory()
         a.assess_model = lambda: False  # type: ignore[method-assign]
@@ -228,7 +281,8 @@ def check_agent(
         errors = [c for c in r.errors() if c[1] in ("act", "default_predict")]
         if errors:
             fail("acts_on_defaults", f"act() failed on default predictions: {errors[0]}")
-        if any(p.source == "model" for _, p in r.actions):
+        first_assess = type(a).schedule.assess_every
+        if any(p.source == "model" for t, p in r.actions if t > first_assess):
             fail("acts_on_defaults", "a model prediction was applied while assess_model() failed")
 
     def mitigate_and_clean_up_are_idempotent() -> None:
@@ -268,6 +322,9 @@ def check_agent(
         default_is_always_available,
         deterministic,
         survives_failing_collect,
+        never_learns_invalid_data,
+        survives_hung_learner,
+        mitigates_failing_act,
         acts_on_defaults,
         mitigate_and_clean_up_are_idempotent,
         stop_leaves_nothing_open,

@@ -78,11 +78,16 @@ class ExecutorBase:
         self.runners: list[AgentRunner] = []
 
     def _restore_fn(self) -> Callable[[str], Any] | None:
-        journal, restorers = self.journal, self.restorers
+        journal, restorers, backend = self.journal, self.restorers, self.backend
         if journal is None:
             return None
 
         def restore(owner: str) -> Any:
+            # Revoke first: a write still in flight on a hung thread must not land after
+            # the restore and leave the host changed with no open undo record.
+            revoke: Callable[[str], None] | None = getattr(backend, "revoke", None)
+            if revoke is not None:
+                revoke(owner)
             return journal.restore(restorers or {}, owner=owner, log=self.log)
 
         return restore

@@ -1,0 +1,107 @@
+"""The example agent of docs/writing-an-agent.md: lend idle cores, predicted with an EWMA.
+
+Each second it reads how many cores the primary workloads used, smooths that with an
+exponentially weighted moving average, and lends the cores the primaries should not need
+(total − predicted − margin) to the harvest group. It is deliberately small: the production
+harvester (``cpu_harvest``) predicts the peak with a cost-sensitive learner instead.
+
+Everything an agent needs to be safe is here, in a few lines each:
+
+- ``validate`` rejects NaN, out-of-range and stale readings (they are never learned from);
+- ``assess_model`` fails when the EWMA under-predicted too often lately;
+- ``default_predict`` lends nothing, the decision that cannot hurt the primaries;
+- ``assess_performance`` fails when the primaries stall waiting for a CPU (PSI);
+- ``mitigate`` and ``clean_up`` give every core back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sol.facilities import CpuUsage
+from sol.predictors.online import EWMA
+from sol.safety.assessors import UnderPredictionRate
+from sol.safety.validators import Fresh, all_of, finite, in_range
+from sol.sdk import Agent, Context, Prediction, Schedule, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    #: weight of the newest reading in the average (0..1]
+    alpha: float = 0.3
+    #: cores kept free above the prediction
+    margin_cores: float = 1.0
+    #: assess_model fails above this share of under-predicted windows
+    max_under_rate: float = 0.2
+    #: assess_performance fails when primaries stall on CPU more than this share of the
+    #: time (PSI ``some`` over the last 10 s)
+    max_primary_pressure: float = 0.10
+
+
+class ExampleEwmaAgent(Agent):
+    """Lends idle cores to the harvest group, predicting primary usage with an EWMA."""
+
+    name = "example_ewma"
+    schedule = Schedule(collect_every=1.0, act_every=1.0, prediction_ttl=3.0, assess_every=5.0)
+    Params = Params
+
+    def setup(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.p: Params = ctx.config
+        if ctx.sensors.cpu is None or ctx.actuators.cpu is None:
+            raise RuntimeError("example_ewma needs a node with a cpu facility")
+        self.cpu = ctx.sensors.cpu
+        self.harvest = ctx.actuators.cpu
+        self.total = self.cpu.total_cores()
+        self.model = EWMA(alpha=self.p.alpha)
+        self.under = UnderPredictionRate(window=30, max_rate=self.p.max_under_rate, min_count=10)
+        self.fresh = Fresh(max_age=3 * self.schedule.collect_every)
+        self.last_need: float | None = None
+
+    # -- model side -------------------------------------------------------------------
+    def collect(self) -> CpuUsage:
+        usage: CpuUsage = self.cpu.usage("primary")
+        return usage
+
+    def validate(self, obs: CpuUsage) -> Verdict:
+        return all_of(
+            finite(obs.cores, "primary cores"),
+            in_range(obs.cores, 0, self.total, "primary cores"),
+            self.fresh.check(obs.t, self.ctx.clock.now()),
+        )
+
+    def learn(self, obs: CpuUsage) -> None:
+        if self.last_need is not None:
+            self.under.update(predicted=self.last_need, observed=obs.cores)
+        self.model.learn_one({}, obs.cores)
+
+    def predict(self) -> int:
+        need = self.model.predict_one({}) + self.p.margin_cores
+        self.last_need = need
+        return max(0, self.total - math.ceil(need))
+
+    def assess_model(self) -> Verdict:
+        return self.under.verdict()
+
+    def default_predict(self) -> int:
+        return 0
+
+    # -- actuator side ----------------------------------------------------------------
+    def act(self, prediction: Prediction) -> None:
+        cores = int(prediction.value)
+        if cores != self.harvest.harvest_cores():
+            self.harvest.set_harvest_cores(cores)
+
+    def assess_performance(self) -> Verdict:
+        stall = self.cpu.pressure("primary").some_avg10
+        if stall > self.p.max_primary_pressure:
+            return Verdict.fail(f"primaries stalled on CPU {stall:.0%} of the last 10 s")
+        return Verdict.ok()
+
+    def mitigate(self) -> None:
+        self.harvest.set_harvest_cores(0)
+
+    def clean_up(self) -> None:
+        if getattr(self, "harvest", None) is not None:
+            self.harvest.set_harvest_cores(0)

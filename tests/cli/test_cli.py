@@ -1,0 +1,184 @@
+"""`sol` as an operator runs it: real subprocesses, real files, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+PLUGIN = '''
+from sol import Agent, Schedule
+
+
+class _Base(Agent):
+    schedule = Schedule(collect_every=0.1, act_every=0.1, prediction_ttl=0.5, assess_every=1.0)
+
+    def collect(self):
+        return 1
+
+    def predict(self):
+        return 1
+
+    def default_predict(self):
+        return 0
+
+    def act(self, prediction):
+        pass
+
+
+class BadSetup(_Base):
+    """Its setup always raises."""
+
+    name = "bad_setup"
+
+    def setup(self, ctx):
+        raise RuntimeError("cgroup /sys/fs/cgroup/cpu/nope does not exist")
+
+
+class Steady(_Base):
+    """A healthy third-party agent."""
+
+    name = "steady"
+'''
+
+
+@pytest.fixture
+def plugin_path(tmp_path: Path) -> Path:
+    """A third-party distribution on sys.path, registering agents via the entry point."""
+    root = tmp_path / "site"
+    (root / "solplug").mkdir(parents=True)
+    (root / "solplug" / "__init__.py").write_text(PLUGIN)
+    (root / "solplug" / "broken.py").write_text("import does_not_exist_anywhere\n")
+    dist = root / "solplug-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: solplug\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[sol.agents]\nbad_setup = solplug:BadSetup\nsteady = solplug:Steady\nbroken = solplug.broken:Agent\n"
+    )
+    return root
+
+
+def sol(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k != "SOL_CONFIG"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "sol", *args], capture_output=True, text=True, timeout=timeout, env=full_env
+    )
+
+
+def write_config(tmp_path: Path, body: str) -> Path:
+    cfg = tmp_path / "sol.toml"
+    # the body first: top-level keys must come before any table
+    cfg.write_text(textwrap.dedent(body) + f'\n[paths]\nstate_dir = "{tmp_path / "state"}"\n')
+    return cfg
+
+
+def events(stdout: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["bogus"], ["run", "--duration", "soon"], ["sim", "--duration", "-1"], ["run", "--frobnicate"]],
+    ids=["no-command", "unknown-command", "bad-duration", "negative-duration", "unknown-flag"],
+)
+def test_wrong_arguments_print_usage_and_exit_2(args: list[str]) -> None:
+    proc = sol(*args)
+    assert proc.returncode == 2
+    assert "usage: sol" in proc.stderr
+
+
+def test_agents_lists_builtins_and_plugins_and_reports_broken_plugins(plugin_path: Path) -> None:
+    proc = sol("agents", env={"PYTHONPATH": str(plugin_path)})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "noop" in out and "example_ewma" in out and "steady" in out and "plugin solplug" in out
+    assert "broken" in out and "UNAVAILABLE" in out and "does_not_exist_anywhere" in out
+
+
+def test_check_config_names_key_and_line(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, '\nrollback = "sometimes"\n[agents.noop.schedule]\ncolect_every = 1\n')
+    proc = sol("check-config", str(cfg))
+    assert proc.returncode == 1
+    assert f"{cfg}:2: rollback" in proc.stdout
+    assert f"{cfg}:4: agents.noop.schedule.colect_every" in proc.stdout
+    assert "colect_every" in proc.stdout and "unknown key" in proc.stdout
+
+
+def test_run_with_broken_config_exits_1_and_names_the_problem(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "[agents.noop]\nenabled = 'yes'\n")
+    proc = sol("run", "--config", str(cfg), "--duration", "1s")
+    assert proc.returncode == 1
+    assert "agents.noop.enabled" in proc.stderr and "check-config" in proc.stderr
+
+
+def test_run_with_unknown_agent_lists_the_known_names(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "[agents.no_such_agent]\n")
+    proc = sol("run", "--config", str(cfg), "--duration", "1s")
+    assert proc.returncode == 1
+    assert "no_such_agent" in proc.stderr and "noop" in proc.stderr
+
+
+def test_run_ends_by_itself_and_logs_json_what_agents_do(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "[agents.noop]\n")
+    proc = sol("run", "--config", str(cfg), "--duration", "1.5s")
+    assert proc.returncode == 0, proc.stderr
+    evs = events(proc.stdout)
+    names = [e["event"] for e in evs]
+    for expected in ("daemon.starting", "agent.started", "runtime.started", "agent.final", "daemon.stopped"):
+        assert expected in names
+    final = next(e for e in evs if e["event"] == "agent.final")
+    assert final["agent"] == "noop" and final["state"] == "stopped"
+
+
+def test_run_keeps_other_agents_when_one_fails_setup(tmp_path: Path, plugin_path: Path) -> None:
+    cfg = write_config(tmp_path, "[agents.bad_setup]\n[agents.steady]\n")
+    proc = sol("run", "--config", str(cfg), "--duration", "1s", env={"PYTHONPATH": str(plugin_path)})
+    assert proc.returncode == 0, proc.stderr
+    evs = events(proc.stdout)
+    failed = [e for e in evs if e["event"] == "agent.setup_failed"]
+    assert failed and failed[0]["agent"] == "bad_setup" and "nope does not exist" in str(failed[0]["error"])
+    finals = {e["agent"]: e for e in evs if e["event"] == "agent.final"}
+    assert finals["steady"]["state"] == "stopped" and finals["bad_setup"]["state"] == "failed"
+    applied = finals["steady"]["applied"]
+    assert isinstance(applied, dict) and applied.get("model", 0) > 3
+
+
+def test_run_restores_leftovers_of_a_crashed_run_and_reports_a_corrupt_journal(tmp_path: Path) -> None:
+    from sol.safety.journal import UndoJournal
+
+    knob = tmp_path / "knob"
+    knob.write_text("changed\n")
+    journal_path = tmp_path / "state" / "undo.journal"
+    with UndoJournal.open(journal_path) as j:
+        j.record("crashed_agent", "file", str(knob), "original")
+    with journal_path.open("a") as f:
+        f.write("deadbeef {not json\n")  # a torn, corrupt tail
+    cfg = write_config(tmp_path, "[agents.noop]\n")
+    proc = sol("run", "--config", str(cfg), "--duration", "0.5s")
+    assert proc.returncode == 0, proc.stderr
+    names = [e["event"] for e in events(proc.stdout)]
+    assert "journal.leftovers" in names and "journal.restored" in names
+    assert any("corrupt" in n or n == "journal.problem" for n in names)
+    assert knob.read_text().strip() == "original"
+
+
+def test_restore_command_is_idempotent(tmp_path: Path) -> None:
+    from sol.safety.journal import UndoJournal
+
+    knob = tmp_path / "knob"
+    knob.write_text("changed\n")
+    journal_path = tmp_path / "undo.journal"
+    with UndoJournal.open(journal_path) as j:
+        j.record("agent", "file", str(knob), "original")
+    first = sol("restore", "--journal", str(journal_path))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert knob.read_text().strip() == "original"
+    second = sol("restore", "--journal", str(journal_path))
+    assert second.returncode == 0
+    assert "nothing to restore" in second.stdout.lower() or "0 restored" in second.stdout.lower()
