@@ -79,7 +79,8 @@ class ExampleEwmaAgent(Agent):
     def predict(self) -> int:
         need = self.model.predict_one({}) + self.p.margin_cores
         self.last_need = need
-        return max(0, self.total - math.ceil(need))
+        lend: int = max(0, self.total - math.ceil(need))
+        return lend
 
     def assess_model(self) -> Verdict:
         return self.under.verdict()

@@ -141,7 +141,10 @@ def main() -> None:
     args = ap.parse_args()
     configure("json", "error", stream=open(os.devnull, "w"))  # noqa: SIM115
     q = args.quick
-    print(f"# benchmarks/runtime.py on {platform.node()} ({os.cpu_count()} CPUs, Python {platform.python_version()})")
+    print(
+        f"# benchmarks/runtime.py on {platform.node()} "
+        f"({os.cpu_count()} CPUs, Python {platform.python_version()})"
+    )
 
     per_cb_virtual, cb_per_s, speed = virtual_bench(600.0 if q else 3600.0)
     per_cb_live = live_overhead(2.0 if q else 10.0)
@@ -165,8 +168,11 @@ def main() -> None:
     rows = []
     for label, lat in (("without hog", base), ("with CPU hog", hog)):
         rows.append(
-            (label, f"p50 {pct(lat, 0.5) * 1e3:.3f} ms  p99 {pct(lat, 0.99) * 1e3:.3f} ms  "
-             f"max {max(lat) * 1e3:.3f} ms  (n={len(lat)})")
+            (
+                label,
+                f"p50 {pct(lat, 0.5) * 1e3:.3f} ms  p99 {pct(lat, 0.99) * 1e3:.3f} ms  "
+                f"max {max(lat) * 1e3:.3f} ms  (n={len(lat)})",
+            )
         )
     rows.append(("p99 ratio hog/without", f"{pct(hog, 0.99) / max(pct(base, 0.99), 1e-9):.2f}x"))
     rows.append(("target", f"p99 <= 5 ms with the hog: {'MET' if pct(hog, 0.99) <= 0.005 else 'MISSED'}"))
@@ -176,8 +182,14 @@ def main() -> None:
     table(
         "Daemon cost, 4 idle agents at 1 Hz (live executor)",
         [
-            ("CPU % of one core", f"{cpu_pct:.2f} %  (target <= 1 %: {'MET' if cpu_pct <= 1.0 else 'MISSED'})"),
-            ("RSS", f"{rss:.1f} MiB (peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB)"),
+            (
+                "CPU % of one core",
+                f"{cpu_pct:.2f} %  (target <= 1 %: {'MET' if cpu_pct <= 1.0 else 'MISSED'})",
+            ),
+            (
+                "RSS",
+                f"{rss:.1f} MiB (peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB)",
+            ),
         ],
     )
     sys.stdout.flush()

@@ -56,12 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(run)
     run.add_argument("--duration", type=_duration, metavar="D", help="stop by itself after D (e.g. 30s, 10m)")
     run.add_argument("--backend", choices=["sim", "linux"], help="override the config's backend")
-    run.add_argument("--dry-run", action="store_true", help="every agent in dry-run: log writes, change nothing")
+    run.add_argument(
+        "--dry-run", action="store_true", help="every agent in dry-run: log writes, change nothing"
+    )
     run.add_argument("--log-format", choices=["auto", "json", "console"], help="override [log] format")
 
     sim = sub.add_parser("sim", help="simulate a node in virtual time and print a summary")
     with_config(sim)
-    sim.add_argument("--duration", type=_duration, default=3600.0, metavar="D", help="virtual time (default 1h)")
+    sim.add_argument(
+        "--duration", type=_duration, default=3600.0, metavar="D", help="virtual time (default 1h)"
+    )
     src = sim.add_mutually_exclusive_group()
     src.add_argument("--scenario", metavar="NAME", help="a named scenario (see --list-scenarios)")
     src.add_argument("--trace", type=Path, metavar="PATH", help="replay a public trace file")
@@ -79,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     restore = sub.add_parser("restore", help="roll back every open undo record")
     with_config(restore)
-    restore.add_argument("--journal", type=Path, metavar="FILE", help="the journal (default: from the config)")
+    restore.add_argument(
+        "--journal", type=Path, metavar="FILE", help="the journal (default: from the config)"
+    )
 
     data = sub.add_parser("data", help="public traces: list and fetch")
     try:
@@ -158,9 +164,7 @@ def _dispatch(args: argparse.Namespace, registry: Registry, out: TextIO, err: Te
         if args.backend:
             config = replace(config, backend=args.backend)
         if args.dry_run:
-            config = replace(
-                config, agents={n: replace(a, dry_run=True) for n, a in config.agents.items()}
-            )
+            config = replace(config, agents={n: replace(a, dry_run=True) for n, a in config.agents.items()})
         configure(args.log_format or config.log.format, config.log.level)
         return run_daemon(config, duration=args.duration)
 
@@ -173,7 +177,9 @@ def _dispatch(args: argparse.Namespace, registry: Registry, out: TextIO, err: Te
             for info in list_scenarios():
                 print(f"{info.name:<24} {info.description}", file=out)
             return EXIT_OK
-        configure("console" if args.verbose else "json", "info" if args.verbose else "error", stream=sys.stderr)
+        configure(
+            "console" if args.verbose else "json", "info" if args.verbose else "error", stream=sys.stderr
+        )
         return run_simulation(
             config,
             duration=args.duration,
@@ -199,7 +205,12 @@ def _agents(registry: Registry, out: TextIO) -> int:
         s = cls.schedule
         doc = (cls.__doc__ or "").strip().splitlines()
         rows.append(
-            (entry.name, entry.origin, f"collect {s.collect_every:g}s / act {s.act_every:g}s", doc[0] if doc else "")
+            (
+                entry.name,
+                entry.origin,
+                f"collect {s.collect_every:g}s / act {s.act_every:g}s",
+                doc[0] if doc else "",
+            )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:

@@ -70,15 +70,16 @@ def build_backend(
     if config.backend == "sim":
         from sol.sim.scenarios import get_scenario, scenario_from_trace
 
-        sc = scenario_from_trace(trace) if trace is not None else get_scenario(scenario or config.sim.scenario)
+        sc = (
+            scenario_from_trace(trace) if trace is not None else get_scenario(scenario or config.sim.scenario)
+        )
         node: Backend = sc.build(config.sim.seed, clock_start=clock_start)
         return node
     try:
         from sol.linux import LinuxBackend  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
         raise DaemonError(
-            "backend = \"linux\" is not available in this build (sol.linux is missing); "
-            "use backend = \"sim\""
+            'backend = "linux" is not available in this build (sol.linux is missing); use backend = "sim"'
         ) from exc
     linux: Backend = LinuxBackend.from_config(config, journal=journal, clock=clock)
     return linux
@@ -209,7 +210,9 @@ class _Reporter:
                 state=r.state,
                 applied=dict(delta),
                 last_value=_short(last.value) if last else None,
-                last_source=f"{last.source}/{last.reason}" if last and last.reason else (last.source if last else None),
+                last_source=f"{last.source}/{last.reason}"
+                if last and last.reason
+                else (last.source if last else None),
             )
         truth = self.backend.ground_truth()
         if truth:

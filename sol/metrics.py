@@ -29,11 +29,17 @@ class RuntimeMetrics:
         r = self.registry
         self._tracked: list[Tracked] = []
         r.register(_HotCounters(self._tracked))
-        self.errors = Counter("sol_agent_errors", "Callback errors and timeouts", ["agent", "callback", "kind"], registry=r)
+        self.errors = Counter(
+            "sol_agent_errors", "Callback errors and timeouts", ["agent", "callback", "kind"], registry=r
+        )
         self.mitigations = Counter("sol_agent_mitigations", "mitigate() runs", ["agent", "cause"], registry=r)
         self.quarantines = Counter("sol_agent_quarantines", "Agents quarantined", ["agent"], registry=r)
-        self.invalid = Counter("sol_agent_invalid_observations", "Observations that failed validate()", ["agent"], registry=r)
-        self.deferred = Counter("sol_agent_budget_deferrals", "Model ticks deferred by the CPU budget", ["agent"], registry=r)
+        self.invalid = Counter(
+            "sol_agent_invalid_observations", "Observations that failed validate()", ["agent"], registry=r
+        )
+        self.deferred = Counter(
+            "sol_agent_budget_deferrals", "Model ticks deferred by the CPU budget", ["agent"], registry=r
+        )
         self.latency = Histogram(
             "sol_agent_callback_seconds",
             "Callback latency",
@@ -77,11 +83,17 @@ class _HotCounters(Collector):
         self._tracked = tracked
 
     def collect(self) -> Iterator[Any]:
-        ticks = CounterMetricFamily("sol_agent_ticks", "Callbacks run, by agent and callback", labels=["agent", "callback"])
-        applied = CounterMetricFamily(
-            "sol_agent_predictions", "Predictions applied, by source and reason", labels=["agent", "source", "reason"]
+        ticks = CounterMetricFamily(
+            "sol_agent_ticks", "Callbacks run, by agent and callback", labels=["agent", "callback"]
         )
-        cpu = CounterMetricFamily("sol_agent_model_cpu_seconds", "CPU seconds of the model side", labels=["agent"])
+        applied = CounterMetricFamily(
+            "sol_agent_predictions",
+            "Predictions applied, by source and reason",
+            labels=["agent", "source", "reason"],
+        )
+        cpu = CounterMetricFamily(
+            "sol_agent_model_cpu_seconds", "CPU seconds of the model side", labels=["agent"]
+        )
         for r in list(self._tracked):
             for callback, n in list(r.tick_counts.items()):
                 ticks.add_metric([r.name, callback], n)

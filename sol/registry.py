@@ -91,7 +91,8 @@ class Registry:
             obj = _load(entry.target)
         except Exception as exc:
             raise AgentImportError(
-                f"agent {name!r} ({entry.origin}, {entry.target}) failed to import: {type(exc).__name__}: {exc}"
+                f"agent {name!r} ({entry.origin}, {entry.target}) failed to import: "
+                f"{type(exc).__name__}: {exc}"
             ) from exc
         if not (isinstance(obj, type) and issubclass(obj, Agent)):
             raise AgentImportError(f"agent {name!r} ({entry.target}) is not a sol.Agent subclass: {obj!r}")

@@ -32,6 +32,7 @@ from sol.sdk import Agent, Prediction, Schedule
 
 __all__ = ["AgentCheckFailed", "Check", "SimulationResult", "check_agent", "default_backend", "simulate"]
 
+
 @dataclass(slots=True)
 class SimulationResult:
     actions: list[tuple[float, Prediction]]
@@ -57,6 +58,7 @@ class SimulationResult:
     def errors(self) -> list[tuple[float, str, str]]:
         return [c for c in self.calls if c[2] != "ok"]
 
+
 def default_backend(seed: int, scenario: str = "default") -> Backend:
     """The simulated node of a scenario, or a node with no facilities if the simulator is absent."""
     try:
@@ -65,6 +67,7 @@ def default_backend(seed: int, scenario: str = "default") -> Backend:
         return NullBackend()
     node: Backend = get_scenario(scenario).build(seed)
     return node
+
 
 def simulate(
     agent: Agent,
@@ -106,10 +109,13 @@ def simulate(
         metrics=executor.metrics,
     )
 
+
 # -- conformance ----------------------------------------------------------------------
+
 
 class AgentCheckFailed(AssertionError):
     pass
+
 
 @dataclass(frozen=True, slots=True)
 class Check:
@@ -129,7 +135,9 @@ class Check:
     def __repr__(self) -> str:
         return f"Check({self.name})"
 
+
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+
 
 def check_agent(
     agent: type[Agent] | Callable[[], Agent],
@@ -219,19 +227,32 @@ def check_agent(
             fail("survives_failing_collect", f"ended {r.state}")
         bad = [p for _, p in r.actions if p.source != "default"]
         if bad:
-            fail("survives_failing_collect", "a model prediction was applied although collect() always failed")
+            fail(
+                "survives_failing_collect", "a model prediction was applied although collect() always failed"
+            )
 
     def never_learns_invalid_data() -> None:
         a = factory()
         learned: list[Any] = []
         a.validate = lambda obs: False  # type: ignore[method-assign]
         original_learn = a.learn
-        a.learn = lambda obs: learned.append(obs) or original_learn(obs)  # type: ignore[method-assign]
+
+        def learn(obs: Any) -> None:
+            learned.append(obs)
+            original_learn(obs)
+
+        a.learn = learn  # type: ignore[method-assign]
         r = run(a)
         if learned:
-            fail("never_learns_invalid_data", f"learn() got {len(learned)} observation(s) that failed validate()")
+            fail(
+                "never_learns_invalid_data",
+                f"learn() got {len(learned)} observation(s) that failed validate()",
+            )
         if any(p.source == "model" for _, p in r.actions):
-            fail("never_learns_invalid_data", "a model prediction was applied although no observation was valid")
+            fail(
+                "never_learns_invalid_data",
+                "a model prediction was applied although no observation was valid",
+            )
 
     def survives_hung_learner() -> None:
         a = factory()
@@ -250,7 +271,10 @@ def check_agent(
         ttl = type(a).schedule.prediction_ttl
         stale = [(t, p) for t, p in r.actions if p.source == "model" and t - p.created_at >= ttl]
         if stale:
-            fail("survives_hung_learner", f"a prediction older than prediction_ttl was applied at t={stale[0][0]:g}")
+            fail(
+                "survives_hung_learner",
+                f"a prediction older than prediction_ttl was applied at t={stale[0][0]:g}",
+            )
         if r.actions and r.actions[-1][1].source != "default":
             fail("survives_hung_learner", "model predictions kept being applied while learn() hung")
 
@@ -272,7 +296,9 @@ def check_agent(
         if not mitigations[0]:
             fail("mitigates_failing_act", "mitigate() never ran although act() always failed")
         if r.state != "quarantined":
-            fail("mitigates_failing_act", f"an agent whose act() always fails ended {r.state}, not quarantined")
+            fail(
+                "mitigates_failing_act", f"an agent whose act() always fails ended {r.state}, not quarantined"
+            )
 
     def acts_on_defaults() -> None:
         a = factory()
@@ -309,7 +335,9 @@ def check_agent(
     def schedule_is_sane() -> None:
         s = cls.schedule
         if s.prediction_ttl < s.predict_every:  # type: ignore[operator]
-            fail("schedule_is_sane", "prediction_ttl < predict_every: every prediction expires before the next")
+            fail(
+                "schedule_is_sane", "prediction_ttl < predict_every: every prediction expires before the next"
+            )
         if not math.isfinite(s.callback_timeout) or s.callback_timeout > s.assess_every * 10:
             fail("schedule_is_sane", "callback_timeout is far longer than the assess period")
 
@@ -330,4 +358,3 @@ def check_agent(
         stop_leaves_nothing_open,
     ):
         yield Check(fn.__name__, fn)
-

@@ -42,7 +42,9 @@ def test_guide_snippets_match_the_example_agent() -> None:
     def norm(line: str) -> str:
         return re.sub(r"\s+", " ", line.split("#")[0]).strip()
 
-    source = {norm(line) for line in (GUIDE.parents[1] / "agents" / "example_ewma.py").read_text().splitlines()}
+    source = {
+        norm(line) for line in (GUIDE.parents[1] / "agents" / "example_ewma.py").read_text().splitlines()
+    }
     for block in re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.S):
         if block.startswith("# file:"):
             continue

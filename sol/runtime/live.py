@@ -84,7 +84,9 @@ class LiveExecutor(ExecutorBase):
         self.started_at = 0.0
 
     # -- invocation -------------------------------------------------------------------
-    def _invoker(self, ref: list[_Agent]) -> Callable[[Side, str, Callable[..., Any], tuple[Any, ...]], Outcome]:
+    def _invoker(
+        self, ref: list[_Agent]
+    ) -> Callable[[Side, str, Callable[..., Any], tuple[Any, ...]], Outcome]:
         def invoke(side: Side, name: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Outcome:
             lane: _Lane | None = getattr(self._local, "lane", None)
             timeout = ref[0].runner.schedule.callback_timeout
@@ -97,7 +99,13 @@ class LiveExecutor(ExecutorBase):
         return invoke
 
     def _invoke_on_lane(
-        self, agent: _Agent, lane: _Lane, fn: Callable[..., Any], args: tuple[Any, ...], name: str, timeout: float
+        self,
+        agent: _Agent,
+        lane: _Lane,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        name: str,
+        timeout: float,
     ) -> Outcome:
         gen = lane.generation
         start = time.monotonic()
@@ -123,7 +131,9 @@ class LiveExecutor(ExecutorBase):
             return Outcome(False, None, f"took {duration:.3f}s > {timeout:g}s", duration, cpu, True, reported)
         return Outcome(err is None, value, err, duration, cpu)
 
-    def _invoke_detached(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Outcome:
+    def _invoke_detached(
+        self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float
+    ) -> Outcome:
         """A call from outside the lanes (setup, clean-up, quarantine): its own thread, joined
         with a timeout so a hang there cannot block start-up or shutdown."""
         box: dict[str, Any] = {}
@@ -156,21 +166,29 @@ class LiveExecutor(ExecutorBase):
         self._threads.append(t)
         t.start()
 
-    def _lane_main(self, agent: _Agent, lane: _Lane, gen: int, loop: Callable[[_Agent, _Lane, int], None]) -> None:
+    def _lane_main(
+        self, agent: _Agent, lane: _Lane, gen: int, loop: Callable[[_Agent, _Lane, int], None]
+    ) -> None:
         self._local.lane = lane
         try:
             loop(agent, lane, gen)
         except _Abandoned:
             return
         except BaseException as exc:  # a bug in the runtime itself: never silently
-            agent.runner.log.error("runtime.lane_crashed", side=lane.side, error=f"{type(exc).__name__}: {exc}")
+            agent.runner.log.error(
+                "runtime.lane_crashed", side=lane.side, error=f"{type(exc).__name__}: {exc}"
+            )
             agent.runner.quarantine(f"runtime {lane.side} lane crashed: {exc}")
 
     def _model_loop(self, agent: _Agent, lane: _Lane, gen: int) -> None:
         r, s = agent.runner, agent.runner.schedule
         t0 = time.monotonic()
         due = {"collect": t0, "predict": t0, "assess": t0 + s.assess_every}
-        periods = {"collect": s.collect_every, "predict": s.predict_every or s.collect_every, "assess": s.assess_every}
+        periods = {
+            "collect": s.collect_every,
+            "predict": s.predict_every or s.collect_every,
+            "assess": s.assess_every,
+        }
         while not self._stop.is_set() and r.state == "running" and lane.generation == gen:
             nxt = min(due.values())
             wait = nxt - time.monotonic()
@@ -316,7 +334,9 @@ class LiveExecutor(ExecutorBase):
         A hung callback is the watchdog's business (defaults, mitigation, quarantine); a
         dead lane thread or a dead watchdog means the runtime itself is broken.
         """
-        if not self._started or not all(t.is_alive() for t in self._threads if t.name.startswith("sol-watchdog")):
+        if not self._started or not all(
+            t.is_alive() for t in self._threads if t.name.startswith("sol-watchdog")
+        ):
             return False
         for agent in self._agents:
             if agent.runner.state != "running":

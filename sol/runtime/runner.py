@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sol.metrics import AgentMetrics, RuntimeMetrics
-from sol.sdk import Agent, Clock, Prediction, Schedule, Verdict, as_verdict
 from sol.safety.backoff import Backoff
+from sol.sdk import Agent, Clock, Prediction, Schedule, Verdict, as_verdict
 
 Side = Literal["model", "actuator"]
 
@@ -195,7 +195,8 @@ class AgentRunner:
             over = len(self.errors) >= self.schedule.max_errors and self.state == "running"
         if over:
             self.quarantine(
-                f"{len(self.errors)} errors within {self.schedule.error_window:g}s (last: {name} {out.describe()})"
+                f"{len(self.errors)} errors within {self.schedule.error_window:g}s "
+                f"(last: {name} {out.describe()})"
             )
 
     def quarantine(self, why: str) -> None:
@@ -275,7 +276,9 @@ class AgentRunner:
             self.log.debug("agent.invalid_observation", reason=verdict.reason, streak=self.invalid_streak)
             if self.invalid_streak >= self.schedule.max_invalid_streak:
                 if self.invalid_streak == self.schedule.max_invalid_streak:
-                    self.log.warning("agent.invalid_streak", streak=self.invalid_streak, reason=verdict.reason)
+                    self.log.warning(
+                        "agent.invalid_streak", streak=self.invalid_streak, reason=verdict.reason
+                    )
                 self._marker("invalid-data", self.clock.now())
             return True  # predicting from the model as it is stays allowed below the streak
         self.invalid_streak = 0

@@ -63,7 +63,9 @@ class VirtualExecutor(ExecutorBase):
         self.events = 0
 
     # -- invocation -------------------------------------------------------------------
-    def _invoker(self, runner_ref: list[AgentRunner]) -> Callable[[Side, str, Callable[..., Any], tuple[Any, ...]], Outcome]:
+    def _invoker(
+        self, runner_ref: list[AgentRunner]
+    ) -> Callable[[Side, str, Callable[..., Any], tuple[Any, ...]], Outcome]:
         clock = self.vclock
 
         perf = time.perf_counter
@@ -77,7 +79,9 @@ class VirtualExecutor(ExecutorBase):
                 value = fn(*args)
             except _WallTimeout:
                 clock._consumed = c0 + timeout
-                return Outcome(False, error="hung (wall-clock alarm)", duration=timeout, cpu=timeout, timed_out=True)
+                return Outcome(
+                    False, error="hung (wall-clock alarm)", duration=timeout, cpu=timeout, timed_out=True
+                )
             except Exception as exc:
                 err: str | None = f"{type(exc).__name__}: {exc}"
                 ok = False
@@ -91,7 +95,13 @@ class VirtualExecutor(ExecutorBase):
                 if side == "actuator":
                     # the hung actuator call is abandoned at its timeout, as live
                     clock._consumed = c0 + timeout
-                return Outcome(False, error=f"took {duration:g}s > {timeout:g}s", duration=duration, cpu=duration, timed_out=True)
+                return Outcome(
+                    False,
+                    error=f"took {duration:g}s > {timeout:g}s",
+                    duration=duration,
+                    cpu=duration,
+                    timed_out=True,
+                )
             return Outcome(ok, value, err, duration, duration)
 
         return invoke

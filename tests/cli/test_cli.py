@@ -63,7 +63,9 @@ def plugin_path(tmp_path: Path) -> Path:
     return root
 
 
-def sol(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def sol(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if k != "SOL_CONFIG"}
     full_env.update(env or {})
     return subprocess.run(

@@ -148,8 +148,10 @@ def test_no_applied_prediction_is_ever_older_than_ttl() -> None:
 
 
 def test_invalid_observations_are_never_learned() -> None:
-    agent = Scripted(collect=lambda t: {"t": t, "x": math.nan if 5 <= t < 8 else 1.0},
-                     validate=lambda t, obs: Verdict.fail("nan") if math.isnan(obs["x"]) else True)
+    agent = Scripted(
+        collect=lambda t: {"t": t, "x": math.nan if 5 <= t < 8 else 1.0},
+        validate=lambda t, obs: Verdict.fail("nan") if math.isnan(obs["x"]) else True,
+    )
     run(agent, 20)
     assert agent.learned and all(not math.isnan(o["x"]) for o in agent.learned)
 
@@ -159,7 +161,9 @@ def test_invalid_observations_are_never_learned() -> None:
     [(5, 7, False), (5, 8, True), (5, 15, True)],
     ids=["two-invalid-below-streak", "three-invalid-reaches-streak", "long-invalid-run"],
 )
-def test_invalid_streak_switches_to_default_until_valid(bad_from: float, bad_until: float, expect_default: bool) -> None:
+def test_invalid_streak_switches_to_default_until_valid(
+    bad_from: float, bad_until: float, expect_default: bool
+) -> None:
     agent = Scripted(validate=lambda t, obs: not (bad_from <= t < bad_until))
     r = run(agent, 25)
     during = reasons_between(r, bad_from, bad_until)
@@ -212,12 +216,15 @@ def test_backoff_resets_after_healthy_period() -> None:
 # -- 5. errors and hangs --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "callback", ["collect", "validate", "learn", "predict"], ids=lambda c: f"{c}-raises"
-)
+@pytest.mark.parametrize("callback", ["collect", "validate", "learn", "predict"], ids=lambda c: f"{c}-raises")
 def test_model_side_exception_gives_default_error(callback: str) -> None:
-    fails = {callback: lambda t, *a: (_ for _ in ()).throw(RuntimeError("boom")) if 10 <= t < 11 else
-             ({"t": t, "x": 1.0} if callback == "collect" else True if callback == "validate" else "v")}
+    fails = {
+        callback: lambda t, *a: (
+            (_ for _ in ()).throw(RuntimeError("boom"))
+            if 10 <= t < 11
+            else ({"t": t, "x": 1.0} if callback == "collect" else True if callback == "validate" else "v")
+        )
+    }
     agent = Scripted(**fails)
     r = run(agent, 20)
     assert reasons_between(r, 10, 11) == {("default", "error")}
@@ -328,12 +335,14 @@ def test_actuator_side_is_never_starved_by_the_model() -> None:
 # -- 7. stop --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("policy", "restored"), [("auto", True), ("not_on_exit", False)], ids=["auto", "not-on-exit"])
+@pytest.mark.parametrize(
+    ("policy", "restored"), [("auto", True), ("not_on_exit", False)], ids=["auto", "not-on-exit"]
+)
 def test_stop_cleans_up_and_rolls_back_by_policy(tmp_path: Path, policy: str, restored: bool) -> None:
     from sol.actuators.restorers import default_restorers
+    from sol.log import get_logger
     from sol.runtime.base import AgentSpec
     from sol.runtime.virtual import VirtualExecutor
-    from sol.log import get_logger
     from sol.safety.journal import UndoJournal
 
     knob = tmp_path / "knob"
@@ -345,8 +354,14 @@ def test_stop_cleans_up_and_rolls_back_by_policy(tmp_path: Path, policy: str, re
         knob.write_text("after\n")
 
     agent = Scripted(act=act)
-    ex = VirtualExecutor([AgentSpec(agent)], backend=NullBackend(), log=get_logger(), journal=journal,
-                         restorers=default_restorers(), rollback=policy)  # type: ignore[arg-type]
+    ex = VirtualExecutor(
+        [AgentSpec(agent)],
+        backend=NullBackend(),
+        log=get_logger(),
+        journal=journal,
+        restorers=default_restorers(),
+        rollback=policy,
+    )  # type: ignore[arg-type]
     ex.run(5)
     assert agent.cleanups == 1
     assert knob.read_text().strip() == ("before" if restored else "after")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
@@ -102,7 +103,7 @@ def test_hung_learner_turns_into_default_error_within_timeout_and_act_keeps_tick
     assert model_before, "the model ran before the hang"
     # actuation never paused: gaps between act calls stay near act_every
     times = [t for t, _ in probe.actions]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert max(gaps) < 0.1, max(gaps)
     assert hung_at - model_before[0] < 1.0
     assert ex.runners[0].state == "stopped"
