@@ -1,0 +1,366 @@
+"""The sensor and actuator interfaces of each node facility (DESIGN §5).
+
+Agents see a node only through ``ctx.sensors.<facility>`` and ``ctx.actuators.<facility>``.
+Each facility has one interface here and two implementations: the simulated twin
+(``sol.sim``) and the Linux one (cgroup, PSI, schedstat, DAMON sysfs, NUMA, NVML, page
+cache). The shapes follow what the real kernel and NVML interfaces give, so that the Linux
+backend can implement them without inventing data:
+
+========  ===============================================  ==================================
+facility  sensor                                           real source
+========  ===============================================  ==================================
+cpu       ``usage(group)`` mean cores since the last call  cgroup ``cpu.stat`` ``usage_usec``
+cpu       ``pressure(group)`` some/full avg10/60/300       cgroup v2 ``cpu.pressure`` (PSI)
+cpu       ``run_queue_delay(group)``                       ``/proc/<pid>/schedstat`` field 2
+cpu       ``set_harvest_cores(n)``                         ``cpuset.cpus`` of the harvest group
+memory    ``regions()`` start/end/nr_accesses/age          DAMON sysfs ``tried_regions``
+memory    ``nodes()`` per-NUMA-node used/total             ``/sys/devices/system/node/*/meminfo``
+memory    ``placement(start, end)`` bytes per node         ``move_pages(2)`` status query
+memory    ``migrate(start, end, to_node)``                 ``move_pages(2)`` / DAMOS migrate
+gpu       power, limit, constraints, enforced, temp, util  NVML ``nvmlDeviceGet*``
+gpu       ``set_power_limit(index, mw)``                   ``nvmlDeviceSetPowerManagementLimit``
+faas      ``residency(name)`` resident bytes               ``mincore(2)`` on the object file
+faas      ``prewarm(name)`` / ``evict(name)``              ``posix_fadvise`` WILLNEED/DONTNEED
+========  ===============================================  ==================================
+
+Every sample carries ``t``: the runtime clock's time (virtual or monotonic seconds), never
+wall time. Sizes are bytes, power milliwatts (as NVML), temperatures degrees Celsius.
+A facility the node lacks is ``None`` in the namespace, never a stub that returns zeros.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "CacheObject",
+    "CpuActuators",
+    "CpuPressure",
+    "CpuSensors",
+    "CpuUsage",
+    "DamonRegion",
+    "DamonSnapshot",
+    "FaasActuators",
+    "FaasSensors",
+    "GpuActuators",
+    "GpuSensors",
+    "GpuUtilization",
+    "Invocation",
+    "MemoryActuators",
+    "MemorySensors",
+    "Migration",
+    "NumaNode",
+    "Prewarm",
+    "Residency",
+    "RunQueueDelay",
+]
+
+#: The CPU groups every CPU facility knows: the latency-sensitive primaries and the batch
+#: group that receives harvested cores.
+CpuGroup = Literal["primary", "harvest"]
+CPU_GROUPS: tuple[str, ...] = ("primary", "harvest")
+
+
+# ---------------------------------------------------------------------------------------
+# CPU
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CpuUsage:
+    """CPU time a group used, as the mean number of busy cores over ``interval`` seconds.
+
+    The interval is the time since the previous ``usage()`` call for the same group (the
+    delta of the cgroup's cumulative ``usage_usec``); ``total_core_s`` is that cumulative
+    counter, so a caller with its own cadence can take its own deltas.
+    """
+
+    t: float
+    group: str
+    cores: float
+    interval: float
+    total_core_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class CpuPressure:
+    """Pressure stall information of a group's CPU, as in ``cpu.pressure``.
+
+    ``some_*`` is the share of time (0..1, not percent as the file prints it) in which at
+    least one runnable task of the group waited for a CPU; ``full_*`` the share in which
+    all of them did. ``*_total_s`` are the cumulative stall times.
+    """
+
+    t: float
+    group: str
+    some_avg10: float
+    some_avg60: float
+    some_avg300: float
+    some_total_s: float
+    full_avg10: float
+    full_avg60: float
+    full_avg300: float
+    full_total_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunQueueDelay:
+    """Time the group's tasks spent runnable but waiting on a run queue (schedstat).
+
+    ``total_s`` is cumulative (summed over tasks, so it can grow faster than the clock);
+    ``rate`` is its mean growth per second since the previous call for the group.
+    """
+
+    t: float
+    group: str
+    total_s: float
+    rate: float
+    interval: float
+
+
+@runtime_checkable
+class CpuSensors(Protocol):
+    def total_cores(self) -> int:
+        """Cores of the node that primaries and the harvest group share."""
+        ...
+
+    def usage(self, group: str) -> CpuUsage:
+        """Mean cores ``group`` used since the previous call for that group."""
+        ...
+
+    def pressure(self, group: str) -> CpuPressure: ...
+
+    def run_queue_delay(self, group: str) -> RunQueueDelay: ...
+
+
+@runtime_checkable
+class CpuActuators(Protocol):
+    def set_harvest_cores(self, n: int) -> None:
+        """Grant ``n`` whole cores to the harvest group; the primaries keep the others.
+
+        ``0 <= n <= total_cores()``, else ``ValueError`` and nothing changes.
+        """
+        ...
+
+    def harvest_cores(self) -> int:
+        """The cores currently granted to the harvest group."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------
+# Memory
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DamonRegion:
+    """One DAMON monitoring region: ``[start, end)`` and its access counters.
+
+    ``nr_accesses`` counts the sampling intervals of the last aggregation interval in which
+    DAMON saw the region's sampled page accessed (0..``max_nr_accesses``); ``age`` counts
+    the aggregation intervals the region kept a similar access frequency.
+    """
+
+    start: int
+    end: int
+    nr_accesses: int
+    age: int
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class DamonSnapshot:
+    """The regions of the last complete aggregation interval ``[t_start, t_end)``."""
+
+    t: float
+    t_start: float
+    t_end: float
+    max_nr_accesses: int
+    regions: tuple[DamonRegion, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NumaNode:
+    """A memory node: ``tier`` is ``"local"`` (DRAM next to the CPUs) or ``"far"``
+    (CXL-attached or a memory-only NUMA node)."""
+
+    t: float
+    node: int
+    tier: str
+    total_bytes: int
+    used_bytes: int
+
+    @property
+    def free_bytes(self) -> int:
+        return self.total_bytes - self.used_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """The outcome of one ``migrate()``: what moved and when the copy is done.
+
+    ``bytes_moved`` were accepted (``move_pages`` status 0); ``bytes_failed`` could not be
+    (destination full: ``-ENOMEM``); ``bytes_already`` were on the node. ``done_at`` is the
+    clock time the copy completes (synchronous ``move_pages``: the call's return time).
+    """
+
+    t: float
+    start: int
+    end: int
+    to_node: int
+    bytes_moved: int
+    bytes_failed: int
+    bytes_already: int
+    done_at: float
+
+
+@runtime_checkable
+class MemorySensors(Protocol):
+    def regions(self) -> DamonSnapshot:
+        """DAMON's regions as of the last complete aggregation interval."""
+        ...
+
+    def nodes(self) -> tuple[NumaNode, ...]: ...
+
+    def placement(self, start: int, end: int) -> Mapping[int, int]:
+        """Bytes of ``[start, end)`` on each node id (pages not present are left out)."""
+        ...
+
+
+@runtime_checkable
+class MemoryActuators(Protocol):
+    def migrate(self, start: int, end: int, to_node: int) -> Migration:
+        """Move the pages of ``[start, end)`` to ``to_node``; unknown node -> ``ValueError``."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------
+# GPU (mirrors NVML; indices are NVML device indices)
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GpuUtilization:
+    """``nvmlDeviceGetUtilizationRates``: percent of the last sample period in which a
+    kernel ran (``gpu``) and in which device memory was read or written (``memory``)."""
+
+    t: float
+    gpu: int
+    memory: int
+
+
+@runtime_checkable
+class GpuSensors(Protocol):
+    def count(self) -> int: ...
+
+    def power_usage_mw(self, index: int) -> int:
+        """Board power draw, averaged by the driver over its sample period."""
+        ...
+
+    def power_limit_mw(self, index: int) -> int:
+        """The limit last set (``nvmlDeviceGetPowerManagementLimit``)."""
+        ...
+
+    def power_limit_constraints_mw(self, index: int) -> tuple[int, int]:
+        """(min, max) settable limit (``nvmlDeviceGetPowerManagementLimitConstraints``)."""
+        ...
+
+    def enforced_power_limit_mw(self, index: int) -> int:
+        """The limit the board enforces now (``nvmlDeviceGetEnforcedPowerLimit``): it
+        trails ``power_limit_mw`` by the enforcement delay."""
+        ...
+
+    def temperature_c(self, index: int) -> int: ...
+
+    def utilization(self, index: int) -> GpuUtilization: ...
+
+    def total_energy_mj(self, index: int) -> int:
+        """Energy since the driver loaded (``nvmlDeviceGetTotalEnergyConsumption``)."""
+        ...
+
+    def power_budget_mw(self) -> int | None:
+        """The node's GPU power budget (from config or the BMC), ``None`` when unbounded."""
+        ...
+
+
+@runtime_checkable
+class GpuActuators(Protocol):
+    def set_power_limit(self, index: int, mw: int) -> None:
+        """Set the board power limit; outside the constraints -> ``ValueError`` (NVML's
+        ``NVML_ERROR_INVALID_ARGUMENT``) and nothing changes."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------
+# FaaS local cache
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CacheObject:
+    """A cacheable object of the FaaS platform (a function's package, an app's data)."""
+
+    name: str
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Residency:
+    """``mincore(2)`` over the object: how many of its bytes are in memory now."""
+
+    t: float
+    name: str
+    resident_bytes: int
+    size_bytes: int
+
+    @property
+    def warm(self) -> bool:
+        return self.size_bytes > 0 and self.resident_bytes >= self.size_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """One function invocation the platform started: ``object`` is the cache object it needs."""
+
+    t: float
+    function: str
+    object: str
+
+
+@dataclass(frozen=True, slots=True)
+class Prewarm:
+    """The outcome of ``prewarm()``: bytes queued for read-ahead and when they are in."""
+
+    t: float
+    name: str
+    bytes_queued: int
+    ready_at: float
+
+
+@runtime_checkable
+class FaasSensors(Protocol):
+    def objects(self) -> Sequence[CacheObject]: ...
+
+    def residency(self, name: str) -> Residency:
+        """Unknown name -> ``KeyError``."""
+        ...
+
+    def invocations(self, since: float) -> Sequence[Invocation]:
+        """Invocations started at or after ``since`` (the platform keeps a bounded history)."""
+        ...
+
+
+@runtime_checkable
+class FaasActuators(Protocol):
+    def prewarm(self, name: str) -> Prewarm:
+        """Start loading the object (``POSIX_FADV_WILLNEED``); already warm -> 0 bytes."""
+        ...
+
+    def evict(self, name: str) -> int:
+        """Drop the object from memory (``POSIX_FADV_DONTNEED``); returns bytes dropped."""
+        ...

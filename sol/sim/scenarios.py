@@ -1,0 +1,415 @@
+"""Named scenarios: a node shape, its workloads and a default duration.
+
+Every agent domain has one scenario on a real trace and one synthetic stress case, and
+``default`` has all four facilities on synthetic workloads (``sol run`` / ``sol sim`` with no
+arguments). Trace scenarios read the public samples from ``../shared/data`` (or
+``$SOL_SHARED_DATA``); ``scenario_from_trace`` builds one around any supported trace file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sol.sim._common import STREAM_CPU_SYNTH, block_rng
+from sol.sim.cpu import CpuConfig, CpuFacility, VmCpuDemand
+from sol.sim.faas import FaasConfig, FaasFacility, InvocationStream
+from sol.sim.gpu import GpuConfig, GpuFacility, RequestStream
+from sol.sim.memory import MemoryConfig, MemoryFacility, MemoryWorkload
+from sol.sim.node import SimNode
+from sol.sim.synthetic import (
+    VM_VCPU_CHOICES,
+    VM_VCPU_WEIGHTS,
+    PoissonLlmRequests,
+    SyntheticFunctions,
+    synthetic_memory,
+    synthetic_vm_cpu,
+)
+from sol.sim.traces import (
+    FORMAT_FACILITY,
+    VmCpuTable,
+    detect_format,
+    load_functions_2019,
+    load_functions_2021,
+    load_llm_2023,
+    load_memory_trace,
+    load_vm_cpu_readings,
+    load_vm_cpu_wide,
+)
+
+__all__ = [
+    "Scenario",
+    "ScenarioError",
+    "ScenarioInfo",
+    "get_scenario",
+    "list_scenarios",
+    "scenario_from_trace",
+    "shared_data_dir",
+]
+
+GiB = 1 << 30
+MiB = 1 << 20
+
+
+class ScenarioError(ValueError):
+    """An unknown scenario, or one whose trace is not available here."""
+
+
+@dataclass(frozen=True)
+class ScenarioInfo:
+    name: str
+    description: str
+    duration_s: float
+    facilities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    info: ScenarioInfo
+    _build: Callable[[int, float], SimNode]
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def description(self) -> str:
+        return self.info.description
+
+    @property
+    def duration_s(self) -> float:
+        return self.info.duration_s
+
+    def build(self, seed: int, clock_start: float = 0.0) -> SimNode:
+        """A fresh node at clock time ``clock_start``; the same seed gives the same node."""
+        return self._build(int(seed), float(clock_start))
+
+
+def shared_data_dir() -> Path:
+    """Where the public trace samples are: ``$SOL_SHARED_DATA`` or ``<repo>/../shared/data``."""
+    env = os.environ.get("SOL_SHARED_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
+def _shared(rel: str, dataset: str) -> Path:
+    p = shared_data_dir() / rel
+    if not p.exists():
+        raise ScenarioError(
+            f"this scenario replays {rel}, which is not at {p.resolve()}; point SOL_SHARED_DATA at the "
+            f"folder of the public samples, or fetch the dataset with `sol data fetch {dataset}` and use "
+            "`sol sim --trace`"
+        )
+    return p
+
+
+# ---------------------------------------------------------------------------------------
+# assembling nodes
+# ---------------------------------------------------------------------------------------
+
+
+def _node(clock_start: float, label: str) -> SimNode:
+    return SimNode(clock_start=clock_start, label=label)
+
+
+def _add_cpu(node: SimNode, cfg: CpuConfig, demand: VmCpuDemand, seed: int) -> None:
+    node.attach(CpuFacility(cfg, demand, seed=seed, lock=node.lock, now=node.now, origin=node.clock_start))
+
+
+def _add_memory(node: SimNode, cfg: MemoryConfig, w: MemoryWorkload, seed: int) -> None:
+    node.attach(MemoryFacility(cfg, w, seed=seed, lock=node.lock, now=node.now, origin=node.clock_start))
+
+
+def _add_gpu(node: SimNode, cfg: GpuConfig, req: RequestStream, seed: int) -> None:
+    node.attach(GpuFacility(cfg, req, seed=seed, lock=node.lock, now=node.now, origin=node.clock_start))
+
+
+def _add_faas(node: SimNode, cfg: FaasConfig, stream: InvocationStream, seed: int) -> None:
+    node.attach(FaasFacility(cfg, stream, seed=seed, lock=node.lock, now=node.now, origin=node.clock_start))
+
+
+def _vcpus(seed: int, n: int) -> np.ndarray:
+    rng = block_rng(seed, STREAM_CPU_SYNTH, 1)
+    out: np.ndarray = rng.choice(np.array(VM_VCPU_CHOICES), size=n, p=np.array(VM_VCPU_WEIGHTS)).astype(
+        np.int64
+    )
+    return out
+
+
+def vm_demand_from_table(table: VmCpuTable, seed: int, vms: slice | None = None) -> VmCpuDemand:
+    """A VM CPU trace as node demand; core counts (not in the trace) drawn per VM."""
+    sel = vms or slice(None)
+    avg = table.avg_pct[:, sel]
+    mx = table.max_pct[:, sel] if table.max_pct is not None else avg
+    names = table.names[sel]
+    return VmCpuDemand(
+        avg_pct=avg,
+        max_pct=mx,
+        window_s=table.window_s,
+        vcpus=_vcpus(seed, len(names)),
+        names=names,
+        source=table.path,
+    )
+
+
+def _gpu_config(count: int, budget_share: float, **kw: float) -> GpuConfig:
+    base = GpuConfig(count=count)
+    budget = budget_share * count * base.tdp_w
+    return GpuConfig(count=count, budget_w=budget, **kw)  # type: ignore[arg-type]
+
+
+def _memory_config(footprint: int, local_share: float, **kw: float) -> MemoryConfig:
+    local = int(footprint * local_share)
+    return MemoryConfig(local_bytes=local, far_bytes=footprint, **kw)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------
+# the scenarios
+# ---------------------------------------------------------------------------------------
+
+
+def _default(seed: int, t0: float) -> SimNode:
+    node = _node(t0, "default")
+    demand = synthetic_vm_cpu(seed, 6, 3600.0)
+    _add_cpu(node, CpuConfig(cores=int(demand.vcpus.sum()) + 2), demand, seed)
+    mem = synthetic_memory(seed, footprint_bytes=8 * GiB, region_bytes=128 * MiB, duration_s=3600.0)
+    _add_memory(node, _memory_config(mem.footprint, 0.6), mem, seed)
+    _add_gpu(node, _gpu_config(2, 0.8), PoissonLlmRequests(seed, rate_per_s=1.2), seed)
+    _add_faas(node, FaasConfig(), SyntheticFunctions(seed, n_functions=50), seed)
+    return node
+
+
+def _cpu_azure(seed: int, t0: float) -> SimNode:
+    path = _shared("azure-vm-cpu-2017/azure_v1_vm_cpu_avg_100vms_5min.csv", "azure-vm-cpu-2017-sample")
+    demand = vm_demand_from_table(load_vm_cpu_wide(path), seed, slice(0, 12))
+    node = _node(t0, "cpu-azure")
+    _add_cpu(node, CpuConfig(cores=int(demand.vcpus.sum())), demand, seed)
+    return node
+
+
+def _cpu_stress(seed: int, t0: float) -> SimNode:
+    demand = synthetic_vm_cpu(seed, 8, 3600.0, util_scale=4.0, peak_scale=1.5)
+    node = _node(t0, "cpu-stress")
+    _add_cpu(node, CpuConfig(cores=int(demand.vcpus.sum()), sub_cv=0.5), demand, seed)
+    return node
+
+
+def _mem_damon(seed: int, t0: float) -> SimNode:
+    w = load_memory_trace(_shared("damon-access/damon_recA_regions.csv", "damo-recording-sample"))
+    node = _node(t0, "mem-damon")
+    _add_memory(node, _memory_config(w.footprint, 0.5, migrate_bw=200e6), w, seed)
+    return node
+
+
+def _mem_stress(seed: int, t0: float) -> SimNode:
+    w = synthetic_memory(
+        seed, footprint_bytes=32 * GiB, region_bytes=256 * MiB, duration_s=1800.0, phase_s=30.0, churn=0.5
+    )
+    node = _node(t0, "mem-stress")
+    _add_memory(node, _memory_config(w.footprint, 0.4, memory_stall=0.5), w, seed)
+    return node
+
+
+def _gpu_splitwise(seed: int, t0: float) -> SimNode:
+    req = load_llm_2023(_shared("azure-llm-2023/AzureLLMInferenceTrace_code.csv", "azure-llm-2023-code"))
+    node = _node(t0, "gpu-splitwise")
+    _add_gpu(node, _gpu_config(4, 0.75), req, seed)
+    return node
+
+
+def _gpu_stress(seed: int, t0: float) -> SimNode:
+    node = _node(t0, "gpu-stress")
+    _add_gpu(
+        node,
+        _gpu_config(4, 0.6, ambient_c=40.0),
+        PoissonLlmRequests(seed, rate_per_s=6.0, burstiness=1.0),
+        seed,
+    )
+    return node
+
+
+def _faas_2019(seed: int, t0: float) -> SimNode:
+    path = _shared(
+        "azure-functions/azure2019_sample1000fn_60min_invocation.csv", "azure-functions-2019-sample"
+    )
+    node = _node(t0, "faas-azure2019")
+    _add_faas(node, FaasConfig(), load_functions_2019(path, seed=seed), seed)
+    return node
+
+
+def _faas_2021(seed: int, t0: float) -> SimNode:
+    path = _shared("azure-functions/azure2021_invocations_sample199.csv", "azure-functions-2021-sample")
+    node = _node(t0, "faas-azure2021")
+    _add_faas(node, FaasConfig(), load_functions_2021(path, seed=seed), seed)
+    return node
+
+
+def _faas_stress(seed: int, t0: float) -> SimNode:
+    node = _node(t0, "faas-stress")
+    _add_faas(
+        node, FaasConfig(keepalive_s=600.0), SyntheticFunctions(seed, n_functions=300, rate_scale=3.0), seed
+    )
+    return node
+
+
+_SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            ScenarioInfo(
+                "default",
+                "small node, all four facilities, synthetic workloads",
+                600.0,
+                ("cpu", "memory", "gpu", "faas"),
+            ),
+            _default,
+        ),
+        Scenario(
+            ScenarioInfo(
+                "cpu-azure",
+                "12 VMs of the Azure 2017 VM CPU sample on their own cores, one day",
+                86400.0,
+                ("cpu",),
+            ),
+            _cpu_azure,
+        ),
+        Scenario(
+            ScenarioInfo(
+                "cpu-stress", "8 synthetic VMs at 4x the Azure mean load with sharper peaks", 3600.0, ("cpu",)
+            ),
+            _cpu_stress,
+        ),
+        Scenario(
+            ScenarioInfo(
+                "mem-damon",
+                "DAMON recording (damo recA) replayed on a node with half of it local",
+                600.0,
+                ("memory",),
+            ),
+            _mem_damon,
+        ),
+        Scenario(
+            ScenarioInfo(
+                "mem-stress", "32 GiB with a hot set that shifts every ~30 s, 40 % local", 1800.0, ("memory",)
+            ),
+            _mem_stress,
+        ),
+        Scenario(
+            ScenarioInfo(
+                "gpu-splitwise",
+                "Azure LLM 2023 code trace on 4 GPUs under a 75 % power budget",
+                3436.0,
+                ("gpu",),
+            ),
+            _gpu_splitwise,
+        ),
+        Scenario(
+            ScenarioInfo(
+                "gpu-stress", "bursty 6 req/s synthetic LLM load, 60 % budget, 40 C inlet", 1800.0, ("gpu",)
+            ),
+            _gpu_stress,
+        ),
+        Scenario(
+            ScenarioInfo(
+                "faas-azure2019",
+                "1,000 Azure Functions 2019 functions, one hour, per-minute counts",
+                3600.0,
+                ("faas",),
+            ),
+            _faas_2019,
+        ),
+        Scenario(
+            ScenarioInfo(
+                "faas-azure2021",
+                "Azure Functions 2021 per-invocation sample (199 invocations)",
+                1260.0,
+                ("faas",),
+            ),
+            _faas_2021,
+        ),
+        Scenario(
+            ScenarioInfo("faas-stress", "300 synthetic functions at 3x the ATC'20 rates", 3600.0, ("faas",)),
+            _faas_stress,
+        ),
+    )
+}
+
+
+def list_scenarios() -> list[ScenarioInfo]:
+    return [s.info for s in _SCENARIOS.values()]
+
+
+def get_scenario(name: str) -> Scenario:
+    try:
+        return _SCENARIOS[name]
+    except KeyError:
+        raise ScenarioError(f"unknown scenario {name!r}; known: {', '.join(_SCENARIOS)}") from None
+
+
+def scenario_from_trace(path: Path) -> Scenario:
+    """A scenario replaying ``path`` on a node shaped for its facility (format from its header)."""
+    path = Path(path)
+    fmt = detect_format(path)
+    facility = FORMAT_FACILITY[fmt]
+    label = f"trace:{path.name}"
+    if facility == "cpu":
+        table = load_vm_cpu_wide(path) if fmt == "azure-vm-cpu-wide" else load_vm_cpu_readings(path)
+        span = table.avg_pct.shape[0] * table.window_s
+
+        def build_cpu(seed: int, t0: float) -> SimNode:
+            demand = vm_demand_from_table(table, seed)
+            node = _node(t0, label)
+            _add_cpu(node, CpuConfig(cores=int(demand.vcpus.sum())), demand, seed)
+            return node
+
+        info = ScenarioInfo(label, f"{len(table.names)} VMs of {path.name} ({fmt})", span, ("cpu",))
+        return Scenario(info, build_cpu)
+    if facility == "gpu":
+        req = load_llm_2023(path)
+
+        def build_gpu(seed: int, t0: float) -> SimNode:
+            node = _node(t0, label)
+            _add_gpu(node, _gpu_config(4, 0.75), req, seed)
+            return node
+
+        info = ScenarioInfo(
+            label, f"{req.arrival_s.size} LLM requests of {path.name} on 4 GPUs", req.span_s, ("gpu",)
+        )
+        return Scenario(info, build_gpu)
+    if facility == "faas":
+        if fmt == "azure-functions-2019":
+            probe = load_functions_2019(path, seed=0)
+            span = probe.span_s
+            desc = f"{len(probe.functions)} functions of {path.name} (per-minute counts)"
+
+            def build_faas(seed: int, t0: float) -> SimNode:
+                node = _node(t0, label)
+                _add_faas(node, FaasConfig(), load_functions_2019(path, seed=seed), seed)
+                return node
+        else:
+            probe21 = load_functions_2021(path, seed=0)
+            span = probe21.span_s
+            desc = f"{probe21.start_s.size} invocations of {path.name}"
+
+            def build_faas(seed: int, t0: float) -> SimNode:
+                node = _node(t0, label)
+                _add_faas(node, FaasConfig(), load_functions_2021(path, seed=seed), seed)
+                return node
+
+        return Scenario(ScenarioInfo(label, desc, span, ("faas",)), build_faas)
+    w = load_memory_trace(path)
+
+    def build_mem(seed: int, t0: float) -> SimNode:
+        node = _node(t0, label)
+        _add_memory(node, _memory_config(w.footprint, 0.5), w, seed)
+        return node
+
+    info = ScenarioInfo(
+        label, f"{w.phase_t.size} DAMON snapshots of {path.name}, half local", w.span_s, ("memory",)
+    )
+    return Scenario(info, build_mem)
