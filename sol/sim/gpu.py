@@ -109,7 +109,7 @@ class GpuConfig:
     decode_iter_per_req_s: float = 0.0002
     max_batch: int = 64
     enforce_delay_s: float = 1.0
-    step_s: float = 0.5
+    step_s: float = 1.0
     ambient_c: float = 30.0
     full_load_c: float = 75.0
     thermal_tau_s: float = 60.0
@@ -264,57 +264,62 @@ class GpuFacility(FacilityBase):
         s_temp: list[float] = []
         s_queue: list[float] = []
         s_tok: list[float] = []
+        pend_l, pre_l, heap_l = self._pend, self._pre, self._heap
+        pre_tok, iters_l, enforced, changes = self._pre_tokens, self._iters, self._enforced_w, self._changes
+        temp_l, power_l, util_l, mem_l, energy_l = self._temp, self._power, self._util, self._mem_util, self._energy_j
+        slow_c = cfg.slowdown_c
+        capped_s = loss_s = busy_s = throttle_s = 0.0
         for k in range(k0, target):
             ts = self.origin + k * dt
             te = ts + dt
             while ai < n_arr and arr_l[ai] < te:
                 g = self._seq % g_n
                 self._seq += 1
-                self._pend[g].append((arr_l[ai], pro_l[ai], out_l[ai]))
+                pend_l[g].append((arr_l[ai], pro_l[ai], out_l[ai]))
                 ai += 1
             node_p = other
             tokens_step = 0.0
             queued = 0
             lim_sum = 0.0
             for i in range(g_n):
-                ch = self._changes[i]
+                ch = changes[i]
                 while ch and ch[0][0] <= ts:
-                    self._enforced_w[i] = ch.popleft()[1]
-                pend, pre, heap = self._pend[i], self._pre[i], self._heap[i]
+                    enforced[i] = ch.popleft()[1]
+                pend, pre, heap = pend_l[i], pre_l[i], heap_l[i]
                 while pend and len(heap) + len(pre) < max_b:
                     a, p, o = pend.popleft()
                     pre.append([a, float(p), float(o)])
-                    self._pre_tokens[i] += p
+                    pre_tok[i] += p
                 queued += len(pend)
-                cap = self._enforced_w[i]
-                temp = self._temp[i]
-                if temp >= cfg.slowdown_c and th_limit < cap:
+                cap = enforced[i]
+                temp = temp_l[i]
+                if temp >= slow_c and th_limit < cap:
                     cap = th_limit
-                    acc["thermal_throttle_s"] += dt
-                lim_sum += self._enforced_w[i]
+                    throttle_s += dt
+                lim_sum += enforced[i]
                 if not pre and not heap:
                     p_w = idle if idle < cap else cap
                     busy = 0.0
                     mem_b = 0.0
                 else:
                     n0 = len(heap) if heap else 1
-                    t_pre1 = min(dt, self._pre_tokens[i] / tps_full)
+                    t_pre1 = min(dt, pre_tok[i] / tps_full)
                     t_dec1 = dt - t_pre1
                     dec_dyn = dec_lo + dec_span * min(1.0, n0 / max_b)
                     demand = idle + (pref_dyn * t_pre1 + dec_dyn * t_dec1) / dt
                     if demand > cap:
                         s = perf_ratio(cap / demand)
                         p_w = cap
-                        acc["capped_gpu_s"] += dt
+                        capped_s += dt
                     else:
                         s = 1.0
                         p_w = demand
                     tps = tps_full * s
-                    t_pre = min(dt, self._pre_tokens[i] / tps) if self._pre_tokens[i] > 0 else 0.0
+                    t_pre = min(dt, pre_tok[i] / tps) if pre_tok[i] > 0 else 0.0
                     work = t_pre * tps
-                    self._pre_tokens[i] = max(0.0, self._pre_tokens[i] - work)
+                    pre_tok[i] = max(0.0, pre_tok[i] - work)
                     used = 0.0
-                    iters = self._iters[i]
+                    iters = iters_l[i]
                     while pre and pre[0][1] <= work - used + 1e-9:
                         a, pf, of = pre.popleft()
                         o = int(of)
@@ -346,18 +351,18 @@ class GpuFacility(FacilityBase):
                             acc["completed"] += 1
                             acc["e2e_s"] += lat
                             e2e_h[_lat_bin(lat)] += 1
-                        self._iters[i] = new
+                        iters_l[i] = new
                     busy = t_pre + t_dec
                     mem_b = 0.3 * t_pre + 0.8 * t_dec
-                    acc["perf_loss_gpu_s"] += busy * (1.0 - s)
-                    acc["busy_gpu_s"] += busy
-                self._power[i] = p_w
-                self._util[i] = busy / dt
-                self._mem_util[i] = mem_b / dt
-                self._energy_j[i] += p_w * dt
+                    loss_s += busy * (1.0 - s)
+                    busy_s += busy
+                power_l[i] = p_w
+                util_l[i] = busy / dt
+                mem_l[i] = mem_b / dt
+                energy_l[i] += p_w * dt
                 t_ss = amb + r_th * p_w
                 temp = t_ss + (temp - t_ss) * decay
-                self._temp[i] = temp
+                temp_l[i] = temp
                 node_p += p_w
             acc["tokens"] += tokens_step
             acc["energy_j"] += (node_p - other) * dt
@@ -366,16 +371,20 @@ class GpuFacility(FacilityBase):
             if budget is not None and node_p > budget:
                 acc["budget_violation_s"] += dt
                 acc["budget_excess_j"] += (node_p - budget) * dt
-            tmax = max(self._temp)
+            tmax = max(temp_l)
             if tmax > acc["temperature_max_c"]:
                 acc["temperature_max_c"] = tmax
             s_start.append(ts)
             s_power.append(node_p)
             s_limit.append(lim_sum / g_n)
-            s_util.append(100.0 * sum(self._util) / g_n)
+            s_util.append(100.0 * sum(util_l) / g_n)
             s_temp.append(tmax)
             s_queue.append(float(queued))
             s_tok.append(tokens_step / dt)
+        acc["capped_gpu_s"] += capped_s
+        acc["perf_loss_gpu_s"] += loss_s
+        acc["busy_gpu_s"] += busy_s
+        acc["thermal_throttle_s"] += throttle_s
         self._step = target
         self.t = t_to
         starts = np.array(s_start)

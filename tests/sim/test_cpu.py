@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-
 from helpers import cpu_node, run
+
 from sol.facilities import CpuActuators, CpuSensors
 
 
@@ -90,8 +90,9 @@ def test_unknown_group_names_the_known_ones() -> None:
 
 
 def test_bursts_keep_window_mean_and_reach_window_peak() -> None:
-    from sol.sim.cpu import CpuConfig, CpuFacility, VmCpuDemand
     import numpy as np
+
+    from sol.sim.cpu import CpuConfig, CpuFacility, VmCpuDemand
     from sol.sim.node import SimNode
 
     avg = np.array([[20.0], [40.0]])
@@ -102,5 +103,5 @@ def test_bursts_keep_window_mean_and_reach_window_peak() -> None:
     run(node, 600.0, step=10.0)
     gt = node.ground_truth()
     assert gt["cpu.primary_util_mean_pct"] == pytest.approx(30.0, rel=1e-9)
-    t, v = node.series()["cpu.primary_demand_cores"]
+    _t, v = node.series()["cpu.primary_demand_cores"]
     assert v.max() > 4 * 0.3  # 10 s bins catch some bursts above the mean

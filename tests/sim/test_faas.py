@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-
 from helpers import MiB, faas_node, run
+
 from sol.facilities import FaasActuators, FaasSensors
 
 

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-
 from helpers import MiB, mem_node, run
+
 from sol.facilities import MemoryActuators, MemorySensors
 
 HOT = [1.0, 1.0, 0.0, 0.0]
@@ -60,7 +60,7 @@ def test_damon_snapshot_is_noisy_sampling_of_the_true_frequency() -> None:
         snap = node.sensors.memory.regions()
         assert snap.max_nr_accesses == 20 and len(snap.regions) == 4
         counts.append([r.nr_accesses for r in snap.regions])
-    hot, half, cold, half2 = zip(*counts, strict=True)
+    hot, half, cold, _ = zip(*counts, strict=True)
     assert set(cold) == {0} and min(hot) >= 19
     assert 7 < sum(half) / len(half) < 13 and len(set(half)) > 2  # binomial noise around 10
     assert snap.regions[0].age > 0

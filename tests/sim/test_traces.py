@@ -92,7 +92,8 @@ def test_damon_replay_reproduces_hot_bytes_and_frequency(data_dir: Path) -> None
 def test_damo_raw_text_parses_like_the_csv(tmp_path: Path) -> None:
     text = (
         "base_time_absolute: 8 m 59.809 s\n\nmonitoring_start:                0 ns\n"
-        "monitoring_end:            104.599 ms\nmonitoring_duration:       104.599 ms\ntarget_id: 1\nnr_regions: 2\n"
+        "monitoring_end:            104.599 ms\nmonitoring_duration:       104.599 ms\n"
+        "target_id: 1\nnr_regions: 2\n"
         "# start_addr     end_addr        length  nr_accesses   age\n"
         "563ebaa00000-563ebadf3000 (   3.949 MiB)           0    -1\n"
         "563ebadf3000-563ebb1e6000 (   3.949 MiB)          20    -1\n\n"
