@@ -266,7 +266,13 @@ class GpuFacility(FacilityBase):
         s_tok: list[float] = []
         pend_l, pre_l, heap_l = self._pend, self._pre, self._heap
         pre_tok, iters_l, enforced, changes = self._pre_tokens, self._iters, self._enforced_w, self._changes
-        temp_l, power_l, util_l, mem_l, energy_l = self._temp, self._power, self._util, self._mem_util, self._energy_j
+        temp_l, power_l, util_l, mem_l, energy_l = (
+            self._temp,
+            self._power,
+            self._util,
+            self._mem_util,
+            self._energy_j,
+        )
         slow_c = cfg.slowdown_c
         capped_s = loss_s = busy_s = throttle_s = 0.0
         for k in range(k0, target):
