@@ -28,6 +28,7 @@ from sol.sim._common import STREAM_CPU_BURST, FacilityBase, FloatArray, IntArray
 
 _PSI_HORIZONS = (10.0, 60.0, 300.0)
 _BLOCK_WINDOWS = 64
+_CHUNK_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,12 @@ class CpuFacility(FacilityBase):
 
     # -- stepping ----------------------------------------------------------------------
     def sync(self, now: float) -> None:
+        # a long gap is integrated in chunks so its arrays stay small (memory bound, not time)
+        while now - self.t > _CHUNK_S:
+            self._sync_to(self.t + _CHUNK_S)
+        self._sync_to(now)
+
+    def _sync_to(self, now: float) -> None:
         if now <= self.t:
             return
         cfg = self.config

@@ -225,7 +225,7 @@ class MemoryFacility(FacilityBase):
 
     def sync(self, now: float) -> None:
         while self.t < now:
-            nxt = now
+            nxt = min(now, self.t + 600.0)  # bounded pieces per step of the loop
             if self._pending and self._pending[0][0] < nxt:
                 nxt = self._pending[0][0]
             self._integrate(self.t, nxt)
