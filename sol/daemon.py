@@ -208,7 +208,8 @@ class _Reporter:
                 "agent.final" if final else "agent.report",
                 agent=r.name,
                 state=r.state,
-                applied=dict(delta),
+                # the final line totals the whole run; periodic lines count since the last one
+                applied=dict(counts if final else delta),
                 last_value=_short(last.value) if last else None,
                 last_source=f"{last.source}/{last.reason}"
                 if last and last.reason
