@@ -156,6 +156,19 @@ class LinuxConfig:
     cgroup_root: Path = Path("/sys/fs/cgroup")
     proc_root: Path = Path("/proc")
     sys_root: Path = Path("/sys")
+    harvest_cgroup: str = "sol-harvest"  # the batch cgroup lent cores; created on the first real write
+    primary_cgroups: tuple[str, ...] = ()  # globs, e.g. ["machine.slice/*"]; empty: every task but harvest
+    reserved_cores: tuple[int, ...] = ()  # cores never lent to the harvest cgroup
+    harvest_mode: Literal["cpuset", "quota"] = "cpuset"  # lend whole cores (cpuset.cpus) or CFS quota
+    run_delay_source: Literal["schedstat", "taskstats"] = "schedstat"  # per-task run-queue delay source
+    memory_pid: int | None = None  # the process mem_tier manages (DAMON target, move_pages)
+    migrate_mb_s: float = 256.0  # cap on page migration bandwidth, MB/s
+    far_nodes: tuple[int, ...] = ()  # NUMA nodes of the slow tier; empty: the memory-only nodes
+    damon_kdamond: int | None = None  # kdamond index reserved for sol; None: use DAMON only if unused
+    gpu_power_budget_w: float | None = None  # the node's GPU power budget; None: unbounded
+    faas_cache_dir: Path | None = None  # local FaaS cache directory; None: no faas facility
+    faas_origin_dir: Path | None = None  # where objects missing from the cache dir are copied from
+    faas_invocation_log: Path | None = None  # JSON lines {"t": wall s, "function", "object"} per invocation
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,270 @@
+"""``LinuxBackend``: the real host's facilities, bound per agent, with dry-run and revoke.
+
+Sensors are shared by all agents. Actuators are bound per agent (``actuators_for``): each
+agent's writes go through its own :class:`~sol.actuators.base.HostWriter`, so undo records
+carry the agent's name and quarantine/stop restores only that agent's records. ``revoke``
+closes an agent's gate: a write already inside the kernel call finishes first (the gate's
+lock), every later one is refused with a :class:`~sol.actuators.base.WriteError`
+(``reason="revoked"``), so no write can land after the runtime restored the agent's records.
+
+A facility the host lacks is ``None``, with the reason logged once (``linux.facility``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import structlog
+
+from sol.config import Config, LinuxConfig
+from sol.linux.cgroupfs import CgroupLayout
+from sol.linux.cpu import CgroupWriter, CpuHost, CpuSettings, LinuxCpuActuators, LinuxCpuSensors
+from sol.linux.errors import Feature, SensorError, Unsupported
+from sol.linux.gate import Gate, OwnerWriter
+from sol.linux.taskstats import TaskstatsReader, delayacct_enabled
+from sol.safety.journal import UndoJournal
+from sol.sdk import Clock
+
+__all__ = ["FACILITIES", "LinuxBackend", "OwnerWriter"]
+
+FACILITIES = ("cpu", "memory", "gpu", "faas")
+#: How long ``revoke`` waits for a write already in a kernel call to finish.
+REVOKE_WAIT_S = 5.0
+
+
+class _MonotonicClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    def consume(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class LinuxBackend:
+    """The real host. Build it with :meth:`from_config` (the daemon) or the constructor (tests).
+
+    ``nvml`` is the NVML module to use (default: ``pynvml`` if importable); tests pass a fake
+    with the same call surface.
+    """
+
+    name = "linux"
+
+    def __init__(
+        self,
+        linux: LinuxConfig | None = None,
+        *,
+        journal: UndoJournal | None = None,
+        clock: Clock | None = None,
+        log: Any = None,
+        nvml: Any = None,
+        facilities: tuple[str, ...] = FACILITIES,
+    ) -> None:
+        self.linux = linux if linux is not None else LinuxConfig()
+        self.journal = journal
+        self.clock: Clock = clock if clock is not None else _MonotonicClock()
+        self.log = log if log is not None else structlog.get_logger("sol.linux")
+        self._gates: dict[str, Gate] = {}
+        self._gates_lock = threading.Lock()
+        self._closers: list[tuple[str, Callable[[], None]]] = []
+        self.features: list[Feature] = []
+        self._owner_bound: dict[str, Callable[[OwnerWriter, CgroupWriter | None], Any]] = {}
+        self.layout: CgroupLayout | None = None
+        self.taskstats: TaskstatsReader | None = None
+        self._cpu_host: CpuHost | None = None
+        self.sensors = SimpleNamespace(cpu=None, memory=None, gpu=None, faas=None)
+        self._nvml_module = nvml
+        self._facility_objects: dict[str, Any] = {}
+        builders: Mapping[str, Callable[[], Any]] = {
+            "cpu": self._build_cpu,
+            "memory": self._build_memory,
+            "gpu": self._build_gpu,
+            "faas": self._build_faas,
+        }
+        self._detect_cgroups()
+        for name in FACILITIES:
+            if name not in facilities:
+                self._unavailable(name, "disabled by the caller")
+                continue
+            try:
+                builders[name]()
+            except Unsupported as exc:
+                self._unavailable(name, exc.reason)
+            except (SensorError, OSError, ValueError) as exc:
+                self._unavailable(name, f"{type(exc).__name__}: {exc}")
+        self.log.info(
+            "linux.backend_ready",
+            facilities={n: getattr(self.sensors, n) is not None for n in FACILITIES},
+            cgroup=self.layout.describe() if self.layout else None,
+        )
+        # A namespace for code that ignores actuators_for: dry-run only, it can change nothing.
+        self.actuators = self.actuators_for("unbound", dry_run=True)
+
+    @classmethod
+    def from_config(cls, config: Config, *, journal: UndoJournal | None, clock: Clock | None) -> LinuxBackend:
+        return cls(config.linux, journal=journal, clock=clock)
+
+    # -- facilities --------------------------------------------------------------------
+    def _feature(self, name: str, supported: bool, detail: str) -> None:
+        self.features.append(Feature(name, supported, detail))
+        self.log.info("linux.feature", feature=name, supported=supported, detail=detail)
+
+    def _unavailable(self, facility: str, reason: str) -> None:
+        setattr(self.sensors, facility, None)
+        self._feature(facility, False, reason)
+
+    def _detect_cgroups(self) -> None:
+        try:
+            self.layout = CgroupLayout.detect(self.linux.cgroup_root)
+        except Unsupported as exc:
+            self._feature("cgroup", False, exc.reason)
+            return
+        self._feature("cgroup", True, self.layout.describe())
+
+    def _build_cpu(self) -> None:
+        if self.layout is None:
+            raise Unsupported("cpu", f"no cgroup hierarchy under {self.linux.cgroup_root}")
+        lc = self.linux
+        if lc.run_delay_source == "taskstats":
+            self.taskstats = TaskstatsReader()
+            self._closers.append(("taskstats", self.taskstats.close))
+            acct = delayacct_enabled(lc.proc_root)
+            self._feature("taskstats", True, f"run-queue delay from taskstats (task_delayacct={acct})")
+        settings = CpuSettings(
+            harvest_cgroup=lc.harvest_cgroup,
+            primary_cgroups=tuple(lc.primary_cgroups),
+            reserved_cores=tuple(lc.reserved_cores),
+            harvest_mode=lc.harvest_mode,
+            run_delay_source=lc.run_delay_source,
+        )
+        host = CpuHost(
+            self.layout,
+            proc_root=lc.proc_root,
+            sys_root=lc.sys_root,
+            clock=self.clock.now,
+            settings=settings,
+            log=self.log,
+            taskstats=self.taskstats,
+        )
+        self._cpu_host = host
+        self.sensors.cpu = LinuxCpuSensors(host)
+        problems = host.probe()
+        primaries = (
+            ", ".join(lc.primary_cgroups) if lc.primary_cgroups else "every task but the harvest group"
+        )
+        self._feature(
+            "cpu",
+            True,
+            f"{len(host.cores)} cores, lendable {sorted(host.lendable)}, primaries: {primaries}, "
+            f"harvest {lc.harvest_cgroup!r} "
+            f"({'exists' if host.harvest_exists() else 'created on first write'})",
+        )
+        if problems:
+            self._feature("cpu.harvest", False, "; ".join(problems))
+        else:
+            self._owner_bound["cpu"] = lambda writer, cg: (
+                LinuxCpuActuators(host, cg) if cg is not None else None
+            )
+
+    def _build_memory(self) -> None:
+        from sol.linux.memory import build_memory
+
+        build_memory(self)
+
+    def _build_gpu(self) -> None:
+        from sol.linux.gpu import build_gpu
+
+        build_gpu(self)
+
+    def _build_faas(self) -> None:
+        from sol.linux.faas import build_faas
+
+        build_faas(self)
+
+    # -- actuators ---------------------------------------------------------------------
+    def _gate(self, owner: str) -> Gate:
+        with self._gates_lock:
+            gate = self._gates.get(owner)
+            if gate is None:
+                gate = self._gates[owner] = Gate()
+            return gate
+
+    def writer_for(self, owner: str, *, dry_run: bool) -> OwnerWriter:
+        """The gated :class:`HostWriter` of ``owner`` (journal required unless dry-run)."""
+        if not dry_run and self.journal is None:
+            raise ValueError(
+                f"the Linux backend has no undo journal: agent {owner!r} can only run in dry-run "
+                "(host writes need a before-image first)"
+            )
+        return OwnerWriter(
+            gate=self._gate(owner),
+            journal=None if dry_run else self.journal,
+            owner=owner,
+            dry_run=dry_run,
+            log=self.log,
+        )
+
+    def actuators_for(self, owner: str, *, dry_run: bool) -> SimpleNamespace:
+        """``owner``'s actuator namespace: ``cpu``, ``memory``, ``gpu``, ``faas`` (``None``
+        where the host lacks the facility) and ``cgroups`` (logical cgroup resources)."""
+        writer = self.writer_for(owner, dry_run=dry_run)
+        cgroups = CgroupWriter(self.layout, writer) if self.layout is not None else None
+        ns = SimpleNamespace(cpu=None, memory=None, gpu=None, faas=None, cgroups=cgroups, writer=writer)
+        for name, bind in self._owner_bound.items():
+            setattr(ns, name, bind(writer, cgroups))
+        return ns
+
+    def revoke(self, owner: str) -> None:
+        """Refuse every later write of ``owner``; wait for one in flight to finish first."""
+        gate = self._gate(owner)
+        if gate.lock.acquire(timeout=REVOKE_WAIT_S):
+            gate.revoked = True
+            gate.lock.release()
+            self.log.info("linux.revoked", owner=owner)
+        else:
+            # A write is stuck inside the kernel. Refuse everything after it; it may still land.
+            gate.revoked = True
+            self.log.error("linux.revoke_timeout", owner=owner, waited_s=REVOKE_WAIT_S)
+
+    def unrevoke(self, owner: str) -> None:
+        """Let ``owner`` write again (an agent restarted after a quarantine was lifted)."""
+        gate = self._gate(owner)
+        with gate.lock:
+            gate.revoked = False
+
+    # -- Backend protocol --------------------------------------------------------------
+    def advance(self, now: float) -> None:
+        return None
+
+    def ground_truth(self) -> Mapping[str, float]:
+        return {}
+
+    def add_closer(self, name: str, close: Callable[[], None]) -> None:
+        self._closers.append((name, close))
+
+    def register_actuators(
+        self, facility: str, bind: Callable[[OwnerWriter, CgroupWriter | None], Any]
+    ) -> None:
+        self._owner_bound[facility] = bind
+
+    def close(self) -> None:
+        """Stop what the backend started (DAMON monitors, NVML, netlink sockets); idempotent."""
+        closers, self._closers = self._closers, []
+        for name, close in reversed(closers):
+            try:
+                close()
+            except Exception as exc:
+                self.log.warning("linux.close_failed", what=name, error=f"{type(exc).__name__}: {exc}")
+
+    def __repr__(self) -> str:
+        have = [n for n in FACILITIES if getattr(self.sensors, n) is not None]
+        return f"<LinuxBackend facilities={have}>"
+
+
+def default_paths(linux: LinuxConfig) -> dict[str, Path]:
+    return {"cgroup": linux.cgroup_root, "proc": linux.proc_root, "sys": linux.sys_root}
