@@ -31,7 +31,7 @@ class Params:
     #: weight of the newest reading in the average (0..1]
     alpha: float = 0.3
     #: cores kept free above the prediction
-    margin_cores: float = 1.0
+    margin_cores: float = 3.0
     #: assess_model fails above this share of under-predicted windows
     max_under_rate: float = 0.2
     #: assess_performance fails when primaries stall on CPU more than this share of the
