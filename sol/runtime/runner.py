@@ -95,6 +95,7 @@ class AgentRunner:
         self.invalid_streak = 0
         self.model_verdict: Verdict = Verdict.ok()
         self.model_busy_until = -math.inf
+        self._hung_since: float | None = None
         self._tokens = schedule.cpu_budget * schedule.budget_window
         self._tokens_at: float | None = None
         self._deferring = False
@@ -159,7 +160,8 @@ class AgentRunner:
     def stop(self, *, restore: bool) -> None:
         """Guarantee 7: ``clean_up`` runs, then the undo journal per the rollback policy."""
         with self.lock:
-            if self.state in ("stopped", "quarantined", "failed", "new"):
+            # paused: already cleaned up and restored when it was paused (LiveExecutor)
+            if self.state in ("stopped", "quarantined", "failed", "new", "paused"):
                 self.state = "stopped" if self.state == "new" else self.state
                 return
             self.state = "stopped"
@@ -233,8 +235,16 @@ class AgentRunner:
 
     def model_tick(self, now: float, *, collect: bool = True, predict: bool = True) -> None:
         """One model-lane tick: collect → validate → learn, then predict (DESIGN §4.1–3, 5, 6)."""
-        if self.state != "running" or now < self.model_busy_until:
+        if self.state != "running":
             return
+        if now < self.model_busy_until:
+            # A call that never returns leaves the model lane unusable: after error_window
+            # past its timeout the agent is quarantined (the live watchdog does the same).
+            hung = self._hung_since
+            if hung is not None and now - hung > self.schedule.error_window:
+                self.quarantine(f"model call hung for more than {self.schedule.error_window:g}s")
+            return
+        self._hung_since = None
         if not self._budget_allows(now):
             return
         try:
@@ -250,6 +260,7 @@ class AgentRunner:
         now = self.clock.now()
         if out.timed_out and not out.reported:
             now = now - out.duration + self.schedule.callback_timeout
+            self._hung_since = now
         if not out.reported:
             self._marker("error", now)
             self._error("model", name, out, now)

@@ -376,3 +376,12 @@ def test_same_seed_same_calls() -> None:
     mk = lambda: Scripted(assess_model=lambda t: t % 20 < 15, validate=lambda t, o: int(t) % 7 != 0)  # noqa: E731
     a, b = run(mk(), 100), run(mk(), 100)
     assert a.calls == b.calls and a.actions == b.actions
+
+
+def test_model_call_that_never_returns_quarantines_after_error_window() -> None:
+    agent = Scripted(learn=lambda t, obs: agent.ctx.clock.consume(math.inf) if t >= 10 else None)
+    r = run(agent, 120)
+    # timeout at 10.5, error_window 30 s: quarantined at the first model tick after 40.5
+    assert r.state == "quarantined" and "hung" in str(r.status["reason"])
+    assert agent.cleanups == 1
+    assert max(t for t, _ in r.actions) < 42
