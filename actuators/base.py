@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
+
 from sol.actuators.restorers import Restorer, default_restorers
 from sol.safety.guard import ActuationGuard
 from sol.safety.journal import JournalError, RestoreReport, UndoJournal

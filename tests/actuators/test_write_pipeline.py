@@ -11,6 +11,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
+
 import sol.actuators.base as base_module
 import sol.actuators.file as file_module
 import sol.actuators.restorers as restorers_module
@@ -18,7 +20,6 @@ from sol.actuators.base import HostWriter, Knob, WriteError
 from sol.actuators.file import FileKnob
 from sol.safety.guard import ActuationGuard
 from sol.safety.journal import UndoJournal
-from structlog.testing import capture_logs
 
 
 @pytest.mark.parametrize("module", [base_module, file_module, restorers_module], ids=lambda m: m.__name__)

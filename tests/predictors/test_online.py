@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import sol.predictors.base
-import sol.predictors.online
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from river import linear_model, preprocessing
+
+import sol.predictors.base
+import sol.predictors.online
 from sol.predictors.base import Learner, Predictor
 from sol.predictors.online import EWMA, LastValue, RiverRegressor, RollingQuantile
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+
 from sol.actuators.base import HostWriter
 from sol.actuators.file import FileKnob
 from sol.actuators.restorers import Restorer, default_restorers

@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-import sol.safety.assessors
 from river import drift
+
+import sol.safety.assessors
 from sol.safety.assessors import METRICS, DriftDetector, RollingError, UnderPredictionRate
 
 CHANGE = 300  # index of the first sample of the second regime

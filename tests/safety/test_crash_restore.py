@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from sol.actuators.base import HostWriter, WriteError
 from sol.actuators.file import FileKnob
 from sol.safety.journal import UndoJournal, restore_command

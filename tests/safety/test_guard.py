@@ -6,6 +6,7 @@ import doctest
 import math
 
 import pytest
+
 import sol.safety.guard as guard_module
 from sol.safety.guard import ActuationGuard, GuardDecision
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
+
 import sol.safety.journal as journal_module
 from sol.actuators.base import HostWriter, WriteError
 from sol.actuators.file import FileKnob
@@ -29,7 +31,6 @@ from sol.safety.journal import (
     UndoJournal,
     restore_command,
 )
-from structlog.testing import capture_logs
 
 CHILD = Path(__file__).with_name("_journal_child.py")
 HEADER = "sol-undo-journal v1\n"

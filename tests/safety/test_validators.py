@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 import pytest
+
 import sol.safety.validators
 from sol.safety.validators import Fresh, NotFrozen, all_of, finite, in_range
-
 from sol.sdk import Verdict
 
 NAN, INF = math.nan, math.inf
