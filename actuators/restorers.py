@@ -5,8 +5,8 @@ The undo journal stores ``(kind, target, before)``; at restore it calls
 and the restore is reported as failed); an unknown kind is a reported failure too, naming the
 known kinds. Adding a kind is one entry in :func:`default_restorers`.
 
->>> sorted(default_restorers())
-['file']
+>>> sorted(default_restorers())  # doctest: +ELLIPSIS
+['damon.kdamond', 'damos.scheme', 'file', ...]
 """
 
 from __future__ import annotations
@@ -48,4 +48,8 @@ def default_restorers() -> dict[str, Restorer]:
     """The restorer of every knob kind sol writes. A new kind: add one line here."""
     return {
         "file": restore_file,
+        "numa.pages": lambda t, b: __import__("sol.actuators.numa", fromlist=["_"]).restore_pages(t, b),
+        "numa.process": lambda t, b: __import__("sol.actuators.numa", fromlist=["_"]).restore_process(t, b),
+        "damos.scheme": lambda t, b: __import__("sol.actuators.numa", fromlist=["_"]).restore_damos(t, b),
+        "damon.kdamond": lambda t, b: __import__("sol.linux.damon", fromlist=["_"]).restore_kdamond(t, b),
     }

@@ -1,9 +1,230 @@
+"""The memory facility on a real host: DAMON regions, NUMA nodes, page placement, migration.
+
+The managed process is ``linux.memory_pid``: DAMON monitors its virtual address space and
+``placement``/``migrate`` act on its pages (``move_pages(2)``). Without it, ``nodes()`` still
+works and the rest raises :class:`~sol.linux.errors.Unsupported` saying what to set.
+"""
+
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import structlog
+
+from sol.actuators.base import HostWriter
+from sol.actuators.cgroup import CPUSET_MEMORY_MIGRATE, CPUSET_MEMS
+from sol.actuators.numa import (
+    DamosScheme,
+    DamosSchemeKnob,
+    MovePages,
+    PageMigrator,
+    PagesKnob,
+    ProcessNodesKnob,
+    bytes_per_node,
+    plan_migration,
+)
+from sol.facilities import DamonSnapshot, Migration, NumaNode
+from sol.linux.cpu import CgroupWriter
+from sol.linux.damon import DamonMonitor, DamonSettings
 from sol.linux.errors import Unsupported
+from sol.linux.gate import check_writer
+from sol.linux.numa import NumaTopology, process_node_bytes
+
+__all__ = ["LinuxMemoryActuators", "LinuxMemorySensors", "MemoryHost", "build_memory"]
+
+#: free memory kept on a destination node: migrations never fill a node past it
+RESERVE_BYTES = 64 << 20
+
+
+class MemoryHost:
+    def __init__(
+        self,
+        topology: NumaTopology,
+        *,
+        pid: int | None,
+        proc_root: Path,
+        clock: Any,
+        migrate_mb_s: float,
+        monitor: DamonMonitor | None = None,
+        monitor_problem: str | None = None,
+        syscall: MovePages | None = None,
+        log: Any = None,
+    ) -> None:
+        self.topology = topology
+        self.pid = pid
+        self.proc_root = Path(proc_root)
+        self.clock = clock
+        self.monitor = monitor
+        self.monitor_problem = monitor_problem
+        self.syscall = syscall if syscall is not None else MovePages()
+        self.migrator = PageMigrator(self.syscall, rate_mb_s=migrate_mb_s, now=clock.now, wait=clock.consume)
+        self.lock = threading.Lock()
+        self.log = log if log is not None else structlog.get_logger("sol.linux")
+
+    def need_pid(self, what: str) -> int:
+        if self.pid is None:
+            raise Unsupported(f"memory.{what}", "no managed process: set linux.memory_pid")
+        return self.pid
+
+
+class LinuxMemorySensors:
+    """``MemorySensors``: DAMON regions, ``/sys/devices/system/node``, ``move_pages`` queries."""
+
+    def __init__(self, host: MemoryHost) -> None:
+        self._h = host
+
+    def regions(self) -> DamonSnapshot:
+        if self._h.monitor is None:
+            raise Unsupported("memory.regions", self._h.monitor_problem or "no DAMON monitor")
+        return self._h.monitor.snapshot()
+
+    def nodes(self) -> tuple[NumaNode, ...]:
+        return self._h.topology.nodes(now=self._h.clock.now())
+
+    def placement(self, start: int, end: int) -> Mapping[int, int]:
+        pid = self._h.need_pid("placement")
+        if end <= start:
+            raise ValueError(f"empty or inverted range [{start:#x}, {end:#x})")
+        return bytes_per_node(self._h.syscall.query(pid, start, end))
+
+    def process_nodes(self) -> Mapping[int, int]:
+        """Bytes of the managed process on each node (``/proc/PID/numa_maps``)."""
+        return process_node_bytes(self._h.proc_root, self._h.need_pid("process_nodes"))
+
+
+class LinuxMemoryActuators:
+    """``MemoryActuators`` of one owner, plus whole-process, cpuset and DAMOS placement."""
+
+    def __init__(self, host: MemoryHost, writer: HostWriter, cgroups: CgroupWriter | None) -> None:
+        self._h = host
+        self.writer = writer
+        self.cgroups = cgroups
+
+    def migrate(self, start: int, end: int, to_node: int) -> Migration:
+        h = self._h
+        pid = h.need_pid("migrate")
+        check_writer(self.writer, f"{pid}:{start:#x}-{end:#x}")
+        t0 = h.clock.now()
+        placement = bytes_per_node(h.syscall.query(pid, start, end))
+        plan = plan_migration(
+            start,
+            end,
+            to_node,
+            free_bytes=h.topology.free_bytes(),
+            placement=placement,
+            reserve_bytes=RESERVE_BYTES,
+        )
+        already = placement.get(to_node, 0)
+        if plan.reason is not None:
+            self._h.log.info(
+                "actuation.clamped",
+                owner=self.writer.owner,
+                target=f"{pid}:{start:#x}-{end:#x}",
+                reason=plan.reason,
+            )
+        knob = PagesKnob(h.migrator, pid, plan.start, plan.end)
+        moved = failed = 0
+        if plan.end > plan.start:
+            with h.lock:
+                result = self.writer.write(knob, str(to_node), now=t0)
+            if knob.outcome is not None:
+                moved, failed = knob.outcome.moved, knob.outcome.failed
+            elif result.dry_run:
+                moved = 0
+        unplanned = sum(b for n, b in placement.items() if n != to_node) - plan.bytes
+        return Migration(
+            t=t0,
+            start=start,
+            end=end,
+            to_node=to_node,
+            bytes_moved=moved,
+            bytes_failed=failed + max(0, unplanned),
+            bytes_already=already,
+            done_at=h.clock.now(),
+        )
+
+    def migrate_process(self, from_nodes: Sequence[int], to_nodes: Sequence[int]) -> Any:
+        """All pages of the managed process on ``from_nodes`` to ``to_nodes`` (``migratepages``)."""
+        h = self._h
+        pid = h.need_pid("migrate_process")
+        for n in (*from_nodes, *to_nodes):
+            if n not in h.topology.ids:
+                raise ValueError(f"unknown NUMA node {n} (nodes: {list(h.topology.ids)})")
+        knob = ProcessNodesKnob(pid, lambda p: sorted(process_node_bytes(h.proc_root, p)))
+        raw = f"{','.join(map(str, from_nodes))}>{','.join(map(str, to_nodes))}"
+        return self.writer.write(knob, raw, now=h.clock.now())
+
+    def set_group_mems(self, group: str, nodes: Sequence[int]) -> list[Any]:
+        """A cgroup's memory nodes; on v1 ``cpuset.memory_migrate`` is set first so the group's
+        pages follow (cgroup-v1/cpusets.rst 1.9); v2 always migrates them."""
+        if self.cgroups is None:
+            raise Unsupported("cgroup", "no cgroup hierarchy")
+        results = []
+        if self.cgroups.layout.version == 1:
+            results += self.cgroups.set(CPUSET_MEMORY_MIGRATE, group, True)
+        results += self.cgroups.set(CPUSET_MEMS, group, list(nodes))
+        return results
+
+    def set_damos(self, slot: int, scheme: DamosScheme) -> Any:
+        """Turn a spare scheme slot of sol's kdamond into ``scheme`` (e.g. ``migrate_cold``)."""
+        monitor = self._h.monitor
+        if monitor is None or not monitor.started:
+            raise Unsupported("damos", self._h.monitor_problem or "no DAMON monitor running")
+        if not 1 <= slot <= monitor.settings.action_slots:
+            raise ValueError(
+                f"DAMOS slot must be in [1, {monitor.settings.action_slots}] (0 is the monitor's)"
+            )
+        if scheme.action != "stat" and scheme.target_nid not in self._h.topology.ids:
+            raise ValueError(f"unknown NUMA node {scheme.target_nid} (nodes: {list(self._h.topology.ids)})")
+        return self.writer.write(
+            DamosSchemeKnob(monitor.scheme(slot)), scheme.to_json(), now=self._h.clock.now()
+        )
 
 
 def build_memory(backend: Any) -> None:
-    raise Unsupported("memory", "not implemented yet")
+    """Build the memory facility of ``backend`` (a ``LinuxBackend``); raises ``Unsupported``."""
+    lc = backend.linux
+    topology = NumaTopology(lc.sys_root, far_nodes=tuple(lc.far_nodes))
+    monitor: DamonMonitor | None = None
+    problem: str | None = None
+    pid = lc.memory_pid
+    if pid is None:
+        problem = "no managed process: set linux.memory_pid"
+    else:
+        monitor = DamonMonitor(
+            lc.sys_root / "kernel" / "mm" / "damon" / "admin",
+            pids=[pid],
+            settings=DamonSettings(),
+            kdamond=lc.damon_kdamond,
+            clock=backend.clock.now,
+            log=backend.log,
+        )
+        try:
+            monitor.probe()
+            if backend.journal is None:
+                raise Unsupported("damon", "starting a kdamond needs the undo journal (crash safety)")
+            writer = backend.writer_for("sol.linux", dry_run=False)
+            monitor.start(writer)
+            backend.add_closer("damon", lambda: monitor.stop(writer))
+            backend._feature("damon", True, f"monitoring pid {pid} on {monitor.kdamond}")
+        except (Unsupported, OSError) as exc:
+            problem = exc.reason if isinstance(exc, Unsupported) else f"cannot start DAMON: {exc}"
+            backend._feature("damon", False, problem)
+            monitor = None
+    host = MemoryHost(
+        topology,
+        pid=pid,
+        proc_root=lc.proc_root,
+        clock=backend.clock,
+        migrate_mb_s=lc.migrate_mb_s,
+        monitor=monitor,
+        log=backend.log,
+        monitor_problem=problem,
+    )
+    backend.sensors.memory = LinuxMemorySensors(host)
+    backend.register_actuators("memory", lambda writer, cg: LinuxMemoryActuators(host, writer, cg))
+    tiers = {n.node: n.tier for n in topology.nodes(now=backend.clock.now())}
+    backend._feature("memory", True, f"NUMA nodes {tiers}, managed pid {pid}")

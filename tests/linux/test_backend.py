@@ -198,7 +198,7 @@ def test_an_agent_whose_writes_fail_with_eperm_falls_back_and_is_quarantined_hos
     from sol.agents.example_ewma import ExampleEwmaAgent, Params
 
     v1.add_group(HARVEST)
-    knob = v1.root / "cpuset" / HARVEST / "cpuset.cpus"
+    knob = v1.root / "cpu" / HARVEST / "cpu.cfs_quota_us"  # every grant lifts the quota
     immutable(knob)
     clock = ProxyClock()
     backend = fake_backend(v1, proc, fake_sys, journal, clock)
@@ -217,11 +217,10 @@ def test_an_agent_whose_writes_fail_with_eperm_falls_back_and_is_quarantined_hos
     assert failures and all(e["errno"] == "EPERM" for e in failures)
     assert runner.state in ("quarantined", "stopped")
     assert any(e["event"] == "linux.revoked" for e in logs)
-    assert knob.read_text().strip() == "3"
-    # The restore could not write the immutable file either: the before-image stays open
+    assert knob.read_text().strip() == "1000"
+    # The restore could not write the immutable file either: its before-image stays open
     # for the next start (or `sol restore`) rather than being dropped.
-    assert [r.before.strip() for r in journal.open_records()] == ["3"]
-    assert (v1.root / "cpu" / HARVEST / "cpu.cfs_quota_us").read_text().strip() == "1000"
+    assert [r.before.strip() for r in journal.open_records() if r.target == str(knob)] == ["1000"]
 
 
 def test_eperm_erofs_and_enoent_of_real_files_are_write_errors_with_their_errno(

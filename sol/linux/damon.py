@@ -1,0 +1,309 @@
+"""DAMON through its sysfs interface (Documentation/admin-guide/mm/damon/usage.rst).
+
+A :class:`DamonMonitor` owns one kdamond: one context (``vaddr`` ops with the target PIDs,
+or ``paddr`` for physical memory), a ``stat`` scheme in slot 0 whose ``tried_regions`` are
+the monitoring results, and spare scheme slots the memory actuator turns into DAMOS
+``migrate_hot``/``migrate_cold`` schemes. Reading regions writes
+``update_schemes_tried_regions`` to the kdamond's ``state`` (the kernel refreshes the
+``tried_regions`` directories before the write returns), then reads each region's
+``start``, ``end``, ``nr_accesses`` and ``age``.
+
+Ownership. ``nr_kdamonds`` is global: writing it re-creates every kdamond directory, and the
+kernel refuses (``EBUSY``) while any kdamond runs. So sol starts a monitor only where it
+cannot disturb anyone: when no kdamond exists (it then creates one, and removes it on stop),
+or on the kdamond index an operator reserved for it (``linux.damon_kdamond``) while that
+kdamond is off. Anything else is reported unsupported with the reason; sol never writes to
+a kdamond it does not own.
+
+Crash safety. Starting the kdamond is journaled (kind ``damon.kdamond``, owner
+``sol.linux``) before ``state`` is set ``on``; the restorer turns it off (and removes the
+kdamond sol created), so a SIGKILLed daemon's monitor and its DAMOS schemes are stopped by
+the next start or ``sol restore``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sol.facilities import DamonRegion, DamonSnapshot
+from sol.linux.errors import SensorError, Unsupported
+from sol.linux.procfs import parse_int, read_file
+
+__all__ = ["DamonMonitor", "DamonSettings", "KdamondKnob", "restore_kdamond"]
+
+
+def _write(path: Path, text: str) -> None:
+    from sol.actuators.file import write_existing
+
+    write_existing(path, text)
+
+
+@dataclass(frozen=True)
+class DamonSettings:
+    #: ``vaddr`` (target PIDs) or ``paddr`` (physical address space, no PIDs)
+    ops: str = "vaddr"
+    sample_us: int = 5_000
+    aggr_us: int = 100_000
+    update_us: int = 1_000_000
+    min_regions: int = 10
+    max_regions: int = 1_000
+    #: scheme slots after the stat scheme, for DAMOS actions
+    action_slots: int = 2
+
+    @property
+    def max_nr_accesses(self) -> int:
+        return max(1, self.aggr_us // self.sample_us)
+
+
+class KdamondKnob:
+    """A kdamond's ``state`` as a knob (kind ``damon.kdamond``).
+
+    ``read`` is ``{"state": ..., "created": bool}``: whether sol created this kdamond (and so
+    removes it on restore) is part of the before-image.
+    """
+
+    kind = "damon.kdamond"
+
+    def __init__(self, kdamond: Path, *, created: bool) -> None:
+        self.kdamond = kdamond
+        self.created = created
+
+    @property
+    def target(self) -> str:
+        return str(self.kdamond)
+
+    def read(self) -> str:
+        state = (self.kdamond / "state").read_text().strip()
+        return json.dumps({"state": state, "created": self.created}, sort_keys=True)
+
+    def write(self, raw: str) -> None:
+        _write(self.kdamond / "state", raw)
+
+    def matches(self, written: str, readback: str) -> bool:
+        try:
+            return bool(json.loads(readback).get("state") == written.strip())
+        except ValueError:
+            return False
+
+
+def restore_kdamond(target: str, before: Any) -> None:
+    """Turn the kdamond off; if sol created it, remove it again (``nr_kdamonds`` back down)."""
+    image = json.loads(before) if isinstance(before, str) else before
+    kdamond = Path(target)
+    if not kdamond.is_dir():
+        return  # gone already: nothing runs there
+    state = kdamond / "state"
+    if state.read_text().strip() != "off" and image.get("state", "off") == "off":
+        _write(state, "off")
+    if image.get("created"):
+        parent = kdamond.parent
+        index = int(kdamond.name)
+        nr = int((parent / "nr_kdamonds").read_text().strip())
+        others_off = all(
+            (parent / str(i) / "state").read_text().strip() == "off"
+            for i in range(nr)
+            if (parent / str(i)).is_dir()
+        )
+        if nr == index + 1 and others_off:
+            _write(parent / "nr_kdamonds", str(index))
+
+
+class DamonMonitor:
+    """One kdamond owned by sol. ``start`` needs a journal-backed ``writer`` (crash safety)."""
+
+    def __init__(
+        self,
+        admin_root: Path,
+        *,
+        pids: Sequence[int],
+        settings: DamonSettings,
+        kdamond: int | None,
+        clock: Callable[[], float],
+        log: Any,
+    ) -> None:
+        self.admin = Path(admin_root)
+        self.pids = tuple(pids)
+        self.settings = settings
+        self.reserved = kdamond
+        self.clock = clock
+        self.log = log
+        self.index: int | None = None
+        self.created = False
+        self.started = False
+        self._lock = threading.Lock()
+
+    # -- paths -----------------------------------------------------------------------------
+    @property
+    def kdamonds(self) -> Path:
+        return self.admin / "kdamonds"
+
+    @property
+    def kdamond(self) -> Path:
+        if self.index is None:
+            raise Unsupported("damon", "monitor not started")
+        return self.kdamonds / str(self.index)
+
+    @property
+    def context(self) -> Path:
+        return self.kdamond / "contexts" / "0"
+
+    def scheme(self, slot: int) -> Path:
+        return self.context / "schemes" / str(slot)
+
+    # -- ownership -------------------------------------------------------------------------
+    def probe(self) -> None:
+        """Raise :class:`Unsupported` with the reason sol cannot own a kdamond here."""
+        nr_path = self.kdamonds / "nr_kdamonds"
+        if not nr_path.is_file():
+            raise Unsupported(
+                "damon", f"{nr_path} is missing: kernel without DAMON sysfs (CONFIG_DAMON_SYSFS)"
+            )
+        nr = parse_int(read_file(nr_path), nr_path, what="a kdamond count", lo=0)
+        if self.settings.ops == "vaddr" and not self.pids:
+            raise Unsupported("damon", "no target process (set linux.memory_pid)")
+        if self.reserved is None:
+            if nr != 0:
+                states = ", ".join(f"{i}:{self._state(i)}" for i in range(nr))
+                raise Unsupported(
+                    "damon",
+                    f"{nr} kdamond(s) already exist ({states}) and belong to another owner: nr_kdamonds can "
+                    "only change while every kdamond is off; reserve one for sol with linux.damon_kdamond",
+                )
+        else:
+            if self.reserved >= nr:
+                raise Unsupported(
+                    "damon", f"linux.damon_kdamond = {self.reserved}, but only {nr} kdamond(s) exist"
+                )
+            if self._state(self.reserved) != "off":
+                raise Unsupported(
+                    "damon", f"kdamond {self.reserved} is {self._state(self.reserved)}, not off"
+                )
+
+    def _state(self, index: int) -> str:
+        try:
+            return read_file(self.kdamonds / str(index) / "state").strip()
+        except SensorError:
+            return "?"
+
+    def _avail_ops(self, ctx: Path) -> set[str]:
+        path = ctx / "avail_operations"
+        return set(read_file(path).split()) if path.is_file() else {"vaddr", "paddr", "fvaddr"}
+
+    # -- lifetime --------------------------------------------------------------------------
+    def start(self, writer: Any) -> None:
+        """Configure and turn on the kdamond; the ``on`` goes through ``writer`` (journaled)."""
+        with self._lock:
+            if self.started:
+                return
+            self.probe()
+            s = self.settings
+            if self.reserved is None:
+                _write(self.kdamonds / "nr_kdamonds", "1")
+                self.index, self.created = 0, True
+            else:
+                self.index = self.reserved
+            try:
+                k = self.kdamond
+                _write(k / "contexts" / "nr_contexts", "1")
+                ops_path = self.context / "operations"
+                avail = self._avail_ops(self.context)
+                if s.ops not in avail:
+                    raise Unsupported(
+                        "damon",
+                        f"operations {s.ops!r} not built in this kernel (available: "
+                        f"{' '.join(sorted(avail)) or 'none'})",
+                    )
+                _write(ops_path, s.ops)
+                attrs = self.context / "monitoring_attrs"
+                _write(attrs / "intervals" / "sample_us", str(s.sample_us))
+                _write(attrs / "intervals" / "aggr_us", str(s.aggr_us))
+                _write(attrs / "intervals" / "update_us", str(s.update_us))
+                _write(attrs / "nr_regions" / "min", str(s.min_regions))
+                _write(attrs / "nr_regions" / "max", str(s.max_regions))
+                targets = self.context / "targets"
+                _write(targets / "nr_targets", str(max(1, len(self.pids)) if s.ops != "paddr" else 1))
+                for i, pid in enumerate(self.pids if s.ops != "paddr" else ()):
+                    _write(targets / str(i) / "pid_target", str(pid))
+                _write(self.context / "schemes" / "nr_schemes", str(1 + s.action_slots))
+                for slot in range(1 + s.action_slots):
+                    # A fresh scheme is "stat" over every region; spare slots match nothing
+                    # (no region is smaller than 0 bytes... nor larger than 0) until used.
+                    _write(self.scheme(slot) / "action", "stat")
+                    if slot:
+                        _write(self.scheme(slot) / "access_pattern" / "sz" / "max", "0")
+                writer.write(KdamondKnob(k, created=self.created), "on")
+            except BaseException:
+                self._undo_setup()
+                raise
+            self.started = True
+            self.log.info("linux.damon.started", kdamond=str(self.kdamond), ops=s.ops, pids=list(self.pids))
+
+    def _undo_setup(self) -> None:
+        if self.index is None:
+            return
+        try:
+            restore_kdamond(str(self.kdamond), {"state": "off", "created": self.created})
+        except OSError as exc:
+            self.log.warning("linux.damon.cleanup_failed", error=str(exc))
+        self.index = None
+
+    def stop(self, writer: Any) -> None:
+        """Turn the kdamond off through the journal's restore (closes its undo record)."""
+        with self._lock:
+            if not self.started:
+                return
+            report = writer.restore()
+            if not report.ok:
+                self.log.error("linux.damon.stop_failed", summary=report.summary())
+            self.started = False
+            self.log.info("linux.damon.stopped", kdamond=str(self.kdamond))
+            self.index = None
+
+    # -- reading ---------------------------------------------------------------------------
+    def snapshot(self) -> DamonSnapshot:
+        with self._lock:
+            if not self.started:
+                raise Unsupported("damon", "monitor not started")
+            state = self.kdamond / "state"
+            try:
+                _write(state, "update_schemes_tried_regions")
+            except OSError as exc:
+                from sol.linux.errors import errno_name, os_problem
+
+                raise SensorError(
+                    state, os_problem(exc, "cannot request tried regions"), errno_name=errno_name(exc)
+                ) from exc
+            now = self.clock()
+            regions = self._read_regions(self.scheme(0) / "tried_regions")
+        s = self.settings
+        return DamonSnapshot(
+            t=now,
+            t_start=now - s.aggr_us / 1e6,
+            t_end=now,
+            max_nr_accesses=s.max_nr_accesses,
+            regions=regions,
+        )
+
+    def _read_regions(self, base: Path) -> tuple[DamonRegion, ...]:
+        try:
+            names = sorted((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+        except OSError as exc:
+            raise SensorError(base, f"cannot list: {exc.strerror or exc}") from exc
+        out = []
+        limit = self.settings.max_nr_accesses
+        for d in names:
+            start = parse_int(read_file(d / "start"), d / "start", lo=0)
+            end = parse_int(read_file(d / "end"), d / "end", lo=0)
+            nr = parse_int(read_file(d / "nr_accesses"), d / "nr_accesses", lo=0)
+            age = parse_int(read_file(d / "age"), d / "age", lo=0)
+            if end <= start:
+                raise SensorError(d, f"region end {end:#x} <= start {start:#x}")
+            if nr > limit:
+                raise SensorError(d / "nr_accesses", f"{nr} > max_nr_accesses {limit} (aggr/sample)")
+            out.append(DamonRegion(start, end, nr, age))
+        return tuple(out)
