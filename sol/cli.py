@@ -1,10 +1,13 @@
 """``sol``: the daemon and its tools.
 
     sol run          the daemon in the foreground (live executor; --duration to end by itself)
+    sol status       what the running daemon and each agent are doing (control socket)
+    sol ctl          pause/resume an agent, dry-run on/off, reload, health (control socket)
     sol sim          accelerated simulation of a node (virtual time), summary table at the end
     sol agents       the agents this install knows
     sol check-config validate a config file
     sol restore      roll back every open undo record (systemd ExecStopPost=)
+    sol install      put the systemd unit, tmpfiles snippet and an example config in place
     sol data         public traces: list, fetch
 
 Wrong arguments print the usage and exit 2. A config, journal or backend problem prints a
@@ -14,10 +17,14 @@ message naming it and exits 1.
 from __future__ import annotations
 
 import argparse
+import io
+import json
+import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from sol import __version__
 from sol.config import Config, ConfigError, default_config_path, load_config
@@ -60,6 +67,65 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="every agent in dry-run: log writes, change nothing"
     )
     run.add_argument("--log-format", choices=["auto", "json", "console"], help="override [log] format")
+
+    def with_socket(sp: argparse.ArgumentParser) -> None:
+        with_config(sp)
+        sp.add_argument(
+            "--socket",
+            type=Path,
+            metavar="PATH",
+            help="the daemon's control socket (default: [daemon] control_socket, /run/sol/sol.sock, "
+            "<state_dir>/sol.sock)",
+        )
+
+    status = sub.add_parser("status", help="what the running daemon and its agents are doing")
+    with_socket(status)
+    status.add_argument("--json", action="store_true", help="the raw status object")
+    status.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=2.0,
+        metavar="S",
+        help="redraw every S seconds (default 2) until Ctrl-C",
+    )
+
+    ctl = sub.add_parser("ctl", help="change the running daemon: pause, resume, dry-run, reload, health")
+    ctl_sub = ctl.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action, text in (
+        ("pause", "stop an agent (clean-up, restore) until resumed"),
+        ("resume", "start it again"),
+    ):
+        sp = ctl_sub.add_parser(action, help=text)
+        with_socket(sp)
+        sp.add_argument("agent", metavar="AGENT")
+    dry = ctl_sub.add_parser("dry-run", help="restart agents with their actuators in (or out of) dry-run")
+    with_socket(dry)
+    dry.add_argument("state", choices=["on", "off"])
+    dry.add_argument("agent", nargs="?", metavar="AGENT", help="one agent (default: every agent)")
+    for action, text in (
+        ("reload", "re-read the config file, as SIGHUP does"),
+        ("health", "exit 0 while every agent loop is alive (for probes)"),
+    ):
+        with_socket(ctl_sub.add_parser(action, help=text))
+
+    inst = sub.add_parser("install", help="install the systemd unit, tmpfiles snippet and an example config")
+    inst.add_argument(
+        "--root", type=Path, default=Path("/"), metavar="DIR", help="install under DIR (default /)"
+    )
+    inst.add_argument(
+        "--units",
+        type=Path,
+        metavar="DIR",
+        help="the systemd/ folder of the source tree (default: found next to sol)",
+    )
+    inst.add_argument(
+        "--bin", type=Path, metavar="PATH", help="the sol executable the unit runs (default: this one)"
+    )
+    inst.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
+    inst.add_argument(
+        "--force", action="store_true", help="install even if the unit could not run the executable"
+    )
 
     sim = sub.add_parser("sim", help="simulate a node in virtual time and print a summary")
     with_config(sim)
@@ -117,9 +183,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        from sol.control import ControlError
         from sol.daemon import DaemonError
 
-        if isinstance(exc, DaemonError | OSError | LookupError | ValueError):
+        if isinstance(exc, DaemonError | ControlError | OSError | LookupError | ValueError):
             print(f"sol {args.command}: {exc}", file=err)
             return EXIT_FAIL
         raise
@@ -129,9 +196,14 @@ def _dispatch(args: argparse.Namespace, registry: Registry, out: TextIO, err: Te
     cmd = args.command
     if cmd == "check-config":
         from sol.config import check_config_command
+        from sol.daemon import config_file_problems
 
         path = args.file if args.file is not None else default_config_path()
-        return check_config_command(path, registry.classes(), out)
+        unsafe = config_file_problems(path) if path is not None else []
+        for problem in unsafe:
+            print(f"{path}: unsafe for a root daemon: {problem}", file=out)
+        rc = check_config_command(path, registry.classes(), out)
+        return rc or (EXIT_FAIL if unsafe else EXIT_OK)
 
     if cmd == "agents":
         return _agents(registry, out)
@@ -141,32 +213,36 @@ def _dispatch(args: argparse.Namespace, registry: Registry, out: TextIO, err: Te
 
         return data_command(args, out)
 
-    if cmd == "restore":
-        from sol.safety.journal import restore_command
+    if cmd == "install":
+        from sol.install import install_command
 
-        journal = args.journal
-        if journal is None:
-            config = _load(args.config, registry, err)
-            if config is None:
-                return EXIT_FAIL
-            journal = config.journal_path
-        return restore_command(journal, out=out)
+        return install_command(
+            root=args.root,
+            units=args.units,
+            sol_bin=args.bin,
+            dry_run=args.dry_run,
+            force=args.force,
+            out=out,
+            err=err,
+        )
+
+    if cmd == "restore":
+        return _restore(args, registry, out, err)
+
+    if cmd == "run":
+        return _run(args, registry, err)
+
+    if cmd in ("status", "ctl"):
+        config = _load(args.config, registry, err)
+        if config is None:
+            return EXIT_FAIL
+        if cmd == "status":
+            return _status(args, config, out, err)
+        return _ctl(args, config, out, err)
 
     config = _load(args.config, registry, err)
     if config is None:
         return EXIT_FAIL
-
-    if cmd == "run":
-        from dataclasses import replace
-
-        from sol.daemon import run_daemon
-
-        if args.backend:
-            config = replace(config, backend=args.backend)
-        if args.dry_run:
-            config = replace(config, agents={n: replace(a, dry_run=True) for n, a in config.agents.items()})
-        configure(args.log_format or config.log.format, config.log.level)
-        return run_daemon(config, duration=args.duration)
 
     if cmd == "sim":
         from sol.daemon import run_simulation
@@ -192,6 +268,270 @@ def _dispatch(args: argparse.Namespace, registry: Registry, out: TextIO, err: Te
             registry=registry,
         )
     raise AssertionError(cmd)
+
+
+def _run(args: argparse.Namespace, registry: Registry, err: TextIO) -> int:
+    from dataclasses import replace
+
+    from sol.daemon import check_config_file, run_daemon
+
+    path = args.config if args.config is not None else default_config_path()
+    check_config_file(path)  # as root: refuse a file someone else could have written
+
+    def load() -> Config:
+        check_config_file(path)
+        config = load_config(path, agents=registry.classes())
+        if args.backend:
+            config = replace(config, backend=args.backend)
+        if args.dry_run:
+            config = replace(config, agents={n: replace(a, dry_run=True) for n, a in config.agents.items()})
+        return config
+
+    try:
+        config = load()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"sol: {problem}", file=err)
+        print("sol: fix the config (`sol check-config FILE` lists every problem)", file=err)
+        return EXIT_FAIL
+    log_format = args.log_format or config.log.format
+    configure(log_format, config.log.level)
+    return run_daemon(
+        config,
+        duration=args.duration,
+        registry=registry,
+        load=load,
+        relog=lambda c: configure(args.log_format or c.log.format, c.log.level),
+    )
+
+
+def _sockets(args: argparse.Namespace, config: Config) -> list[Path]:
+    from sol.daemon import control_socket_candidates
+
+    if args.socket is not None:
+        return [args.socket]
+    return control_socket_candidates(config)
+
+
+def _ask(args: argparse.Namespace, config: Config, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Send one request to the first socket that answers; ControlError when none does."""
+    from sol.control import ControlError, request
+
+    candidates = _sockets(args, config)
+    last: ControlError | None = None
+    for path in candidates:
+        if len(candidates) > 1 and not path.exists():
+            continue
+        try:
+            return request(path, payload)
+        except ControlError as exc:
+            last = exc
+    if last is not None:
+        raise last
+    raise ControlError(
+        f"no control socket at {' or '.join(map(str, candidates))}: "
+        "is the daemon running? (`systemctl status sol`)"
+    )
+
+
+def _status(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> int:
+    from sol.control import ControlError
+
+    while True:
+        try:
+            reply = _ask(args, config, {"cmd": "status"})
+        except ControlError as exc:
+            print(f"sol status: {exc}", file=err)
+            return EXIT_FAIL
+        if not reply.get("ok"):
+            print(f"sol status: {reply.get('error')}", file=err)
+            return EXIT_FAIL
+        if args.json:
+            print(json.dumps(reply["result"], indent=2), file=out)
+        else:
+            if args.watch and out.isatty():
+                out.write("\x1b[H\x1b[2J")
+            print(render_status(reply["result"]), file=out)
+        out.flush()
+        if not args.watch:
+            return EXIT_OK
+        try:
+            time.sleep(max(0.2, args.watch))
+        except KeyboardInterrupt:
+            return EXIT_OK
+
+
+def _ctl(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> int:
+    from sol.control import ControlError
+
+    action = args.action
+    payload: dict[str, Any] = {"cmd": action}
+    if action in ("pause", "resume"):
+        payload["agent"] = args.agent
+    elif action == "dry-run":
+        payload["on"] = args.state == "on"
+        if args.agent:
+            payload["agent"] = args.agent
+    try:
+        reply = _ask(args, config, payload)
+    except ControlError as exc:
+        print(f"sol ctl {action}: {exc}", file=err)
+        return EXIT_FAIL
+    if not reply.get("ok"):
+        print(f"sol ctl {action}: {reply.get('error')}", file=err)
+        return EXIT_FAIL
+    result = reply.get("result") or {}
+    if action == "health":
+        print("alive" if result.get("alive") else f"NOT alive: {result.get('detail')}", file=out)
+        return EXIT_OK if result.get("alive") else EXIT_FAIL
+    if action == "reload" and isinstance(result, dict) and not result.get("ok"):
+        print("reload failed, the running config is kept:", file=err)
+        for problem in result.get("problems", []):
+            print(f"  {problem}", file=err)
+        return EXIT_FAIL
+    print(json.dumps(result, indent=2), file=out)
+    return EXIT_OK
+
+
+def _restore(args: argparse.Namespace, registry: Registry, out: TextIO, err: TextIO) -> int:
+    from sol.safety.journal import restore_command
+
+    config: Config | None = None
+    journal = args.journal
+    if journal is None:
+        config = _load(args.config, registry, err)
+        if config is None:
+            # ExecStopPost= must restore even when the config was broken in the meantime:
+            # find the journal from the raw file, else the system default.
+            journal = _journal_of_broken_config(args.config)
+            print(f"sol restore: using the undo journal {journal} despite the config errors above", file=err)
+        else:
+            journal = config.journal_path
+    captured = io.StringIO()
+    rc = restore_command(journal, out=captured)
+    if rc != 3 or config is None:
+        out.write(captured.getvalue())
+        return rc
+    # A running daemon holds the journal: ask it to pause its agents and restore instead.
+    from sol.control import ControlError
+
+    try:
+        reply = _ask(args, config, {"cmd": "restore"})
+    except ControlError as exc:
+        out.write(captured.getvalue())
+        print(f"sol restore: and its control socket does not answer: {exc}", file=out)
+        return rc
+    if not reply.get("ok"):
+        print(f"sol restore: the running daemon refused: {reply.get('error')}", file=out)
+        return EXIT_FAIL
+    result = reply["result"]
+    print(
+        f"the running daemon (pid holding {journal}) paused {', '.join(result['paused']) or 'no agent'}",
+        file=out,
+    )
+    for line in result["restored"]:
+        print(f"restored  {line}", file=out)
+    for line in result["failed"]:
+        print(f"FAILED    {line}", file=out)
+    print(f"{result['open_undo_records']} undo record(s) still open; {result['note']}", file=out)
+    return EXIT_OK if not result["failed"] else EXIT_FAIL
+
+
+def _journal_of_broken_config(path: Path | None) -> Path:
+    import tomllib
+
+    from sol.config import _default_state_dir
+
+    raw: dict[str, Any] = {}
+    source = path if path is not None else default_config_path()
+    if source is not None:
+        try:
+            raw = tomllib.loads(Path(source).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raw = {}
+    paths = raw.get("paths") if isinstance(raw.get("paths"), dict) else {}
+    assert isinstance(paths, dict)
+    if isinstance(paths.get("journal"), str) and paths["journal"]:
+        return Path(paths["journal"])
+    if isinstance(paths.get("state_dir"), str) and paths["state_dir"]:
+        return Path(paths["state_dir"]) / "undo.journal"
+    backend = raw.get("backend") if raw.get("backend") in ("sim", "linux") else "linux"
+    return _default_state_dir(str(backend), os.environ) / "undo.journal"
+
+
+def render_status(status: Mapping[str, Any]) -> str:
+    """The status object as an operator reads it: one header, one row per agent."""
+    d = status.get("daemon", {})
+    uptime = _fmt_age(float(d.get("uptime_s") or 0))
+    health = "loops ok" if d.get("loops_alive") else f"LOOPS STALLED: {', '.join(d.get('stalled') or [])}"
+    reloads = d.get("reloads") or {}
+    lines = [
+        f"sol {d.get('version')}  pid {d.get('pid')}  up {uptime}  backend {d.get('backend')}  {health}",
+        f"config {d.get('config')}  rollback {d.get('rollback')}  "
+        f"open undo records {d.get('open_undo_records')}"
+        f"  reloads {reloads.get('ok', 0)} ok / {reloads.get('failed', 0)} failed",
+    ]
+    if d.get("metrics"):
+        lines.append(f"metrics {d['metrics']}")
+    last = d.get("last_reload")
+    if last and not last.get("ok"):
+        lines.append(f"LAST RELOAD FAILED (running config kept): {'; '.join(last.get('problems', []))[:300]}")
+    rows: list[tuple[str, ...]] = [
+        (
+            "AGENT",
+            "STATE",
+            "DRY-RUN",
+            "LAST DECISION",
+            "DECISIONS",
+            "MODEL",
+            "ERRORS",
+            "MITIG",
+            "CPU s",
+            "ACT LATE p99",
+        )
+    ]
+    for a in status.get("agents", []):
+        last_decision = a.get("last_source") or "-"
+        if a.get("last_reason"):
+            last_decision += f"/{a['last_reason']}"
+        share = a.get("model_share")
+        late = a.get("act_late_p99_ms")
+        rows.append(
+            (
+                str(a.get("agent")),
+                str(a.get("state")),
+                "yes" if a.get("dry_run") else "no",
+                last_decision,
+                str(a.get("decisions", 0)),
+                f"{100 * share:.0f}%" if share is not None else "-",
+                str(a.get("errors", 0)),
+                str(a.get("mitigations", 0)),
+                f"{a.get('cpu_s', 0.0):.2f}",
+                f"{late:.1f}ms" if late is not None else "-",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines.append("")
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    for a in status.get("agents", []):
+        if a.get("reason") and a.get("state") != "running":
+            lines.append(f"  {a['agent']}: {a['state']}: {a['reason']}")
+    if not status.get("agents"):
+        lines.append("(no agents configured)")
+    return "\n".join(lines)
+
+
+def _fmt_age(seconds: float) -> str:
+    seconds = int(seconds)
+    d, rest = divmod(seconds, 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    if d:
+        return f"{d}d{h}h"
+    if h:
+        return f"{h}h{m}m"
+    return f"{m}m{s}s" if m else f"{s}s"
 
 
 def _agents(registry: Registry, out: TextIO) -> int:

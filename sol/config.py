@@ -60,6 +60,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigProblem",
+    "DaemonConfig",
     "LinuxConfig",
     "LogConfig",
     "PathsConfig",
@@ -172,6 +173,27 @@ class LinuxConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    """``[daemon]``: the control socket, the Prometheus endpoint, the periodic report (``sol run``)."""
+
+    #: default: /run/sol/sol.sock as root (when /run is writable), else <state_dir>/sol.sock
+    control_socket: Path | None = None
+    #: a group whose members may read status (socket mode 0660); default: root only (0600)
+    control_group: str | None = None
+    metrics: bool = True
+    metrics_address: str = "127.0.0.1"
+    metrics_port: int = 9477
+    #: seconds between the one-line reports per agent (and STATUS= updates)
+    report_every: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port must be in 0..65535 (0: any free port), got {self.metrics_port}")
+        if not (math.isfinite(self.report_every) and self.report_every > 0):
+            raise ValueError(f"report_every must be a number of seconds > 0, got {self.report_every}")
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     """``[agents.NAME]``: one configured agent, with its schedule and params resolved."""
 
@@ -198,6 +220,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     sim: SimConfig = field(default_factory=SimConfig)
     linux: LinuxConfig = field(default_factory=LinuxConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
     agents: Mapping[str, AgentConfig] = field(
         default_factory=lambda: types.MappingProxyType({}), metadata=_DERIVED
     )

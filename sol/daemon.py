@@ -1,5 +1,10 @@
 """The daemon: config → backend → journal (crash recovery) → agents under the live executor.
 
+As a system service it also speaks sd_notify (``sol.notify``), serves the control socket
+(``sol.control``) and Prometheus metrics (``sol.metrics_http``), reloads on SIGHUP (only the
+agents whose config changed restart) and, running as root, refuses a config file that
+someone other than root could have written (``config_file_problems``).
+
 Also the simulation driver behind ``sol sim``: the same agents under the virtual-time
 executor against a simulated node, ending with a summary table.
 """
@@ -7,25 +12,34 @@ executor against a simulated node, ending with a summary table.
 from __future__ import annotations
 
 import collections
+import functools
+import os
 import signal
+import stat
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from sol import __version__
 from sol.backend import Backend
-from sol.config import Config
+from sol.config import Config, ConfigError
+from sol.control import Command, CommandError, ControlError, ControlServer, Peer
 from sol.log import get_logger
+from sol.metrics import RuntimeMetrics
+from sol.metrics_http import MetricsServer, is_loopback
+from sol.notify import Notifier
 from sol.registry import Registry, RegistryError
 from sol.runtime.base import AgentSpec
+from sol.runtime.live import LOOP_STALL
 from sol.runtime.runner import AgentRunner
 
-#: How often the daemon logs a one-line report of what each agent did.
+#: How often the daemon logs a one-line report of what each agent did (``[daemon] report_every``).
 REPORT_EVERY = 5.0
 
 
@@ -106,82 +120,727 @@ def open_journal(config: Config, log: Any) -> Any:
 
 # -- sol run --------------------------------------------------------------------------
 
+#: Where the control socket lives when the daemon runs as root (systemd RuntimeDirectory=).
+RUN_DIR = Path("/run/sol")
+
+
+def control_socket_path(config: Config, *, euid: int | None = None, run_dir: Path = RUN_DIR) -> Path:
+    """``[daemon] control_socket``, else ``/run/sol/sol.sock`` as root, else ``<state_dir>/sol.sock``.
+
+    The fallback keeps ``make run`` working unprivileged (no write access to /run).
+    """
+    if config.daemon.control_socket is not None:
+        return config.daemon.control_socket
+    euid = os.geteuid() if euid is None else euid
+    if euid == 0:
+        if run_dir.is_dir() and os.access(run_dir, os.W_OK | os.X_OK):
+            return run_dir / "sol.sock"
+        if not run_dir.exists() and os.access(run_dir.parent, os.W_OK | os.X_OK):
+            return run_dir / "sol.sock"
+    return config.state_dir / "sol.sock"
+
+
+def control_socket_candidates(config: Config, *, run_dir: Path = RUN_DIR) -> list[Path]:
+    """Where a client looks for the daemon, in order (it may run as another user than us)."""
+    if config.daemon.control_socket is not None:
+        return [config.daemon.control_socket]
+    out = [run_dir / "sol.sock", config.state_dir / "sol.sock"]
+    return [p for i, p in enumerate(out) if p not in out[:i]]
+
+
+def config_file_problems(path: Path, *, euid: int | None = None) -> list[str]:
+    """Why a root daemon must not trust ``path`` (sshd ``StrictModes``); empty when fine.
+
+    Only checked when running as root: the file must be owned by root and writable by no one
+    else (no world write; group write only for group root), and so must every directory
+    above it (a world-writable directory is fine only with the sticky bit, as /tmp).
+    Otherwise whoever can edit it can make the daemon write any value to any knob it manages.
+    """
+    euid = os.geteuid() if euid is None else euid
+    if euid != 0:
+        return []
+    problems: list[str] = []
+    fix = f"chown root:root {path} && chmod 0600 {path}"
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []  # unreadable or missing: the loader reports it, with the line
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid != 0:
+        problems.append(f"{path} is owned by uid {st.st_uid}, not root ({fix})")
+    if mode & 0o002:
+        problems.append(f"{path} is world-writable (mode {mode:04o}) ({fix})")
+    elif mode & 0o020 and st.st_gid != 0:
+        problems.append(f"{path} is writable by group {st.st_gid} (mode {mode:04o}) ({fix})")
+    chain = {p for p in Path(path).absolute().parents} | set(Path(path).resolve().parents)
+    for d in sorted(chain, key=lambda p: len(p.parts)):
+        try:
+            dst = os.stat(d)
+        except OSError:
+            continue
+        dmode = stat.S_IMODE(dst.st_mode)
+        sticky = bool(dmode & stat.S_ISVTX)
+        if dst.st_uid != 0:
+            problems.append(f"directory {d} (above {path}) is owned by uid {dst.st_uid}, not root")
+        elif dmode & 0o002 and not sticky:
+            problems.append(f"directory {d} (above {path}) is world-writable (mode {dmode:04o})")
+        elif dmode & 0o020 and dst.st_gid != 0 and not sticky:
+            problems.append(f"directory {d} (above {path}) is writable by group {dst.st_gid}")
+    return problems
+
+
+def check_config_file(path: Path | None, *, euid: int | None = None) -> None:
+    """Raise ``DaemonError`` naming every reason a root daemon refuses ``path``."""
+    if path is None:
+        return
+    problems = config_file_problems(path, euid=euid)
+    if problems:
+        raise DaemonError(
+            f"refusing config {path}: anyone who can change it controls a root daemon: " + "; ".join(problems)
+        )
+
+
+@dataclass(slots=True)
+class ReloadPlan:
+    """What a reload changes: agents started, stopped, restarted, and settings."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    #: settings applied live (rollback policy, log level)
+    applied: list[str] = field(default_factory=list)
+    #: settings that only take effect when the daemon restarts
+    needs_restart: list[str] = field(default_factory=list)
+
+
+#: Settings a running daemon applies on reload; every other top-level one needs a restart.
+_LIVE_SETTINGS = ("rollback", "log")
+
+
+def plan_reload(old: Config, new: Config) -> ReloadPlan:
+    """Compare two configs: which agents to start, stop and restart, which settings changed."""
+    plan = ReloadPlan()
+    before = {a.name: a for a in old.enabled_agents}
+    after = {a.name: a for a in new.enabled_agents}
+    for name, ac in after.items():
+        if name not in before:
+            plan.added.append(name)
+        elif ac != before[name]:
+            plan.restarted.append(name)
+        else:
+            plan.unchanged.append(name)
+    plan.removed = [n for n in before if n not in after]
+    for f in ("backend", "rollback", "paths", "log", "sim", "linux", "daemon", "state_dir", "journal_path"):
+        if getattr(old, f) != getattr(new, f):
+            (plan.applied if f in _LIVE_SETTINGS else plan.needs_restart).append(f)
+    return plan
+
+
+class Daemon:
+    """``sol run``: the live executor plus everything that makes it a system service.
+
+    sd_notify (READY/WATCHDOG/STATUS/RELOADING/STOPPING), the control socket, the Prometheus
+    endpoint, SIGHUP reload, and the periodic report. ``load`` re-reads the config for a
+    reload (with the command line's overrides applied); without it SIGHUP only logs.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        registry: Registry | None = None,
+        load: Callable[[], Config] | None = None,
+        relog: Callable[[Config], None] | None = None,
+        notifier: Notifier | None = None,
+        install_signals: bool = True,
+        on_ready: Callable[[Any], None] | None = None,
+        report_every: float | None = None,
+        backend: Callable[[Config, Any], Backend] | None = None,
+        loop_stall: float = LOOP_STALL,
+    ) -> None:
+        self.config = config
+        #: ``(config, journal) -> Backend``; default: ``build_backend`` (sim or linux)
+        self.backend_factory = backend
+        #: seconds a loop may miss its tick outside any callback before it counts as stalled
+        self.loop_stall = loop_stall
+        self.registry = registry or Registry()
+        self.load = load
+        self.relog = relog
+        self.log = get_logger(component="daemon")
+        self.notifier = notifier or Notifier(log=self.log)
+        self.install_signals = install_signals
+        self.on_ready = on_ready
+        self.report_every = report_every if report_every is not None else config.daemon.report_every
+        self.metrics = RuntimeMetrics()
+        self.executor: Any = None
+        self.journal: Any = None
+        self.backend: Backend | None = None
+        self.control: ControlServer | None = None
+        self.metrics_server: MetricsServer | None = None
+        self.socket_path: Path | None = None
+        self.started_at = time.monotonic()
+        self.reloads = {"ok": 0, "failed": 0}
+        self.last_reload: dict[str, Any] | None = None
+        self.exit_code = 0
+        self._wake = threading.Event()
+        self._reload_pending = threading.Event()
+        self._reload_lock = threading.Lock()
+        self._stall_logged = False
+
+    # -- lifecycle --------------------------------------------------------------------
+    def run(self, duration: float | None = None) -> int:
+        from sol.actuators.restorers import default_restorers
+        from sol.runtime.clock import MonotonicClock
+        from sol.runtime.live import LiveExecutor
+
+        config, log = self.config, self.log
+        prepared = build_specs(config, self.registry)
+        for problem in prepared.problems:
+            log.error("agent.unavailable", problem=problem)
+        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.journal = journal = open_journal(config, log)
+        try:
+            if self.backend_factory is not None:
+                self.backend = backend = self.backend_factory(config, journal)
+            else:
+                self.backend = backend = build_backend(
+                    config, clock_start=time.monotonic(), journal=journal, clock=MonotonicClock()
+                )
+            self.metrics.journal_source = lambda: len(journal)
+            counts = getattr(backend, "actuation_counts", None)
+            if callable(counts):
+                self.metrics.actuation_source = counts
+            self._daemon_metrics()
+            self.executor = executor = LiveExecutor(
+                prepared.specs,
+                backend=backend,
+                log=get_logger(),
+                metrics=self.metrics,
+                journal=journal,
+                restorers=default_restorers(),
+                state_dir=config.state_dir,
+                rollback=config.rollback,
+                respawn=self._respawn,
+            )
+            log.info(
+                "daemon.starting",
+                config=config.source,
+                backend=backend.name,
+                agents=[s.agent.name for s in prepared.specs],
+                journal=str(config.journal_path),
+                rollback=config.rollback,
+                pid=os.getpid(),
+            )
+            reporter = _Reporter(lambda: executor.runners, self.metrics, backend)
+            with _signals(self._on_stop, self._on_hup, enabled=self.install_signals):
+                executor.start()
+                self._start_control()
+                self._start_metrics()
+                self.notifier.ready(status=self.status_line())
+                log.info(
+                    "daemon.ready",
+                    socket=str(self.socket_path) if self.control else None,
+                    metrics=self.metrics_server.url if self.metrics_server else None,
+                    watchdog_s=self.notifier.watchdog_interval,
+                )
+                if self.on_ready is not None:
+                    self.on_ready(executor)
+                self._main_loop(duration, reporter)
+                self.notifier.stopping(status="stopping: cleaning up and restoring")
+                if self.control is not None:
+                    self.control.close()
+                executor.stop()
+                reporter.report(log, final=True)
+                if self.metrics_server is not None:
+                    self.metrics_server.close()
+            backend.close()
+        finally:
+            if self.control is not None:
+                self.control.close()
+            journal.close()
+            self.notifier.close()
+        failed = [r.name for r in executor.runners if r.state in ("failed", "quarantined")]
+        log.info("daemon.stopped", failed_agents=failed, exit_code=self.exit_code)
+        return self.exit_code
+
+    def _respawn(self, spec: AgentSpec) -> AgentSpec:
+        from dataclasses import replace
+
+        from sol.runtime.live import fresh_instance
+
+        try:
+            cls = self.registry.get(spec.agent.name)
+        except RegistryError:
+            return fresh_instance(spec)
+        return replace(spec, agent=cls())
+
+    def _start_control(self) -> None:
+        path = control_socket_path(self.config)
+        self.socket_path = path
+        server = ControlServer(path, self.commands(), group=self.config.daemon.control_group, log=self.log)
+        try:
+            server.start()
+        except ControlError as exc:
+            self.log.error("control.unavailable", error=str(exc))
+            return
+        self.control = server
+
+    def _start_metrics(self) -> None:
+        d = self.config.daemon
+        if not d.metrics:
+            return
+        if not is_loopback(d.metrics_address):
+            self.log.warning(
+                "metrics.not_loopback",
+                address=d.metrics_address,
+                hint="anyone who reaches this address can read the metrics",
+            )
+        server = MetricsServer(
+            self.metrics.registry, address=d.metrics_address, port=d.metrics_port, health=self._health
+        )
+        try:
+            server.start()
+        except OSError as exc:
+            self.log.error(
+                "metrics.unavailable", address=d.metrics_address, port=d.metrics_port, error=str(exc)
+            )
+            return
+        self.metrics_server = server
+        self.log.info("metrics.listening", url=server.url)
+
+    def _daemon_metrics(self) -> None:
+        from prometheus_client import Counter, Gauge, Info
+        from prometheus_client.process_collector import ProcessCollector
+
+        reg = self.metrics.registry
+        ProcessCollector(registry=reg)
+        Info("sol_build", "The running sol version", registry=reg).info({"version": __version__})
+        alive = Gauge("sol_daemon_loops_alive", "1 while every agent loop and the watchdog run", registry=reg)
+        alive.set_function(
+            lambda: 1.0 if self.executor is not None and self.executor.loops_alive(self.loop_stall) else 0.0
+        )
+        self._reload_counter = Counter(
+            "sol_daemon_reloads", "Config reloads by result", ["result"], registry=reg
+        )
+        for result in ("ok", "failed"):
+            self._reload_counter.labels(result)
+
+    def _on_stop(self) -> None:
+        if self.executor is not None:
+            self.executor.request_stop()
+        self._wake.set()
+
+    def _on_hup(self) -> None:
+        self._reload_pending.set()
+        self._wake.set()
+
+    def request_reload(self) -> None:
+        """What SIGHUP does: the main loop reloads at its next turn."""
+        self._on_hup()
+
+    def _main_loop(self, duration: float | None, reporter: _Reporter) -> None:
+        ex, log, notifier = self.executor, self.log, self.notifier
+        now = time.monotonic()
+        deadline = None if duration is None else now + duration
+        next_report = now + self.report_every
+        ping_every = notifier.watchdog_interval
+        next_ping = now
+        stalled_since: float | None = None
+        while not ex.stopping:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            if self._reload_pending.is_set():
+                self._reload_pending.clear()
+                self.reload(trigger="SIGHUP")
+                now = time.monotonic()
+            broken = ex.stalled_loops(self.loop_stall)
+            if broken:
+                # A dead or stuck loop is the runtime's own failure: stop the WATCHDOG=1
+                # pings so systemd kills and restarts us (ExecStopPost= restores the host).
+                if stalled_since is None:
+                    stalled_since = now
+                    log.error(
+                        "daemon.loops_stalled",
+                        loops=broken,
+                        action="withholding WATCHDOG=1" if ping_every else "stopping the daemon",
+                    )
+                    notifier.status(f"FAILING: loops stalled: {', '.join(broken)}")
+                if ping_every is None and now - stalled_since > self.loop_stall:
+                    # no systemd watchdog to restart us: stop (clean-up, restore) and fail
+                    self.exit_code = 1
+                    break
+            else:
+                if stalled_since is not None:
+                    log.info("daemon.loops_recovered")
+                    stalled_since = None
+                if ping_every is not None and now >= next_ping:
+                    notifier.watchdog()
+                    next_ping = now + ping_every
+            if now >= next_report:
+                reporter.report(log)
+                if stalled_since is None:
+                    notifier.status(self.status_line())
+                next_report = now + self.report_every
+            waits = [next_report - now, 1.0]
+            if deadline is not None:
+                waits.append(deadline - now)
+            if ping_every is not None:
+                waits.append(next_ping - now)
+            self._wake.wait(max(0.005, min(waits)))
+            self._wake.clear()
+
+    # -- reload -----------------------------------------------------------------------
+    def reload(self, trigger: str = "SIGHUP") -> dict[str, Any]:
+        """Validate the new config first; on any problem keep running as before and say why.
+
+        Only the agents whose config changed are restarted; added ones start, removed or
+        disabled ones stop (clean-up, restore of their undo records).
+        """
+        with self._reload_lock:
+            return self._reload(trigger)
+
+    def _reload(self, trigger: str) -> dict[str, Any]:
+        log, ex = self.log, self.executor
+        t0 = time.monotonic()
+        self.notifier.reloading()
+        log.info("daemon.reloading", trigger=trigger, config=self.config.source)
+        problems: list[str] = []
+        new: Config | None = None
+        specs: dict[str, AgentSpec] = {}
+        if self.load is None:
+            problems.append("this daemon was started without a config file to re-read")
+        else:
+            try:
+                new = self.load()
+            except ConfigError as exc:
+                problems.extend(str(p) for p in exc.problems)
+            except (DaemonError, OSError, ValueError) as exc:
+                problems.append(str(exc))
+        if new is not None and not problems:
+            prepared = build_specs(new, self.registry)
+            problems.extend(p for p in prepared.problems if p not in self.registry.problems)
+            specs = {s.agent.name: s for s in prepared.specs}
+        if problems or new is None:
+            self.reloads["failed"] += 1
+            self._reload_counter.labels("failed").inc()
+            took = time.monotonic() - t0
+            self.last_reload = {"ok": False, "trigger": trigger, "problems": problems, "took_s": took}
+            log.error(
+                "daemon.reload_failed", problems=problems, kept=self.config.source, took_s=round(took, 4)
+            )
+            self.notifier.ready(status=f"reload failed, running config kept: {problems[0][:160]}")
+            return dict(self.last_reload)
+        plan = plan_reload(self.config, new)
+        errors: list[str] = []
+
+        def attempt(what: str, name: str, fn: Callable[[], Any]) -> None:
+            try:
+                fn()
+            except Exception as exc:  # one agent failing to (re)start must not stop the others
+                errors.append(f"{what} {name}: {exc}")
+                log.error("daemon.reload_agent_failed", agent=name, action=what, error=str(exc))
+
+        for name in plan.removed:
+            attempt("stop", name, functools.partial(ex.remove_agent, name))
+        for name in plan.restarted:
+            attempt("restart", name, functools.partial(ex.replace_agent, specs[name], keep_paused=True))
+        for name in plan.added:
+            attempt("start", name, functools.partial(ex.add_agent, specs[name]))
+        if "rollback" in plan.applied:
+            ex.rollback = new.rollback
+        if "log" in plan.applied and self.relog is not None:
+            self.relog(new)
+        if plan.needs_restart:
+            log.warning(
+                "daemon.reload_needs_restart",
+                settings=plan.needs_restart,
+                hint="these take effect at the next start (`systemctl restart sol`)",
+            )
+        self.config = new
+        took = time.monotonic() - t0
+        self.reloads["ok"] += 1
+        self._reload_counter.labels("ok").inc()
+        self.last_reload = {
+            "ok": True,
+            "trigger": trigger,
+            "added": plan.added,
+            "removed": plan.removed,
+            "restarted": plan.restarted,
+            "unchanged": plan.unchanged,
+            "applied": plan.applied,
+            "needs_restart": plan.needs_restart,
+            "errors": errors,
+            "took_s": took,
+        }
+        log.info(
+            "daemon.reloaded",
+            added=plan.added,
+            removed=plan.removed,
+            restarted=plan.restarted,
+            unchanged=plan.unchanged,
+            applied=plan.applied,
+            needs_restart=plan.needs_restart,
+            took_s=round(took, 4),
+        )
+        self.notifier.ready(status=self.status_line())
+        return dict(self.last_reload)
+
+    # -- status and commands ----------------------------------------------------------
+    def status_line(self) -> str:
+        """One line for systemd's STATUS=: agent states, backend, open undo records."""
+        ex = self.executor
+        agents = status_line(ex.runners) if ex is not None and ex.runners else "no agents"
+        open_records = len(self.journal) if self.journal is not None else 0
+        backend = self.backend.name if self.backend is not None else "?"
+        return f"{agents}; backend {backend}; {open_records} open undo record(s)"
+
+    def _health(self) -> tuple[bool, str]:
+        if self.executor is None:
+            return False, "starting"
+        broken = self.executor.stalled_loops(self.loop_stall)
+        return (not broken), ("ok" if not broken else "stalled: " + ", ".join(broken))
+
+    def agent_rows(self) -> list[dict[str, Any]]:
+        ex, m = self.executor, self.metrics
+        specs = ex.agent_specs()
+        now = time.monotonic()
+        rows: list[dict[str, Any]] = []
+        for r in list(ex.runners):
+            st = dict(r.status())
+            until = st.pop("backoff_until", None)
+            st["backoff_left_s"] = round(max(0.0, until - now), 3) if until is not None else None
+            applied = m.applied(r.name)
+            decisions = sum(applied.values())
+            model = sum(n for (source, _), n in applied.items() if source == "model")
+            stats = m.callback_stats(r.name)
+            late = sorted(ex.lateness(r.name))
+            spec = specs.get(r.name)
+            st.update(
+                dry_run=bool(spec.dry_run) if spec is not None else False,
+                decisions=decisions,
+                model_share=round(model / decisions, 4) if decisions else None,
+                applied={f"{s}/{why}" if why else s: n for (s, why), n in sorted(applied.items())},
+                ticks=sum(m.ticks(r.name).values()),
+                errors=int(m.counter_value(m.errors, r.name)),
+                mitigations=int(m.counter_value(m.mitigations, r.name)),
+                quarantines=int(m.counter_value(m.quarantines, r.name)),
+                cpu_s=round(sum(stats.cpu.values()), 4),
+                act_late_p99_ms=round(1000 * late[max(0, int(len(late) * 0.99) - 1)], 3) if late else None,
+            )
+            rows.append(st)
+        return rows
+
+    def status(self) -> dict[str, Any]:
+        ex, config = self.executor, self.config
+        broken = ex.stalled_loops(self.loop_stall)
+        return {
+            "daemon": {
+                "version": __version__,
+                "pid": os.getpid(),
+                "uptime_s": round(time.monotonic() - self.started_at, 3),
+                "config": config.source,
+                "backend": self.backend.name if self.backend is not None else None,
+                "rollback": ex.rollback,
+                "journal": str(config.journal_path),
+                "open_undo_records": len(self.journal) if self.journal is not None else None,
+                "loops_alive": not broken,
+                "stalled": broken,
+                "watchdog": self.notifier.watchdog_interval is not None,
+                "socket": str(self.socket_path) if self.socket_path else None,
+                "metrics": self.metrics_server.url if self.metrics_server else None,
+                "reloads": dict(self.reloads),
+                "last_reload": self.last_reload,
+            },
+            "agents": self.agent_rows(),
+        }
+
+    def commands(self) -> dict[str, Command]:
+        cmds = {
+            "status": Command(_no_args(self.status), help="the daemon and every agent"),
+            "agents": Command(_no_args(self._agents_brief), help="agent names, states, dry-run"),
+            "health": Command(_no_args(self._health_reply), help="are all loops alive"),
+            "pause": Command(
+                self._cmd_pause, mutating=True, help="stop one agent (clean-up, restore) until resumed"
+            ),
+            "resume": Command(self._cmd_resume, mutating=True, help="start a paused/quarantined agent again"),
+            "dry-run": Command(
+                self._cmd_dry_run,
+                mutating=True,
+                help='{"on": true|false, "agent": NAME?}: restart in dry-run',
+            ),
+            "restore": Command(
+                self._cmd_restore, mutating=True, help="pause agents and roll back their host settings"
+            ),
+            "reload": Command(
+                self._cmd_reload,
+                mutating=True,
+                help="re-read the config file (as SIGHUP)",
+            ),
+        }
+        cmds["help"] = Command(
+            lambda a, p: {name: c.help for name, c in sorted(cmds.items())}, help="this list"
+        )
+        return cmds
+
+    def _agents_brief(self) -> list[dict[str, Any]]:
+        specs = self.executor.agent_specs()
+        return [
+            {
+                "agent": r.name,
+                "state": r.state,
+                "dry_run": bool(specs[r.name].dry_run) if r.name in specs else False,
+            }
+            for r in list(self.executor.runners)
+        ]
+
+    def _health_reply(self) -> dict[str, Any]:
+        ok, detail = self._health()
+        return {"alive": ok, "detail": detail}
+
+    def _agent_arg(
+        self, args: Mapping[str, Any], *, required: bool = True, extra: tuple[str, ...] = ()
+    ) -> str | None:
+        unknown = sorted(set(args) - {"agent", *extra})
+        if unknown:
+            raise CommandError("bad-request", f"unknown argument(s) {', '.join(map(str, unknown))[:200]}")
+        name = args.get("agent")
+        if name is None and not required:
+            return None
+        if not isinstance(name, str) or not name:
+            raise CommandError("bad-request", 'this command needs "agent": NAME')
+        known = self.executor.agent_specs()
+        if name not in known:
+            raise CommandError(
+                "not-found", f"no agent {name[:64]!r} in this daemon; agents: {', '.join(known) or '(none)'}"
+            )
+        return name
+
+    def _control(self, fn: Callable[[], Any]) -> Any:
+        from sol.runtime.live import AgentControlError
+
+        try:
+            return fn()
+        except AgentControlError as exc:
+            raise CommandError("failed", str(exc)) from exc
+
+    def _cmd_reload(self, args: Mapping[str, Any], peer: Peer) -> Any:
+        if args:
+            raise CommandError("bad-request", "reload takes no arguments")
+        return self.reload(trigger=f"control socket (uid {peer.uid})")
+
+    def _cmd_pause(self, args: Mapping[str, Any], peer: Peer) -> Any:
+        name = self._agent_arg(args)
+        assert name is not None
+        r = self._control(
+            lambda: self.executor.pause_agent(name, why=f"paused over the control socket (uid {peer.uid})")
+        )
+        self.notifier.status(self.status_line())
+        return {"agent": name, "state": r.state}
+
+    def _cmd_resume(self, args: Mapping[str, Any], peer: Peer) -> Any:
+        name = self._agent_arg(args)
+        assert name is not None
+        r = self._control(lambda: self.executor.resume_agent(name))
+        self.notifier.status(self.status_line())
+        return {"agent": name, "state": r.state, "reason": r.state_reason}
+
+    def _cmd_dry_run(self, args: Mapping[str, Any], peer: Peer) -> Any:
+        on = args.get("on")
+        if not isinstance(on, bool):
+            raise CommandError("bad-request", 'dry-run needs "on": true or false')
+        name = self._agent_arg({k: v for k, v in args.items() if k != "on"}, required=False)
+        names = [name] if name is not None else list(self.executor.agent_specs())
+        out = {}
+        for n in names:
+            r = self._control(functools.partial(self.executor.set_dry_run, n, on))
+            out[n] = r.state
+        self.log.info("daemon.dry_run", on=on, agents=names, uid=peer.uid)
+        self.notifier.status(self.status_line())
+        return {"dry_run": on, "agents": out}
+
+    def _cmd_restore(self, args: Mapping[str, Any], peer: Peer) -> Any:
+        from sol.actuators.restorers import default_restorers
+
+        name = self._agent_arg(args, required=False)
+        ex = self.executor
+        names = [name] if name is not None else [r.name for r in ex.runners]
+        paused = []
+        why = f"restore requested over the control socket (uid {peer.uid})"
+        for n in names:
+            if any(r.name == n and r.state == "running" for r in ex.runners):
+                self._control(functools.partial(ex.pause_agent, n, why=why))
+                paused.append(n)
+        # what is still open: restores that failed before, or owners no agent runs any more
+        report = self.journal.restore(default_restorers(), owner=name, log=self.log)
+        self.notifier.status(self.status_line())
+        return {
+            "paused": paused,
+            "restored": [r.describe() for r in report.restored],
+            "failed": [f"{f.record.describe()}: {f.error}" for f in report.failed],
+            "open_undo_records": len(self.journal),
+            "note": "paused agents stay paused: `sol resume AGENT` starts one again",
+        }
+
+
+def _no_args(fn: Callable[[], Any]) -> Callable[[Mapping[str, Any], Peer], Any]:
+    """A command that takes no arguments (any given is a bad request)."""
+
+    def run(args: Mapping[str, Any], peer: Peer) -> Any:
+        if args:
+            raise CommandError(
+                "bad-request", f"unexpected argument(s) {', '.join(map(str, sorted(args)))[:200]}"
+            )
+        return fn()
+
+    return run
+
 
 def run_daemon(
     config: Config,
     *,
     duration: float | None = None,
     registry: Registry | None = None,
-    report_every: float = REPORT_EVERY,
+    report_every: float | None = None,
     install_signals: bool = True,
     on_ready: Callable[[Any], None] | None = None,
+    load: Callable[[], Config] | None = None,
+    relog: Callable[[Config], None] | None = None,
+    notifier: Notifier | None = None,
+    backend: Callable[[Config, Any], Backend] | None = None,
+    loop_stall: float = LOOP_STALL,
 ) -> int:
     """Run the live daemon until ``duration`` passes or SIGTERM/SIGINT; returns the exit code."""
-    from sol.actuators.restorers import default_restorers
-    from sol.runtime.live import LiveExecutor
-
-    log = get_logger(component="daemon")
-    registry = registry or Registry()
-    prepared = build_specs(config, registry)
-    for problem in prepared.problems:
-        log.error("agent.unavailable", problem=problem)
-    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    journal = open_journal(config, log)
-    try:
-        from sol.runtime.clock import MonotonicClock
-
-        backend = build_backend(config, clock_start=time.monotonic(), journal=journal, clock=MonotonicClock())
-        executor = LiveExecutor(
-            prepared.specs,
-            backend=backend,
-            log=get_logger(),
-            journal=journal,
-            restorers=default_restorers(),
-            state_dir=config.state_dir,
-            rollback=config.rollback,
-        )
-        log.info(
-            "daemon.starting",
-            config=config.source,
-            backend=backend.name,
-            agents=[s.agent.name for s in prepared.specs],
-            journal=str(config.journal_path),
-            rollback=config.rollback,
-        )
-        with _stop_signals(executor.request_stop, enabled=install_signals):
-            executor.start()
-            if on_ready is not None:
-                on_ready(executor)
-            deadline = None if duration is None else time.monotonic() + duration
-            reporter = _Reporter(executor.runners, backend)
-            while True:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                wait = report_every if left is None else min(report_every, left)
-                if executor.wait(wait):
-                    break
-                reporter.report(log)
-            executor.stop()
-            reporter.report(log, final=True)
-        backend.close()
-    finally:
-        journal.close()
-    failed = [r.name for r in executor.runners if r.state in ("failed", "quarantined")]
-    log.info("daemon.stopped", failed_agents=failed)
-    return 0
+    daemon = Daemon(
+        config,
+        registry=registry,
+        load=load,
+        relog=relog,
+        notifier=notifier,
+        install_signals=install_signals,
+        on_ready=on_ready,
+        report_every=report_every,
+        backend=backend,
+        loop_stall=loop_stall,
+    )
+    return daemon.run(duration)
 
 
 @contextmanager
-def _stop_signals(stop: Callable[[], None], *, enabled: bool) -> Iterator[None]:
+def _signals(stop: Callable[[], None], hup: Callable[[], None], *, enabled: bool) -> Iterator[None]:
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def handler(signum: int, frame: FrameType | None) -> None:
+    def on_stop(signum: int, frame: FrameType | None) -> None:
         stop()
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        hup()
+
+    old = {s: signal.signal(s, on_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    old[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hup)
     try:
         yield
     finally:
@@ -192,24 +851,26 @@ def _stop_signals(stop: Callable[[], None], *, enabled: bool) -> Iterator[None]:
 class _Reporter:
     """Logs, per agent, what it applied since the last report: the story of the run."""
 
-    def __init__(self, runners: Sequence[AgentRunner], backend: Backend) -> None:
+    def __init__(
+        self, runners: Callable[[], Sequence[AgentRunner]], metrics: RuntimeMetrics, backend: Backend
+    ) -> None:
         self.runners = runners
+        self.metrics = metrics
         self.backend = backend
         self._seen: dict[str, collections.Counter[str]] = {}
 
     def report(self, log: Any, final: bool = False) -> None:
-        for r in self.runners:
-            counts = _prediction_counts(r)
-            before = self._seen.get(r.name, collections.Counter())
-            delta = counts - before
+        for r in list(self.runners()):
+            counts = _applied_totals(self.metrics, r.name)
+            # the final report is the whole run; the periodic ones what happened since the last
+            delta = counts if final else counts - self._seen.get(r.name, collections.Counter())
             self._seen[r.name] = counts
             last = r.last_action
             log.info(
                 "agent.final" if final else "agent.report",
                 agent=r.name,
                 state=r.state,
-                # the final line totals the whole run; periodic lines count since the last one
-                applied=dict(counts if final else delta),
+                applied=dict(delta),
                 last_value=_short(last.value) if last else None,
                 last_source=f"{last.source}/{last.reason}"
                 if last and last.reason
@@ -218,6 +879,13 @@ class _Reporter:
         truth = self.backend.ground_truth()
         if truth:
             log.info("node.ground_truth", **{k.replace(".", "_"): round(v, 3) for k, v in truth.items()})
+
+
+def _applied_totals(metrics: RuntimeMetrics, agent: str) -> collections.Counter[str]:
+    out: collections.Counter[str] = collections.Counter()
+    for (source, reason), n in metrics.applied(agent).items():
+        out[f"{source}/{reason}" if reason else source] += n
+    return out
 
 
 def _prediction_counts(r: AgentRunner) -> collections.Counter[str]:

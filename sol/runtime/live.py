@@ -14,6 +14,17 @@ Python threads cannot be killed, so a callback that never returns keeps its thre
 no longer affect decisions, and repeated hangs quarantine the agent (clean-up, journal
 restore). The GIL switch interval is lowered so a CPU-bound learner in pure Python yields
 the interpreter to an actuator lane within about a millisecond.
+
+A running executor can change one agent without touching the others (SIGHUP reload, the
+control socket): :meth:`LiveExecutor.add_agent`, :meth:`~LiveExecutor.remove_agent`,
+:meth:`~LiveExecutor.replace_agent`, :meth:`~LiveExecutor.pause_agent`,
+:meth:`~LiveExecutor.resume_agent` and :meth:`~LiveExecutor.set_dry_run`. Stopping one agent
+is the same sequence as stopping all of them, for that agent only: its lanes are told to end
+and joined (bounded by its callback timeout), then ``clean_up()`` and the restore of its undo
+records. An agent that starts again always starts from a fresh instance (its old lane may
+still be inside a hung callback of the old one). These operations are serialised by one admin
+lock; the lanes and the watchdog never take it, and the agent lists they iterate are replaced,
+never mutated in place.
 """
 
 from __future__ import annotations
@@ -23,15 +34,39 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sol.metrics import CallbackStats
 from sol.runtime.base import AgentSpec, ExecutorBase
 from sol.runtime.clock import MonotonicClock
 from sol.runtime.runner import AgentRunner, Outcome, Side
 
 #: Seconds ``setup`` may take (it may probe hardware): at least this, or the callback timeout.
 SETUP_TIMEOUT = 10.0
+#: A lane that is not inside a callback and has not woken for this long past its due time is
+#: stalled (a bug or deadlock in the runtime itself): ``loops_alive()`` turns False.
+LOOP_STALL = 10.0
+#: Seconds added to an agent's callback timeout when joining its lanes on a single-agent stop.
+JOIN_SLACK = 0.5
+
+
+class AgentControlError(LookupError):
+    """A single-agent operation cannot be done (unknown agent, wrong state, stopping)."""
+
+
+def fresh_instance(spec: AgentSpec) -> AgentSpec:
+    """The same spec with a new agent instance (the class constructed with no arguments)."""
+    cls = type(spec.agent)
+    try:
+        agent = cls()
+    except Exception as exc:
+        raise AgentControlError(
+            f"cannot start a fresh {cls.__name__} for {spec.agent.name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if agent.name != spec.agent.name:  # a test double that renames instances
+        agent.name = spec.agent.name  # type: ignore[misc]
+    return replace(spec, agent=agent)
 
 
 class _Abandoned(BaseException):
@@ -49,16 +84,27 @@ class _Lane:
     reported: bool = False
     #: seconds between the due time of an actuator tick and the moment it ran
     lateness: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
+    #: when the loop means to wake next (monotonic); a loop far past it is stalled
+    wake_by: float = float("inf")
 
 
 class _Agent:
-    """The live bookkeeping of one runner: its two lanes."""
+    """The live bookkeeping of one runner: its spec, its two lanes, its halt flag."""
 
-    def __init__(self, runner: AgentRunner) -> None:
+    def __init__(self, runner: AgentRunner, spec: AgentSpec, stats: CallbackStats) -> None:
         self.runner = runner
+        self.spec = spec
+        self.stats = stats
         self.model = _Lane("model")
         self.actuator = _Lane("actuator")
         self.lock = threading.Lock()
+        #: set when this agent's lanes must end (executor stop, or this agent stops alone)
+        self.halt = threading.Event()
+        #: every lane thread ever started for this instance (replaced ones included)
+        self.threads: list[threading.Thread] = []
+
+    def busy_threads(self) -> list[str]:
+        return [t.name for t in self.threads if t.is_alive() and t is not threading.current_thread()]
 
 
 class LiveExecutor(ExecutorBase):
@@ -68,19 +114,27 @@ class LiveExecutor(ExecutorBase):
         *,
         switch_interval: float | None = 0.0005,
         advance_every: float | None = None,
+        respawn: Callable[[AgentSpec], AgentSpec] = fresh_instance,
         **kw: Any,
     ) -> None:
         self._stop = threading.Event()
         super().__init__(specs, clock=MonotonicClock(self._stop), **kw)
+        #: builds the spec of a restarted agent (a fresh instance); the daemon uses its registry
+        self.respawn = respawn
         self.switch_interval = switch_interval
         # Only a simulated node needs time pushed into it; a real host moves by itself.
         if advance_every is None:
             advance_every = 0.05 if getattr(self.backend, "name", "") == "sim" else 0.0
         self.advance_every = advance_every
+        # Replaced (copy-on-write) under _admin, never mutated: the watchdog iterates them.
         self._agents: list[_Agent] = []
+        self._admin = threading.RLock()
         self._local = threading.local()
         self._threads: list[threading.Thread] = []
+        self._threads_lock = threading.Lock()
         self._started = False
+        self._watchdog_thread: threading.Thread | None = None
+        self._watchdog_beat = 0.0
         self.started_at = 0.0
 
     # -- invocation -------------------------------------------------------------------
@@ -93,7 +147,10 @@ class LiveExecutor(ExecutorBase):
             if name == "setup":
                 timeout = max(timeout, SETUP_TIMEOUT)
             if lane is None:
-                return self._invoke_detached(name, fn, args, timeout)
+                out = self._invoke_detached(name, fn, args, timeout)
+                if not out.timed_out:
+                    ref[0].stats.observe(name, side, out.duration, out.cpu)
+                return out
             return self._invoke_on_lane(ref[0], lane, fn, args, name, timeout)
 
         return invoke
@@ -120,6 +177,7 @@ class LiveExecutor(ExecutorBase):
             err = f"{type(exc).__name__}: {exc}"
         end = time.monotonic()
         cpu = time.thread_time() - cpu0
+        agent.stats.observe(name, lane.side, end - start, cpu)
         with agent.lock:
             if lane.generation != gen:
                 # replaced while hung: the lane now belongs to a new thread; touch nothing
@@ -163,8 +221,15 @@ class LiveExecutor(ExecutorBase):
         name = f"sol-{agent.runner.name}-{lane.side}"
         t = threading.Thread(target=self._lane_main, args=(agent, lane, gen, loop), name=name, daemon=True)
         lane.thread = t
-        self._threads.append(t)
+        lane.wake_by = time.monotonic() + LOOP_STALL
+        agent.threads = [x for x in agent.threads if x.is_alive()] + [t]
+        self._keep_thread(t)
         t.start()
+
+    def _keep_thread(self, t: threading.Thread) -> None:
+        # dead threads are dropped: restarts and replaced lanes must not grow this forever
+        with self._threads_lock:
+            self._threads = [x for x in self._threads if x.is_alive()] + [t]
 
     def _lane_main(
         self, agent: _Agent, lane: _Lane, gen: int, loop: Callable[[_Agent, _Lane, int], None]
@@ -189,10 +254,12 @@ class LiveExecutor(ExecutorBase):
             "predict": s.predict_every or s.collect_every,
             "assess": s.assess_every,
         }
-        while not self._stop.is_set() and r.state == "running" and lane.generation == gen:
+        halt = agent.halt
+        while not halt.is_set() and r.state == "running" and lane.generation == gen:
             nxt = min(due.values())
+            lane.wake_by = nxt
             wait = nxt - time.monotonic()
-            if wait > 0 and self._stop.wait(wait):
+            if wait > 0 and halt.wait(wait):
                 return
             now = time.monotonic()
             ready = {k for k, d in due.items() if d <= now}
@@ -205,15 +272,17 @@ class LiveExecutor(ExecutorBase):
 
     def _actuator_loop(self, agent: _Agent, lane: _Lane, gen: int, mitigate_first: str | None = None) -> None:
         r, s = agent.runner, agent.runner.schedule
-        if mitigate_first and r.state == "running":
+        halt = agent.halt
+        if mitigate_first and r.state == "running" and not halt.is_set():
             r.run_mitigate(cause=mitigate_first)
         t0 = time.monotonic()
         due = {"act": t0, "assess": t0 + s.assess_every}
         periods = {"act": s.act_every, "assess": s.assess_every}
-        while not self._stop.is_set() and r.state == "running" and lane.generation == gen:
+        while not halt.is_set() and r.state == "running" and lane.generation == gen:
             nxt = min(due.values())
+            lane.wake_by = nxt
             wait = nxt - time.monotonic()
-            if wait > 0 and self._stop.wait(wait):
+            if wait > 0 and halt.wait(wait):
                 return
             now = time.monotonic()
             if due["act"] <= now:
@@ -225,11 +294,14 @@ class LiveExecutor(ExecutorBase):
                 r.assess_performance_tick(time.monotonic())
 
     def _watchdog(self) -> None:
-        timeouts = [a.runner.schedule.callback_timeout for a in self._agents] or [1.0]
-        period = min(max(min(timeouts) / 5, 0.005), 0.1)
+        period = 0.1
         while not self._stop.wait(period):
+            agents = self._agents  # a snapshot: admin operations replace the list
+            timeouts = [a.runner.schedule.callback_timeout for a in agents] or [1.0]
+            period = min(max(min(timeouts) / 5, 0.005), 0.1)
             now = time.monotonic()
-            for agent in self._agents:
+            self._watchdog_beat = now
+            for agent in agents:
                 r = agent.runner
                 if r.state != "running":
                     continue
@@ -253,13 +325,16 @@ class LiveExecutor(ExecutorBase):
                         r.on_model_hang(name, now)
                     else:
                         r.on_actuator_hang(name, now)
-                        if r.state == "running":
-                            cause = f"{name} hung past {r.schedule.callback_timeout:g}s"
-                            self._spawn(
-                                agent,
-                                lane,
-                                lambda a, ln, g, c=cause: self._actuator_loop(a, ln, g, mitigate_first=c),  # type: ignore[misc]
-                            )
+                        cause = f"{name} hung past {r.schedule.callback_timeout:g}s"
+                        # under the agent's lock: a single-agent stop sets halt under it too, so
+                        # no fresh lane can start after that stop has begun
+                        with agent.lock:
+                            if r.state == "running" and not agent.halt.is_set():
+                                self._spawn(
+                                    agent,
+                                    lane,
+                                    lambda a, ln, g, c=cause: self._actuator_loop(a, ln, g, mitigate_first=c),  # type: ignore[misc]
+                                )
 
     def _advancer(self) -> None:
         while not self._stop.wait(self.advance_every):
@@ -276,28 +351,51 @@ class LiveExecutor(ExecutorBase):
         if self.switch_interval is not None:
             sys.setswitchinterval(self.switch_interval)
         self.started_at = time.monotonic()
+        self._watchdog_beat = self.started_at
         self.backend.advance(self.started_at)
-        for spec in self.specs:
-            ref: list[_Agent] = []
-            runner = self._make_runner(spec, self._invoker(ref))
-            agent = _Agent(runner)
-            ref.append(agent)
-            self.runners.append(runner)
-            self._agents.append(agent)
-            if runner.start(self._context(spec, runner)):
-                self._spawn(agent, agent.model, self._model_loop)
-                self._spawn(agent, agent.actuator, self._actuator_loop)
+        with self._admin:
+            specs, self.specs = list(self.specs), []
+            for spec in specs:
+                self._install(spec)
         helpers: list[tuple[Callable[[], None], str]] = [(self._watchdog, "sol-watchdog")]
         if self.advance_every > 0:
             helpers.append((self._advancer, "sol-advance"))
         for target, name in helpers:
             t = threading.Thread(target=target, name=name, daemon=True)
-            self._threads.append(t)
+            if target == self._watchdog:
+                self._watchdog_thread = t
+            self._keep_thread(t)
             t.start()
         self.log.info("runtime.started", agents=[r.name for r in self.runners if r.state == "running"])
 
+    def _install(self, spec: AgentSpec, at: int | None = None) -> _Agent:
+        """Build, register and start one agent (under ``_admin``); ``at`` replaces that slot."""
+        ref: list[_Agent] = []
+        runner = self._make_runner(spec, self._invoker(ref))
+        agent = _Agent(runner, spec, self.metrics.callback_stats(spec.agent.name))
+        ref.append(agent)
+        agents, runners, specs = list(self._agents), list(self.runners), list(self.specs)
+        if at is None:
+            agents.append(agent)
+            runners.append(runner)
+            specs.append(spec)
+        else:
+            agents[at], runners[at], specs[at] = agent, runner, spec
+        self._agents, self.runners, self.specs = agents, runners, specs
+        if self._stop.is_set():  # request_stop raced with us: never start lanes after it
+            agent.halt.set()
+        if runner.start(self._context(spec, runner)):
+            with agent.lock:
+                if not agent.halt.is_set():
+                    self._spawn(agent, agent.model, self._model_loop)
+                    self._spawn(agent, agent.actuator, self._actuator_loop)
+        return agent
+
     def request_stop(self) -> None:
+        """Ask every lane to end (safe from a signal handler: takes no lock)."""
         self._stop.set()
+        for agent in self._agents:
+            agent.halt.set()
 
     @property
     def stopping(self) -> bool:
@@ -309,12 +407,16 @@ class LiveExecutor(ExecutorBase):
 
     def stop(self, join_timeout: float = 2.0) -> None:
         """Stop the lanes, then every agent's clean-up and the rollback policy (guarantee 7)."""
-        self._stop.set()
+        self.request_stop()
+        with self._admin:  # an admin operation in flight finishes (bounded) before we stop
+            pass
         deadline = time.monotonic() + join_timeout
-        for t in self._threads:
+        with self._threads_lock:
+            threads = list(self._threads)
+        for t in threads:
             if t is not threading.current_thread():
                 t.join(max(0.0, deadline - time.monotonic()))
-        stuck = [t.name for t in self._threads if t.is_alive()]
+        stuck = [t.name for t in threads if t.is_alive()]
         if stuck:
             self.log.warning("runtime.threads_still_running", threads=stuck)
         self._stop_all()
@@ -327,30 +429,180 @@ class LiveExecutor(ExecutorBase):
         finally:
             self.stop()
 
+    # -- one agent at a time (reload, control socket) ----------------------------------
+    def _find(self, name: str) -> tuple[int, _Agent]:
+        for i, agent in enumerate(self._agents):
+            if agent.runner.name == name:
+                return i, agent
+        known = ", ".join(a.runner.name for a in self._agents) or "(none)"
+        raise AgentControlError(f"no agent {name!r} in this daemon; running: {known}")
+
+    def _check_open(self) -> None:
+        if not self._started:
+            raise AgentControlError("the runtime has not started")
+        if self._stop.is_set():
+            raise AgentControlError("the runtime is stopping")
+
+    def _halt(self, agent: _Agent, *, restore: bool = True) -> None:
+        """Stop one agent: end its lanes (bounded wait), then clean-up and restore (guarantee 7)."""
+        with agent.lock:
+            agent.halt.set()
+        deadline = time.monotonic() + agent.runner.schedule.callback_timeout + JOIN_SLACK
+        for lane in (agent.model, agent.actuator):
+            t = lane.thread
+            if t is not None and t is not threading.current_thread():
+                t.join(max(0.0, deadline - time.monotonic()))
+        # A lane still inside a hung callback keeps its thread; the restore revokes the
+        # agent's writers first (ExecutorBase._restore_fn), so a late write cannot land.
+        agent.runner.stop(restore=restore)
+
+    def _reopen(self, old: _Agent) -> None:
+        """Let the agent's name write again after its stop revoked it (a restart).
+
+        Refused while a callback of the old instance still runs (hung): it holds the old
+        actuators and could write once they are re-opened, behind the restore's back.
+        """
+        unrevoke: Callable[[str], None] | None = getattr(self.backend, "unrevoke", None)
+        if unrevoke is None:
+            return
+        busy = old.busy_threads()
+        if busy:
+            raise AgentControlError(
+                f"agent {old.runner.name!r} cannot start again yet: a callback of its previous "
+                f"instance is still running ({', '.join(busy)}) and could still write; retry once it returns"
+            )
+        unrevoke(old.runner.name)
+
+    def spec(self, name: str) -> AgentSpec:
+        """The spec an agent runs (or would resume) with."""
+        return self._find(name)[1].spec
+
+    def add_agent(self, spec: AgentSpec) -> AgentRunner:
+        """Start one more agent; its name must be new."""
+        with self._admin:
+            self._check_open()
+            if any(a.runner.name == spec.agent.name for a in self._agents):
+                raise AgentControlError(f"agent {spec.agent.name!r} already runs")
+            agent = self._install(spec)
+        self.log.info("runtime.agent_added", agent=spec.agent.name, state=agent.runner.state)
+        return agent.runner
+
+    def remove_agent(self, name: str) -> AgentRunner:
+        """Stop one agent (clean-up and restore of its undo records) and forget it."""
+        with self._admin:
+            self._check_open()
+            i, agent = self._find(name)
+            self._halt(agent)
+            self.metrics.retire(agent.runner)
+            self._agents = [a for a in self._agents if a is not agent]
+            self.runners = [r for r in self.runners if r is not agent.runner]
+            self.specs = [s for j, s in enumerate(self.specs) if j != i]
+        self.log.info("runtime.agent_removed", agent=name)
+        return agent.runner
+
+    def replace_agent(self, spec: AgentSpec, *, keep_paused: bool = False) -> AgentRunner:
+        """Stop the agent of the same name and start ``spec`` in its place.
+
+        With ``keep_paused`` a paused agent stays paused and only its spec is replaced.
+        """
+        name = spec.agent.name
+        with self._admin:
+            self._check_open()
+            i, old = self._find(name)
+            if keep_paused and old.runner.state == "paused":
+                old.spec = spec
+                self.specs = [spec if j == i else s for j, s in enumerate(self.specs)]
+                return old.runner
+            self._halt(old)
+            self._reopen(old)
+            self.metrics.retire(old.runner)
+            agent = self._install(spec, at=i)
+        self.log.info("runtime.agent_restarted", agent=name, state=agent.runner.state)
+        return agent.runner
+
+    def pause_agent(self, name: str, why: str = "paused by operator") -> AgentRunner:
+        """Stop one agent, leaving the host as it found it (clean-up, restore); keep its spec."""
+        with self._admin:
+            self._check_open()
+            _, agent = self._find(name)
+            r = agent.runner
+            if r.state == "paused":
+                return r
+            if r.state != "running":
+                raise AgentControlError(f"agent {name!r} is {r.state}, not running (resume restarts it)")
+            self._halt(agent)
+            with r.lock:
+                r.state, r.state_reason = "paused", why
+        self.log.info("runtime.agent_paused", agent=name, why=why)
+        return r
+
+    def resume_agent(self, name: str) -> AgentRunner:
+        """Start a paused, quarantined, failed or stopped agent again, from a fresh instance."""
+        with self._admin:
+            self._check_open()
+            i, agent = self._find(name)
+            if agent.runner.state == "running":
+                return agent.runner
+            spec = self.respawn(agent.spec)
+            self._halt(agent)  # a no-op for its runner, but joins what is left of its lanes
+            self._reopen(agent)
+            self.metrics.retire(agent.runner)
+            new = self._install(spec, at=i)
+        self.log.info("runtime.agent_resumed", agent=name, state=new.runner.state)
+        return new.runner
+
+    def set_dry_run(self, name: str, dry_run: bool) -> AgentRunner:
+        """Restart one agent with its actuators rebuilt in (or out of) dry-run.
+
+        A paused agent stays paused: the flag applies when it resumes.
+        """
+        with self._admin:
+            self._check_open()
+            _, agent = self._find(name)
+            if agent.spec.dry_run == dry_run:
+                return agent.runner
+            spec = replace(self.respawn(agent.spec), dry_run=dry_run)
+            return self.replace_agent(spec, keep_paused=True)
+
     # -- introspection ----------------------------------------------------------------
-    def loops_alive(self) -> bool:
+    def loops_alive(self, stall: float = LOOP_STALL) -> bool:
         """True while the watchdog and every running agent's lanes are alive (for WATCHDOG=1).
 
         A hung callback is the watchdog's business (defaults, mitigation, quarantine); a
-        dead lane thread or a dead watchdog means the runtime itself is broken.
+        dead lane thread, a lane that stopped waking up outside any callback, or a dead
+        watchdog means the runtime itself is broken.
         """
-        if not self._started or not all(
-            t.is_alive() for t in self._threads if t.name.startswith("sol-watchdog")
-        ):
-            return False
+        return not self.stalled_loops(stall)
+
+    def stalled_loops(self, stall: float = LOOP_STALL) -> list[str]:
+        """What is broken, e.g. ``["watchdog", "cpu_harvest/model"]``; empty when all is well."""
+        if not self._started:
+            return ["runtime not started"]
+        now = time.monotonic()
+        broken: list[str] = []
+        wd = self._watchdog_thread
+        if wd is None or not wd.is_alive() or now - self._watchdog_beat > stall:
+            broken.append("watchdog")
         for agent in self._agents:
-            if agent.runner.state != "running":
+            if agent.runner.state != "running" or agent.halt.is_set():
                 continue
             for lane in (agent.model, agent.actuator):
-                if lane.thread is None or not lane.thread.is_alive():
-                    return False
-        return True
+                t = lane.thread
+                if t is None or not t.is_alive():
+                    broken.append(f"{agent.runner.name}/{lane.side} (thread ended)")
+                elif lane.call is None and now - lane.wake_by > stall:
+                    broken.append(f"{agent.runner.name}/{lane.side} (no tick for {now - lane.wake_by:.0f}s)")
+        return broken
 
     def lateness(self, agent: str) -> list[float]:
         for a in self._agents:
             if a.runner.name == agent:
                 return list(a.actuator.lateness)
         raise KeyError(agent)
+
+    def agent_specs(self) -> dict[str, AgentSpec]:
+        """name -> spec of every agent the executor knows (running or not), in order."""
+        return {a.runner.name: a.spec for a in self._agents}
 
 
 def _next_due(due: float, period: float, now: float) -> float:
