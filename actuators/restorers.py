@@ -52,4 +52,7 @@ def default_restorers() -> dict[str, Restorer]:
         "numa.process": lambda t, b: __import__("sol.actuators.numa", fromlist=["_"]).restore_process(t, b),
         "damos.scheme": lambda t, b: __import__("sol.actuators.numa", fromlist=["_"]).restore_damos(t, b),
         "damon.kdamond": lambda t, b: __import__("sol.linux.damon", fromlist=["_"]).restore_kdamond(t, b),
+        "nvml.power_limit": lambda t, b: __import__("sol.actuators.nvml", fromlist=["_"]).restore_limit(t, b),
+        "nvml.clocks": lambda t, b: __import__("sol.actuators.nvml", fromlist=["_"]).restore_clocks(t, b),
+        "pagecache": lambda t, b: __import__("sol.actuators.pagecache", fromlist=["_"]).restore_advice(t, b),
     }

@@ -1,9 +1,185 @@
+"""The FaaS local-cache facility: objects in a cache directory, their page-cache residency.
+
+``linux.faas_cache_dir`` holds the local copies; ``linux.faas_origin_dir`` (optional) is the
+catalogue they come from (a slower mount, a blob-store fuse dir): ``prewarm`` copies a
+missing object into the cache directory, then asks for read-ahead. Invocations come from the
+platform's log (``linux.faas_invocation_log``: one JSON object per line, ``t`` in wall-clock
+seconds, ``function``, ``object``), converted to the runtime clock.
+"""
+
 from __future__ import annotations
 
+import json
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from sol.linux.errors import Unsupported
+from sol.actuators.base import HostWriter
+from sol.actuators.pagecache import PageCacheKnob, residency
+from sol.facilities import CacheObject, Invocation, Prewarm, Residency
+from sol.linux.errors import SensorError, Unsupported, errno_name, os_problem
+from sol.linux.gate import check_writer
+
+__all__ = ["FaasHost", "LinuxFaasActuators", "LinuxFaasSensors", "build_faas"]
+
+#: read bandwidth assumed for ``Prewarm.ready_at`` (bytes/s); the residency sensor verifies
+READ_BPS = 500e6
+HISTORY = 10_000
+
+
+class FaasHost:
+    def __init__(
+        self,
+        cache_dir: Path,
+        *,
+        origin_dir: Path | None,
+        invocation_log: Path | None,
+        clock: Callable[[], float],
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.origin_dir = Path(origin_dir) if origin_dir is not None else None
+        self.log_path = Path(invocation_log) if invocation_log is not None else None
+        self.clock = clock
+        self.wall = wall
+        for d in (self.cache_dir, self.origin_dir):
+            if d is not None and not d.is_dir():
+                raise Unsupported("faas", f"{d} is not a directory")
+        self._offset = 0
+        self._partial = b""
+        self._history: deque[Invocation] = deque(maxlen=HISTORY)
+        self._lock = threading.Lock()
+
+    @property
+    def catalogue(self) -> Path:
+        return self.origin_dir if self.origin_dir is not None else self.cache_dir
+
+    def objects(self) -> list[CacheObject]:
+        out = []
+        base = self.catalogue
+        for dirpath, dirnames, files in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for f in sorted(files):
+                if f.startswith("."):
+                    continue
+                p = Path(dirpath) / f
+                try:
+                    out.append(CacheObject(str(p.relative_to(base)), p.stat().st_size))
+                except FileNotFoundError:
+                    continue
+        return sorted(out, key=lambda o: o.name)
+
+    def paths(self, name: str) -> tuple[Path, Path | None]:
+        """(local copy, origin) of ``name``; unknown name -> ``KeyError``."""
+        if not name or name.startswith("/") or ".." in Path(name).parts:
+            raise KeyError(name)
+        local = self.cache_dir / name
+        origin = self.origin_dir / name if self.origin_dir is not None else None
+        if not (origin if origin is not None else local).is_file():
+            raise KeyError(name)
+        return local, origin
+
+    def residency(self, name: str) -> Residency:
+        local, origin = self.paths(name)
+        now = self.clock()
+        try:
+            r = residency(local)
+        except FileNotFoundError:
+            assert origin is not None
+            return Residency(now, name, 0, origin.stat().st_size)
+        except OSError as exc:
+            raise SensorError(local, os_problem(exc, "mincore failed"), errno_name=errno_name(exc)) from exc
+        size = origin.stat().st_size if origin is not None else r.size_bytes
+        return Residency(now, name, r.resident_bytes if r.size_bytes == size else 0, size)
+
+    def invocations(self, since: float) -> list[Invocation]:
+        with self._lock:
+            self._read_log()
+            return [i for i in self._history if i.t >= since]
+
+    def _read_log(self) -> None:
+        if self.log_path is None:
+            return
+        try:
+            with open(self.log_path, "rb") as f:
+                if os.fstat(f.fileno()).st_size < self._offset:
+                    self._offset, self._partial = 0, b""  # rotated or truncated
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise SensorError(self.log_path, os_problem(exc), errno_name=errno_name(exc)) from exc
+        self._offset += len(data)
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        shift = self.wall() - self.clock()  # wall -> runtime clock
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                inv = Invocation(float(rec["t"]) - shift, str(rec["function"]), str(rec["object"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SensorError(self.log_path, f"bad invocation record {line[:60]!r}: {exc}") from exc
+            self._history.append(inv)
+
+
+class LinuxFaasSensors:
+    def __init__(self, host: FaasHost) -> None:
+        self._h = host
+
+    def objects(self) -> Sequence[CacheObject]:
+        return self._h.objects()
+
+    def residency(self, name: str) -> Residency:
+        return self._h.residency(name)
+
+    def invocations(self, since: float) -> Sequence[Invocation]:
+        return self._h.invocations(since)
+
+
+class LinuxFaasActuators:
+    def __init__(self, host: FaasHost, writer: HostWriter) -> None:
+        self._h = host
+        self.writer = writer
+
+    def prewarm(self, name: str) -> Prewarm:
+        local, origin = self._h.paths(name)
+        check_writer(self.writer, str(local))
+        now = self._h.clock()
+        before = self._h.residency(name)
+        queued = max(0, before.size_bytes - before.resident_bytes)
+        knob = PageCacheKnob(local, origin)
+        result = self.writer.write(knob, "willneed", now=now)
+        if result.written is None or result.dry_run:
+            queued = 0 if result.written is None else queued
+        return Prewarm(t=now, name=name, bytes_queued=queued, ready_at=now + queued / READ_BPS)
+
+    def evict(self, name: str) -> int:
+        local, _origin = self._h.paths(name)
+        check_writer(self.writer, str(local))
+        before = self._h.residency(name).resident_bytes
+        result = self.writer.write(PageCacheKnob(local), "dontneed", now=self._h.clock())
+        if result.written is None or result.dry_run or not local.exists():
+            return 0
+        return max(0, before - residency(local).resident_bytes)
 
 
 def build_faas(backend: Any) -> None:
-    raise Unsupported("faas", "not implemented yet")
+    lc = backend.linux
+    if lc.faas_cache_dir is None:
+        raise Unsupported("faas", "no local cache directory: set linux.faas_cache_dir")
+    host = FaasHost(
+        lc.faas_cache_dir,
+        origin_dir=lc.faas_origin_dir,
+        invocation_log=lc.faas_invocation_log,
+        clock=backend.clock.now,
+    )
+    backend.sensors.faas = LinuxFaasSensors(host)
+    backend.register_actuators("faas", lambda writer, cg: LinuxFaasActuators(host, writer))
+    backend._feature("faas", True, f"cache {host.cache_dir}, {len(host.objects())} object(s)")

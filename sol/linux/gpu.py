@@ -1,9 +1,209 @@
+"""The GPU facility over NVML (``pynvml``, package nvidia-ml-py).
+
+A host without the NVML library, without a driver or without a GPU has no GPU facility
+(``None``, the reason logged once). Telemetry failures become
+:class:`~sol.linux.errors.SensorError` naming the GPU and the NVML error; ``NotSupported``
+becomes :class:`~sol.linux.errors.Unsupported` (e.g. energy on boards without the counter).
+"""
+
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from sol.linux.errors import Unsupported
+from sol.actuators.base import HostWriter, WriteResult
+from sol.actuators.nvml import LockedClocksKnob, PowerLimitKnob
+from sol.facilities import GpuUtilization
+from sol.linux._util import LogOnce
+from sol.linux.errors import SensorError, Unsupported
+from sol.linux.gate import check_writer
+from sol.safety.guard import ActuationGuard
+
+__all__ = ["LinuxGpuActuators", "LinuxGpuSensors", "NvmlHost", "build_gpu"]
+
+T = TypeVar("T")
+
+
+class NvmlHost:
+    """NVML initialised once for the backend; handles and UUIDs by index."""
+
+    def __init__(
+        self, nvml: Any, *, clock: Callable[[], float], log: Any, budget_mw: int | None = None
+    ) -> None:
+        self.nvml = nvml
+        self.clock = clock
+        self.log = log
+        self.once = LogOnce(log)
+        self.budget_mw = budget_mw
+        self.lock = threading.Lock()
+        try:
+            nvml.nvmlInit()
+        except nvml.NVMLError as exc:
+            raise Unsupported("gpu", f"NVML unavailable: {type(exc).__name__}: {exc}") from exc
+        try:
+            n = int(nvml.nvmlDeviceGetCount())
+            self.handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(n)]
+            self.uuids = [_text(nvml.nvmlDeviceGetUUID(h)) for h in self.handles]
+        except nvml.NVMLError as exc:
+            self.close()
+            raise Unsupported("gpu", f"NVML cannot enumerate GPUs: {type(exc).__name__}: {exc}") from exc
+        if not self.handles:
+            self.close()
+            raise Unsupported("gpu", "NVML reports no GPU")
+        self.clocks_state: dict[str, str] = {}
+        self.closed = False
+
+    def close(self) -> None:
+        if getattr(self, "closed", False):
+            return
+        self.closed = True
+        try:
+            self.nvml.nvmlShutdown()
+        except self.nvml.NVMLError as exc:
+            self.log.warning("linux.gpu.shutdown_failed", error=str(exc))
+
+    def handle(self, index: int) -> Any:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.handles):
+            raise IndexError(f"GPU index {index!r} out of range (0..{len(self.handles) - 1})")
+        return self.handles[index]
+
+    def call(self, index: int, what: str, fn: Callable[[Any], T]) -> T:
+        handle = self.handle(index)
+        try:
+            with self.lock:
+                return fn(handle)
+        except self.nvml.NVMLError as exc:
+            source = f"nvml:{self.uuids[index]}:{what}"
+            if getattr(exc, "value", None) == getattr(self.nvml, "NVML_ERROR_NOT_SUPPORTED", 3):
+                raise Unsupported(source, f"{type(exc).__name__}: {exc}") from exc
+            raise SensorError(source, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class LinuxGpuSensors:
+    """``GpuSensors`` over NVML."""
+
+    def __init__(self, host: NvmlHost) -> None:
+        self._h = host
+
+    def count(self) -> int:
+        return len(self._h.handles)
+
+    def power_usage_mw(self, index: int) -> int:
+        return int(self._h.call(index, "power", self._h.nvml.nvmlDeviceGetPowerUsage))
+
+    def power_limit_mw(self, index: int) -> int:
+        return int(self._h.call(index, "limit", self._h.nvml.nvmlDeviceGetPowerManagementLimit))
+
+    def power_limit_constraints_mw(self, index: int) -> tuple[int, int]:
+        lo, hi = self._h.call(index, "constraints", self._h.nvml.nvmlDeviceGetPowerManagementLimitConstraints)
+        return int(lo), int(hi)
+
+    def enforced_power_limit_mw(self, index: int) -> int:
+        return int(self._h.call(index, "enforced", self._h.nvml.nvmlDeviceGetEnforcedPowerLimit))
+
+    def temperature_c(self, index: int) -> int:
+        nvml = self._h.nvml
+        return int(
+            self._h.call(
+                index, "temperature", lambda h: nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU)
+            )
+        )
+
+    def utilization(self, index: int) -> GpuUtilization:
+        u = self._h.call(index, "utilization", self._h.nvml.nvmlDeviceGetUtilizationRates)
+        return GpuUtilization(t=self._h.clock(), gpu=int(u.gpu), memory=int(u.memory))
+
+    def total_energy_mj(self, index: int) -> int:
+        return int(self._h.call(index, "energy", self._h.nvml.nvmlDeviceGetTotalEnergyConsumption))
+
+    def persistence_mode(self, index: int) -> bool:
+        nvml = self._h.nvml
+        return bool(
+            self._h.call(index, "persistence", nvml.nvmlDeviceGetPersistenceMode) == nvml.NVML_FEATURE_ENABLED
+        )
+
+    def power_budget_mw(self) -> int | None:
+        return self._h.budget_mw
+
+
+class LinuxGpuActuators:
+    """``GpuActuators`` of one owner: power limits and locked clocks through its writer."""
+
+    def __init__(self, host: NvmlHost, writer: HostWriter) -> None:
+        self._h = host
+        self.writer = writer
+        self.sensors = LinuxGpuSensors(host)
+        self.guards: dict[int, ActuationGuard] = {}
+
+    def set_power_limit(self, index: int, mw: int) -> None:
+        self.set_power_limit_result(index, mw)
+
+    def set_power_limit_result(self, index: int, mw: int) -> WriteResult:
+        h = self._h
+        if isinstance(mw, bool) or not isinstance(mw, int):
+            raise TypeError(f"power limit must be whole milliwatts, got {mw!r}")
+        lo, hi = self.sensors.power_limit_constraints_mw(index)
+        if not lo <= mw <= hi:
+            raise ValueError(f"power limit {mw} mW of GPU {index} outside its constraints [{lo}, {hi}] mW")
+        uuid = h.uuids[index]
+        check_writer(self.writer, uuid)
+        if not self.sensors.persistence_mode(index):
+            h.once(
+                ("persistence", uuid),
+                "linux.gpu.persistence_off",
+                level="warning",
+                gpu=uuid,
+                note="the limit resets to the default when the last NVML client exits",
+            )
+        # Defence in depth: the guard holds the limit inside the board's constraints.
+        guard = self.guards.setdefault(index, ActuationGuard(lo=lo, hi=hi))
+        knob = PowerLimitKnob(h.nvml, h.handle(index), uuid, h.lock)
+        result = self.writer.write(knob, str(mw), guard=guard, now=h.clock())
+        if result.written is not None and not result.dry_run:
+            h.log.info(
+                "linux.gpu.power_limit", gpu=uuid, limit_mw=int(result.written), enforced_mw=knob.enforced()
+            )
+        return result
+
+    def lock_clocks(self, index: int, min_mhz: int, max_mhz: int) -> WriteResult:
+        if not 0 < min_mhz <= max_mhz:
+            raise ValueError(f"locked clocks need 0 < min <= max MHz, got {min_mhz}, {max_mhz}")
+        return self._clocks(index, f"{min_mhz},{max_mhz}")
+
+    def reset_clocks(self, index: int) -> WriteResult:
+        return self._clocks(index, "reset")
+
+    def _clocks(self, index: int, raw: str) -> WriteResult:
+        h = self._h
+        uuid = h.uuids[index] if 0 <= index < len(h.uuids) else str(index)
+        check_writer(self.writer, uuid)
+        knob = LockedClocksKnob(h.nvml, h.handle(index), uuid, h.clocks_state)
+        return self.writer.write(knob, raw, now=h.clock())
 
 
 def build_gpu(backend: Any) -> None:
-    raise Unsupported("gpu", "not implemented yet")
+    nvml = backend._nvml_module
+    if nvml is None:
+        try:
+            nvml = importlib.import_module("pynvml")
+        except ImportError as exc:
+            raise Unsupported(
+                "gpu", "the NVML bindings are not installed (pip package nvidia-ml-py)"
+            ) from exc
+    budget = backend.linux.gpu_power_budget_w
+    host = NvmlHost(
+        nvml,
+        clock=backend.clock.now,
+        log=backend.log,
+        budget_mw=None if budget is None else int(budget * 1000),
+    )
+    backend.add_closer("nvml", host.close)
+    backend.sensors.gpu = LinuxGpuSensors(host)
+    backend.register_actuators("gpu", lambda writer, cg: LinuxGpuActuators(host, writer))
+    backend._feature("gpu", True, f"{len(host.handles)} GPU(s) via NVML: {', '.join(host.uuids)}")
