@@ -55,4 +55,6 @@ def default_restorers() -> dict[str, Restorer]:
         "nvml.power_limit": lambda t, b: __import__("sol.actuators.nvml", fromlist=["_"]).restore_limit(t, b),
         "nvml.clocks": lambda t, b: __import__("sol.actuators.nvml", fromlist=["_"]).restore_clocks(t, b),
         "pagecache": lambda t, b: __import__("sol.actuators.pagecache", fromlist=["_"]).restore_advice(t, b),
+        "tc.qdisc": lambda t, b: __import__("sol.actuators.tc", fromlist=["_"]).restore_qdisc(t, b),
+        "tc.class": lambda t, b: __import__("sol.actuators.tc", fromlist=["_"]).restore_class(t, b),
     }

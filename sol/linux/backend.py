@@ -87,6 +87,7 @@ class LinuxBackend:
             "faas": self._build_faas,
         }
         self._detect_cgroups()
+        self._probe_tc()
         for name in FACILITIES:
             if name not in facilities:
                 self._unavailable(name, "disabled by the caller")
@@ -171,6 +172,17 @@ class LinuxBackend:
                 LinuxCpuActuators(host, cg) if cg is not None else None
             )
 
+    def _probe_tc(self) -> None:
+        try:
+            import pyroute2  # noqa: F401
+        except ImportError:
+            self._feature("tc", False, "pyroute2 is not installed")
+            return
+        from sol.linux.tc import LinuxTcActuators
+
+        self._owner_bound["tc"] = lambda writer, cg: LinuxTcActuators(writer, self.clock.now)
+        self._feature("tc", True, "HTB classes over rtnetlink (pyroute2)")
+
     def _build_memory(self) -> None:
         from sol.linux.memory import build_memory
 
@@ -214,7 +226,9 @@ class LinuxBackend:
         where the host lacks the facility) and ``cgroups`` (logical cgroup resources)."""
         writer = self.writer_for(owner, dry_run=dry_run)
         cgroups = CgroupWriter(self.layout, writer) if self.layout is not None else None
-        ns = SimpleNamespace(cpu=None, memory=None, gpu=None, faas=None, cgroups=cgroups, writer=writer)
+        ns = SimpleNamespace(
+            cpu=None, memory=None, gpu=None, faas=None, tc=None, cgroups=cgroups, writer=writer
+        )
         for name, bind in self._owner_bound.items():
             setattr(ns, name, bind(writer, cgroups))
         return ns

@@ -58,6 +58,17 @@ def _find(tree: Any, key: str) -> Any:
     return None
 
 
+def _stats(reply: Any) -> Any:
+    """The ``struct taskstats`` of a reply: pyroute2 messages (``get_attr``), or plain data."""
+    for msg in reply:
+        if hasattr(msg, "get_attr"):
+            for aggr_name in ("TASKSTATS_TYPE_AGGR_PID", "TASKSTATS_TYPE_AGGR_TGID"):
+                aggr = msg.get_attr(aggr_name)
+                if aggr is not None and hasattr(aggr, "get_attr"):
+                    return aggr.get_attr("TASKSTATS_TYPE_STATS")
+    return _find(list(reply), "TASKSTATS_TYPE_STATS")
+
+
 class TaskstatsReader:
     """One bound TASKSTATS socket; thread-safe. ``factory`` builds the socket (tests pass fakes)."""
 
@@ -100,7 +111,7 @@ class TaskstatsReader:
                         f"{_SOURCE} pid {tid}", "EPERM: needs root", errno_name="EPERM"
                     ) from exc
                 raise SensorError(f"{_SOURCE} pid {tid}", f"request failed: {exc}") from exc
-        stats = _find(list(reply), "TASKSTATS_TYPE_STATS")
+        stats = _stats(reply)
         if not isinstance(stats, dict):
             raise SensorError(f"{_SOURCE} pid {tid}", "reply without TASKSTATS_TYPE_STATS")
         count, delay = stats.get("cpu_count"), stats.get("cpu_delay_total")

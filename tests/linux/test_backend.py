@@ -54,6 +54,7 @@ def test_on_this_host_it_reads_real_sensors_and_dry_run_writes_nothing() -> None
         assert 0.0 <= cpu.pressure("primary").some_avg10 <= 1.0
         assert cpu.run_queue_delay("primary").total_s > 0.0
         act = backend.actuators_for("example", dry_run=True)
+        assert act.tc is not None and act.cgroups is not None
         with capture_logs() as logs:
             act.cpu.set_harvest_cores(1)
         assert [e["kind"] for e in logs if e["event"] == "actuation.dry_run"] == ["cgroup.create"]
