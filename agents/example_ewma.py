@@ -45,6 +45,8 @@ class ExampleEwmaAgent(Agent):
     name = "example_ewma"
     schedule = Schedule(collect_every=1.0, act_every=1.0, prediction_ttl=3.0, assess_every=5.0)
     Params = Params
+    #: 100 ms windows in which the primaries waited for a CPU (fault harness, `sol faults`)
+    harm_metric = "cpu.primary_unserved_windows"
 
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
