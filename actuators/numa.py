@@ -28,9 +28,12 @@ import platform
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from sol.linux.errors import Unsupported
 
@@ -48,6 +51,7 @@ __all__ = [
     "runs_of",
 ]
 
+IntArray = npt.NDArray[np.int64]
 MPOL_MF_MOVE = 1 << 1
 #: move_pages syscall numbers (glibc has no wrapper; libnuma does, but we avoid the dependency)
 _SYSCALL_MOVE_PAGES = {"x86_64": 279, "aarch64": 239, "ppc64le": 301, "s390x": 310, "riscv64": 239}
@@ -69,63 +73,70 @@ class MovePages:
         self._syscall.restype = ctypes.c_long
 
     def call(
-        self, pid: int, addrs: Sequence[int], nodes: Sequence[int] | None, flags: int = MPOL_MF_MOVE
-    ) -> list[int]:
-        """Status of each page: its node, or a negative errno."""
-        n = len(addrs)
+        self,
+        pid: int,
+        addrs: Sequence[int] | IntArray | npt.NDArray[np.uint64],
+        nodes: Sequence[int] | IntArray | None,
+        flags: int = MPOL_MF_MOVE,
+    ) -> IntArray:
+        """Status of each page: its node, or a negative errno (numpy arrays: no per-page Python)."""
+        pages = np.ascontiguousarray(addrs, dtype=np.uint64)
+        n = int(pages.size)
+        status = np.full(n, -errno.EINVAL, dtype=np.int32)
         if n == 0:
-            return []
-        pages = (ctypes.c_void_p * n)(*addrs)
-        status = (ctypes.c_int * n)(*([-errno.EINVAL] * n))
-        node_arr = (ctypes.c_int * n)(*nodes) if nodes is not None else None
+            return status.astype(np.int64)
+        node_arr = None if nodes is None else np.ascontiguousarray(nodes, dtype=np.int32)
         rc = self._syscall(
             ctypes.c_long(self._nr),
             ctypes.c_int(pid),
             ctypes.c_ulong(n),
-            pages,
-            node_arr,
-            status,
+            ctypes.c_void_p(pages.ctypes.data),
+            None if node_arr is None else ctypes.c_void_p(node_arr.ctypes.data),
+            ctypes.c_void_p(status.ctypes.data),
             ctypes.c_int(flags),
         )
         if rc < 0:
             err = ctypes.get_errno()
             raise OSError(err, f"move_pages(pid={pid}, {n} pages): {os.strerror(err)}")
-        return list(status)
+        return status.astype(np.int64)
 
-    def query(self, pid: int, start: int, end: int) -> list[int]:
+    def query(self, pid: int, start: int, end: int) -> IntArray:
         """Node (or ``-errno``) of each page of ``[start, end)``, in chunks."""
-        out: list[int] = []
-        for lo in range(page_floor(start), end, CHUNK_PAGES * PAGE_SIZE):
-            hi = min(end, lo + CHUNK_PAGES * PAGE_SIZE)
-            out.extend(self.call(pid, range(lo, hi, PAGE_SIZE), None, 0))
-        return out
+        addrs = np.arange(page_floor(start), end, PAGE_SIZE, dtype=np.uint64)
+        parts = [
+            self.call(pid, addrs[i : i + CHUNK_PAGES], None, 0) for i in range(0, addrs.size, CHUNK_PAGES)
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def page_floor(addr: int) -> int:
     return addr - addr % PAGE_SIZE
 
 
-def runs_of(start: int, status: Sequence[int]) -> list[list[int]]:
+def runs_of(start: int, status: Sequence[int] | IntArray) -> list[list[int]]:
     """``[[start, end, node], ...]`` of consecutive pages on one node (absent pages left out)."""
-    runs: list[list[int]] = []
+    st = np.asarray(status, dtype=np.int64)
+    if st.size == 0:
+        return []
     base = page_floor(start)
-    for i, node in enumerate(status):
-        if node < 0:
-            continue
-        addr = base + i * PAGE_SIZE
-        if runs and runs[-1][2] == node and runs[-1][1] == addr:
-            runs[-1][1] = addr + PAGE_SIZE
-        else:
-            runs.append([addr, addr + PAGE_SIZE, node])
-    return runs
+    # a run starts where the node changes (absent pages, < 0, split runs too)
+    change = np.flatnonzero(np.diff(st) != 0) + 1
+    starts = np.concatenate(([0], change))
+    ends = np.concatenate((change, [st.size]))
+    return [
+        [base + int(a) * PAGE_SIZE, base + int(b) * PAGE_SIZE, int(st[a])]
+        for a, b in zip(starts, ends, strict=True)
+        if st[a] >= 0
+    ]
 
 
-def bytes_per_node(status: Iterable[int]) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for node in status:
-        if node >= 0:
-            out[node] = out.get(node, 0) + PAGE_SIZE
-    return out
+def bytes_per_node(status: Sequence[int] | IntArray) -> dict[int, int]:
+    st = np.asarray(status, dtype=np.int64)
+    st = st[st >= 0]
+    if st.size == 0:
+        return {}
+    counts = np.bincount(st)
+    return {int(n): int(c) * PAGE_SIZE for n, c in enumerate(counts) if c}
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,21 +175,22 @@ class PageMigrator:
 
     def migrate(self, pid: int, start: int, end: int, to_node: int) -> MigrationOutcome:
         moved = failed = already = absent = 0
+        addrs = np.arange(page_floor(start), end, PAGE_SIZE, dtype=np.uint64)
         with self._lock:
-            for lo in range(page_floor(start), end, self.chunk_pages * PAGE_SIZE):
-                hi = min(end, lo + self.chunk_pages * PAGE_SIZE)
-                addrs = range(lo, hi, PAGE_SIZE)
-                before = self.syscall.call(pid, addrs, None, 0)
-                todo = [a for a, node in zip(addrs, before, strict=True) if node >= 0 and node != to_node]
-                already += sum(1 for node in before if node == to_node)
-                absent += sum(1 for node in before if node < 0)
-                if not todo:
+            for i in range(0, addrs.size, self.chunk_pages):
+                chunk = addrs[i : i + self.chunk_pages]
+                before = np.asarray(self.syscall.call(pid, chunk, None, 0), dtype=np.int64)
+                todo = chunk[(before >= 0) & (before != to_node)]
+                already += int(np.count_nonzero(before == to_node))
+                absent += int(np.count_nonzero(before < 0))
+                if todo.size == 0:
                     continue
-                self._pace(len(todo) * PAGE_SIZE)
-                status = self.syscall.call(pid, todo, [to_node] * len(todo), MPOL_MF_MOVE)
-                ok = sum(1 for s in status if s == to_node)
+                self._pace(int(todo.size) * PAGE_SIZE)
+                nodes = np.full(todo.size, to_node, dtype=np.int64)
+                status = np.asarray(self.syscall.call(pid, todo, nodes, MPOL_MF_MOVE), dtype=np.int64)
+                ok = int(np.count_nonzero(status == to_node))
                 moved += ok
-                failed += len(todo) - ok
+                failed += int(todo.size) - ok
         return MigrationOutcome(
             moved * PAGE_SIZE, failed * PAGE_SIZE, already * PAGE_SIZE, absent * PAGE_SIZE
         )
@@ -263,7 +275,7 @@ class PagesKnob:
     def target(self) -> str:
         return f"{self.pid}:{self.start:#x}-{self.end:#x}"
 
-    def status(self) -> list[int]:
+    def status(self) -> IntArray:
         return self.migrator.syscall.query(self.pid, self.start, self.end)
 
     def read(self) -> str:
@@ -294,10 +306,11 @@ def restore_pages(target: str, before: Any, *, syscall: MovePages | None = None)
     mp = syscall or MovePages()
     pid = int(pid_text)
     for start, end, node in runs:
-        addrs = list(range(int(start), int(end), PAGE_SIZE))
-        for i in range(0, len(addrs), CHUNK_PAGES):
+        addrs = np.arange(int(start), int(end), PAGE_SIZE, dtype=np.uint64)
+        for i in range(0, addrs.size, CHUNK_PAGES):
+            chunk = addrs[i : i + CHUNK_PAGES]
             try:
-                mp.call(pid, addrs[i : i + CHUNK_PAGES], [int(node)] * len(addrs[i : i + CHUNK_PAGES]))
+                mp.call(pid, chunk, np.full(chunk.size, int(node), dtype=np.int64))
             except OSError as exc:
                 if exc.errno == errno.ESRCH:
                     return  # the process exited: its pages are gone with it

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["PageCacheKnob", "Residency", "advise", "copy_into_cache", "residency", "restore_advice"]
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -81,11 +83,11 @@ def residency(path: Path | str) -> Residency:
                 raise OSError(err, f"mmap {path}: {os.strerror(err)}", str(path))
             try:
                 pages = (length + PAGE_SIZE - 1) // PAGE_SIZE
-                vec = (ctypes.c_ubyte * pages)()
-                if lib.mincore(addr, length, vec) != 0:
+                vec = np.zeros(pages, dtype=np.uint8)
+                if lib.mincore(addr, length, vec.ctypes.data_as(ctypes.POINTER(ctypes.c_ubyte))) != 0:
                     err = ctypes.get_errno()
                     raise OSError(err, f"mincore {path}: {os.strerror(err)}", str(path))
-                resident_pages += sum(b & 1 for b in bytes(vec))
+                resident_pages += int(np.count_nonzero(vec & 1))
             finally:
                 lib.munmap(addr, length)
     finally:

@@ -273,3 +273,44 @@ def test_sol_run_linux_dry_run_on_this_host(tmp_path: Path) -> None:
     assert "Traceback" not in text
     assert '"linux.backend_ready"' in text and '"daemon.stopped"' in text
     assert not Path("/sys/fs/cgroup/cpu/sol_test_dry_run_never_created").exists()
+
+
+def test_sol_restore_in_a_fresh_process_puts_back_every_kind_this_backend_wrote(
+    v1: FakeV1, proc: FakeProc, fake_sys: Path, tmp_path: Path
+) -> None:
+    from sol.actuators.pagecache import PageCacheKnob, advise, residency
+
+    v1.add_group(HARVEST)
+    blob = tmp_path / "blob"
+    with open(blob, "wb") as f:
+        f.write(os.urandom(1 << 20))
+        f.flush()
+        os.fsync(f.fileno())
+    advise(blob, os.POSIX_FADV_DONTNEED)
+    path = tmp_path / "crash" / "undo.journal"
+    journal = UndoJournal.open(path, fsync=True)
+    backend = fake_backend(v1, proc, fake_sys, journal, StepClock())
+    act = backend.actuators_for("cpu_harvest", dry_run=False)
+    act.cpu.set_harvest_cores(3)
+    act.writer.write(PageCacheKnob(blob), "willneed")
+    journal.close()  # ... as if the daemon were SIGKILLed here
+    assert (v1.root / "cpuset" / HARVEST / "cpuset.cpus").read_text().strip() == "1-3"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pathlib; from sol.safety.journal import restore_command; "
+            "sys.exit(restore_command(pathlib.Path(sys.argv[1]), out=sys.stdout))",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "restored 3 before-image(s), 0 failed" in out.stdout
+    assert (v1.root / "cpuset" / HARVEST / "cpuset.cpus").read_text().strip() == "3"
+    assert (v1.root / "cpu" / HARVEST / "cpu.cfs_quota_us").read_text().strip() == "1000"
+    if residency(blob).resident_bytes:
+        time.sleep(0.05)
+    assert residency(blob).resident_bytes == 0  # pre-warmed by sol, dropped again on restore
