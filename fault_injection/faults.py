@@ -14,7 +14,7 @@ sensor and actuator faults wrap the agent's view of the node, predictor faults w
 >>> try:
 ...     get_fault("data.nope")
 ... except LookupError as exc:
-...     print(str(exc)[:41])
+...     print(str(exc)[:40])
 unknown fault 'data.nope'; known faults:
 """
 

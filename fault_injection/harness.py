@@ -457,6 +457,17 @@ def clean_runs(
     )
 
 
+def _default_value(cls: type[Agent], clean: RunRecord) -> Any:
+    """The agent's default decision: as applied in its clean run, else asked of a fresh instance."""
+    for _, p in clean.actions:
+        if p.source == "default":
+            return p.value
+    try:
+        return cls().default_predict()
+    except Exception:
+        return None
+
+
 def run_cell(
     cls: type[Agent],
     fault: Fault,
@@ -473,7 +484,7 @@ def run_cell(
     clean_on, clean_off = baselines or clean_runs(cls, seed=seed, timeline=timeline, profile=profile)
     aggressive_value = None
     if fault.mechanism == "adversarial" and profile.aggressive is None:
-        aggressive_value = most_aggressive(clean_on.model_values(), clean_on.default_value())
+        aggressive_value = most_aggressive(clean_on.model_values(), _default_value(cls, clean_on))
     kw: dict[str, Any] = {
         "seed": seed,
         "timeline": timeline,
