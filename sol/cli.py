@@ -152,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument(
         "--journal", type=Path, metavar="FILE", help="the journal (default: from the config)"
     )
+    restore.add_argument(
+        "--socket",
+        type=Path,
+        metavar="PATH",
+        help="when a running daemon holds the journal, ask it over this control socket",
+    )
 
     data = sub.add_parser("data", help="public traces: list and fetch")
     try:
@@ -308,7 +314,7 @@ def _run(args: argparse.Namespace, registry: Registry, err: TextIO) -> int:
 def _sockets(args: argparse.Namespace, config: Config) -> list[Path]:
     from sol.daemon import control_socket_candidates
 
-    if args.socket is not None:
+    if getattr(args, "socket", None) is not None:
         return [args.socket]
     return control_socket_candidates(config)
 
@@ -425,10 +431,8 @@ def _restore(args: argparse.Namespace, registry: Registry, out: TextIO, err: Tex
         print(f"sol restore: the running daemon refused: {reply.get('error')}", file=out)
         return EXIT_FAIL
     result = reply["result"]
-    print(
-        f"the running daemon (pid holding {journal}) paused {', '.join(result['paused']) or 'no agent'}",
-        file=out,
-    )
+    paused = ", ".join(result["paused"]) or "no agent"
+    print(f"a running daemon holds {journal}: it paused {paused} and restored", file=out)
     for line in result["restored"]:
         print(f"restored  {line}", file=out)
     for line in result["failed"]:

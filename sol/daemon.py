@@ -12,9 +12,12 @@ executor against a simulated node, ending with a summary table.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import os
+import select
 import signal
+import socket
 import stat
 import sys
 import threading
@@ -28,7 +31,7 @@ from typing import Any, TextIO
 
 from sol import __version__
 from sol.backend import Backend
-from sol.config import Config, ConfigError
+from sol.config import EMBEDDED_SOURCE, Config, ConfigError
 from sol.control import Command, CommandError, ControlError, ControlServer, Peer
 from sol.log import get_logger
 from sol.metrics import RuntimeMetrics
@@ -283,8 +286,14 @@ class Daemon:
         self.reloads = {"ok": 0, "failed": 0}
         self.last_reload: dict[str, Any] | None = None
         self.exit_code = 0
-        self._wake = threading.Event()
-        self._reload_pending = threading.Event()
+        # Signal handlers run on the main thread between any two bytecodes, possibly while it
+        # holds a lock inside Event.wait(): they may only set a flag and write to this
+        # socket (no lock), and the main loop waits on the socket with select().
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._stop_requested = False
+        self._reload_requested = False
         self._reload_lock = threading.Lock()
         self._stall_logged = False
 
@@ -360,6 +369,8 @@ class Daemon:
                 self.control.close()
             journal.close()
             self.notifier.close()
+            self._wake_r.close()
+            self._wake_w.close()
         failed = [r.name for r in executor.runners if r.state in ("failed", "quarantined")]
         log.info("daemon.stopped", failed_agents=failed, exit_code=self.exit_code)
         return self.exit_code
@@ -426,18 +437,37 @@ class Daemon:
         for result in ("ok", "failed"):
             self._reload_counter.labels(result)
 
+    def _poke(self) -> None:
+        with contextlib.suppress(OSError):  # full (a wake-up is pending anyway) or closed
+            self._wake_w.send(b"\0")
+
     def _on_stop(self) -> None:
-        if self.executor is not None:
-            self.executor.request_stop()
-        self._wake.set()
+        """SIGTERM/SIGINT (or a caller on any thread): the main loop stops at its next turn."""
+        self._stop_requested = True
+        self._poke()
 
     def _on_hup(self) -> None:
-        self._reload_pending.set()
-        self._wake.set()
+        self._reload_requested = True
+        self._poke()
+
+    def request_stop(self) -> None:
+        self._on_stop()
 
     def request_reload(self) -> None:
         """What SIGHUP does: the main loop reloads at its next turn."""
         self._on_hup()
+
+    def _sleep(self, seconds: float) -> None:
+        try:
+            ready, _, _ = select.select([self._wake_r], [], [], seconds)
+        except InterruptedError:
+            return
+        if ready:
+            try:
+                while self._wake_r.recv(4096):
+                    pass
+            except OSError:
+                pass
 
     def _main_loop(self, duration: float | None, reporter: _Reporter) -> None:
         ex, log, notifier = self.executor, self.log, self.notifier
@@ -448,13 +478,16 @@ class Daemon:
         next_ping = now
         stalled_since: float | None = None
         while not ex.stopping:
+            if self._stop_requested:
+                ex.request_stop()
+                break
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
-            if self._reload_pending.is_set():
-                self._reload_pending.clear()
+            if self._reload_requested:
+                self._reload_requested = False
                 self.reload(trigger="SIGHUP")
-                now = time.monotonic()
+                continue
             broken = ex.stalled_loops(self.loop_stall)
             if broken:
                 # A dead or stuck loop is the runtime's own failure: stop the WATCHDOG=1
@@ -488,8 +521,7 @@ class Daemon:
                 waits.append(deadline - now)
             if ping_every is not None:
                 waits.append(next_ping - now)
-            self._wake.wait(max(0.005, min(waits)))
-            self._wake.clear()
+            self._sleep(max(0.005, min(waits)))
 
     # -- reload -----------------------------------------------------------------------
     def reload(self, trigger: str = "SIGHUP") -> dict[str, Any]:
@@ -513,6 +545,8 @@ class Daemon:
             problems.append("this daemon was started without a config file to re-read")
         else:
             try:
+                if self.config.source != EMBEDDED_SOURCE:
+                    check_config_file(Path(self.config.source))
                 new = self.load()
             except ConfigError as exc:
                 problems.extend(str(p) for p in exc.problems)

@@ -392,7 +392,7 @@ class LiveExecutor(ExecutorBase):
         return agent
 
     def request_stop(self) -> None:
-        """Ask every lane to end (safe from a signal handler: takes no lock)."""
+        """Ask every lane to end (sets events: not for a signal handler, see sol.daemon)."""
         self._stop.set()
         for agent in self._agents:
             agent.halt.set()
@@ -552,17 +552,21 @@ class LiveExecutor(ExecutorBase):
         return new.runner
 
     def set_dry_run(self, name: str, dry_run: bool) -> AgentRunner:
-        """Restart one agent with its actuators rebuilt in (or out of) dry-run.
+        """Restart one running agent with its actuators rebuilt in (or out of) dry-run.
 
-        A paused agent stays paused: the flag applies when it resumes.
+        An agent that is not running (paused, quarantined, failed) only has its spec changed:
+        the flag applies when it is resumed.
         """
         with self._admin:
             self._check_open()
-            _, agent = self._find(name)
+            i, agent = self._find(name)
             if agent.spec.dry_run == dry_run:
                 return agent.runner
-            spec = replace(self.respawn(agent.spec), dry_run=dry_run)
-            return self.replace_agent(spec, keep_paused=True)
+            if agent.runner.state != "running":
+                agent.spec = replace(agent.spec, dry_run=dry_run)
+                self.specs = [agent.spec if j == i else s for j, s in enumerate(self.specs)]
+                return agent.runner
+            return self.replace_agent(replace(self.respawn(agent.spec), dry_run=dry_run))
 
     # -- introspection ----------------------------------------------------------------
     def loops_alive(self, stall: float = LOOP_STALL) -> bool:

@@ -1,0 +1,232 @@
+"""The daemon as a service: steady-state CPU and memory, and SIGHUP reload latency.
+
+    .venv/bin/python benchmarks/daemon.py [--seconds 60] [--backend auto|linux|sim] [--reloads 5]
+
+Runs ``sol run`` as a separate process exactly as systemd would (``Type=notify``: a real
+``NOTIFY_SOCKET`` datagram socket, JSON logs to a file), with every built-in agent enabled in
+dry-run on the Linux backend (``auto`` falls back to the simulated node where the Linux
+backend cannot start, e.g. without root, and says so). The control socket and the metrics
+endpoint are on, as in production; ``report_every`` is 60 s as in the example config.
+
+1. Steady state: after READY=1 and a warm-up, the daemon's own CPU time (user + system, all
+   threads, from /proc) over the window, as % of one core, and its RSS at the end and peak.
+   Targets: <= 1 % of a core, <= 128 MiB.
+2. Reload latency: SIGHUP -> READY=1 (systemd's view of a reload), for a reload that restarts
+   one agent (its schedule changed) and for one that changes nothing. Median and max.
+
+Figures depend on the machine; the table says which (CPU model, cores, kernel, Python).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from sol.registry import BUILTIN_AGENTS, Registry
+
+MIB = 1024 * 1024
+
+
+class Sink:
+    """systemd's side of sd_notify: a datagram socket, messages with arrival times."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.05)
+        self.messages: list[tuple[float, dict[str, str]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            at = time.monotonic()
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+            self.messages.append((at, fields))
+
+    def wait(self, key: str, value: str, after: float, timeout: float = 60.0) -> float:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for at, m in list(self.messages):
+                if at >= after and m.get(key) == value:
+                    return at
+            time.sleep(0.002)
+        raise SystemExit(f"the daemon sent no {key}={value} within {timeout:g}s")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1)
+        self.sock.close()
+
+
+def linux_usable() -> tuple[bool, str]:
+    if os.geteuid() != 0:
+        return False, "not root"
+    try:
+        from sol.linux import LinuxBackend  # noqa: F401
+    except ImportError as exc:
+        return False, f"sol.linux unavailable ({exc})"
+    return True, ""
+
+
+def config_text(root: Path, backend: str, agents: list[str], act_every: float | None = None) -> str:
+    lines = [
+        f'backend = "{backend}"',
+        "[paths]",
+        f'state_dir = "{root / "state"}"',
+        "[log]",
+        'format = "json"',
+        'level = "info"',
+        "[daemon]",
+        f'control_socket = "{root / "sol.sock"}"',
+        "metrics_port = 0",
+        "report_every = 60.0",
+    ]
+    for i, name in enumerate(agents):
+        lines += [f"[agents.{name}]", "dry_run = true"]
+        if i == 0 and act_every is not None:
+            lines += [f"[agents.{name}.schedule]", f"act_every = {act_every}"]
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=60.0, help="steady-state window (default 60)")
+    ap.add_argument("--warmup", type=float, default=10.0, help="seconds after READY before measuring")
+    ap.add_argument("--backend", choices=["auto", "linux", "sim"], default="auto")
+    ap.add_argument("--reloads", type=int, default=5, help="reloads of each kind (default 5)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory (config, log)")
+    args = ap.parse_args(argv)
+
+    backend = args.backend
+    note = ""
+    if backend in ("auto", "linux"):
+        ok, why = linux_usable()
+        if not ok:
+            if backend == "linux":
+                raise SystemExit(f"the Linux backend cannot run here: {why}")
+            backend, note = "sim", f"Linux backend unavailable ({why}): simulated node"
+        else:
+            backend = "linux"
+    registry = Registry(plugins=False)
+    agents = [n for n in BUILTIN_AGENTS if n in registry.classes()]
+
+    root = Path(tempfile.mkdtemp(prefix="sol-bench-", dir="/tmp"))
+    cfg = root / "sol.toml"
+    cfg.write_text(config_text(root, backend, agents))
+    os.chmod(cfg, 0o600)
+    sink = Sink(root / "notify")
+    env = {k: v for k, v in os.environ.items() if k not in ("SOL_CONFIG", "WATCHDOG_USEC")}
+    env.update(NOTIFY_SOCKET=str(root / "notify"), WATCHDOG_USEC="30000000", PYTHONDONTWRITEBYTECODE="1")
+    log = (root / "daemon.log").open("w")
+    sol = Path(sys.executable).parent / "sol"
+    cmd = [str(sol), "run", "--config", str(cfg)] if sol.exists() else [sys.executable, "-m", "sol", "run"]
+    t_start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        ready_at = sink.wait("READY", "1", after=t_start)
+        startup = ready_at - t_start
+        p = psutil.Process(proc.pid)
+        time.sleep(args.warmup)
+        c0, w0 = p.cpu_times(), time.monotonic()
+        peak = 0
+        end = w0 + args.seconds
+        while time.monotonic() < end:
+            peak = max(peak, p.memory_info().rss)
+            time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+        c1, w1 = p.cpu_times(), time.monotonic()
+        rss = p.memory_info().rss
+        peak = max(peak, rss)
+        cpu_pct = 100.0 * ((c1.user - c0.user) + (c1.system - c0.system)) / (w1 - w0)
+        threads = p.num_threads()
+
+        def reload(text: str) -> float:
+            cfg.write_text(text)
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGHUP)
+            sink.wait("RELOADING", "1", after=t0)
+            return sink.wait("READY", "1", after=t0) - t0
+
+        restart_one: list[float] = []
+        unchanged: list[float] = []
+        for i in range(args.reloads):
+            restart_one.append(reload(config_text(root, backend, agents, act_every=0.5 + 0.25 * (i % 2))))
+            unchanged.append(reload(cfg.read_text()))
+        t_stop = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        stop_s = time.monotonic() - t_stop
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sink.close()
+        log.close()
+
+    failed = "reload_failed" in (root / "daemon.log").read_text()
+    rows = [
+        ("machine", machine()),
+        ("backend / agents", f"{backend}, dry-run: {', '.join(agents)}" + (f"  [{note}]" if note else "")),
+        ("start -> READY=1", f"{startup:.2f} s"),
+        (f"CPU, steady state ({args.seconds:g} s)", f"{cpu_pct:.3f} % of one core  (target <= 1 %)"),
+        ("RSS at end / peak", f"{rss / MIB:.1f} / {peak / MIB:.1f} MiB  (target <= 128 MiB)"),
+        ("threads", str(threads)),
+        (
+            "reload restarting 1 agent",
+            f"median {1000 * statistics.median(restart_one):.0f} ms, max {1000 * max(restart_one):.0f} ms",
+        ),
+        (
+            "reload, nothing changed",
+            f"median {1000 * statistics.median(unchanged):.0f} ms, max {1000 * max(unchanged):.0f} ms",
+        ),
+        ("SIGTERM -> exit (clean-up, restore)", f"{stop_s:.2f} s"),
+        ("exit code", str(proc.returncode) + ("  (a reload FAILED: see the log)" if failed else "")),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print("sol daemon: steady state and reload")
+    print("-" * (width + 50))
+    for k, v in rows:
+        print(f"{k.ljust(width)}  {v}")
+    within = cpu_pct <= 1.0 and rss <= 128 * MIB
+    ok = within and proc.returncode == 0 and not failed
+    if args.keep or not ok:
+        print(f"\nlog: {root / 'daemon.log'}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
