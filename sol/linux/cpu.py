@@ -57,11 +57,23 @@ from sol.linux.procfs import (
 from sol.linux.taskstats import TaskstatsReader
 from sol.safety.guard import ActuationGuard
 
-__all__ = ["CgroupWriter", "CpuHost", "CpuSettings", "LinuxCpuActuators", "LinuxCpuSensors"]
+__all__ = ["CgroupWriter", "CpuHost", "CpuSettings", "CpuThrottling", "LinuxCpuActuators", "LinuxCpuSensors"]
 
 #: A parked harvest group's quota: 1 ms per period, the kernel's minimum (sched-bwc.rst).
 PARK_QUOTA_US = 1_000
 _ZERO_PSI = Psi(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class CpuThrottling:
+    """CFS bandwidth throttling of a group (cumulative): ``cpu.stat`` ``nr_periods``,
+    ``nr_throttled`` and the time throttled (v1 ``throttled_time`` ns, v2 ``throttled_usec``)."""
+
+    t: float
+    group: str
+    nr_periods: int
+    nr_throttled: int
+    throttled_s: float
 
 
 @dataclass(frozen=True)
@@ -333,6 +345,36 @@ class CpuHost:
             psi.full_total_s,
         )
 
+    # -- throttling --------------------------------------------------------------------
+    def _group_throttling(self, group: str) -> tuple[int, int, float]:
+        path = self.layout.path("cpu", group) / "cpu.stat"
+        stat = parse_flat_keyed(read_file(path), path)
+        if "nr_periods" not in stat or "nr_throttled" not in stat:
+            return 0, 0, 0.0  # the root group: never throttled, no counters
+        if "throttled_usec" in stat:
+            throttled = stat["throttled_usec"] / 1e6
+        elif "throttled_time" in stat:
+            throttled = stat["throttled_time"] / 1e9
+        else:
+            raise SensorError(path, "no throttled_usec / throttled_time line")
+        return stat["nr_periods"], stat["nr_throttled"], throttled
+
+    def throttling(self, group: str) -> CpuThrottling:
+        check_group(group)
+        if group == "harvest":
+            groups = [self.harvest] if self.layout.exists("cpu", self.harvest) else []
+        elif self.settings.primary_cgroups:
+            groups = self.layout.match("cpu", self.settings.primary_cgroups)
+        else:
+            groups = [""]
+        total = [0, 0, 0.0]
+        for g in groups:
+            periods, throttled, seconds = self._group_throttling(g)
+            total[0] += periods
+            total[1] += throttled
+            total[2] += seconds
+        return CpuThrottling(self.now(), group, int(total[0]), int(total[1]), float(total[2]))
+
     # -- run-queue delay ---------------------------------------------------------------
     def _tids(self, group: str) -> list[int]:
         controller = "cpu" if self.layout.has("cpu") else "cpuacct"
@@ -449,6 +491,10 @@ class LinuxCpuSensors:
 
     def run_queue_delay(self, group: str) -> RunQueueDelay:
         return self._h.run_queue_delay(group)
+
+    def throttling(self, group: str) -> CpuThrottling:
+        """CFS throttling counters of the group (an addition to ``CpuSensors``)."""
+        return self._h.throttling(group)
 
 
 class LinuxCpuActuators:

@@ -6,22 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from linux_fakes import FakeProc, FakeV1, FakeV2
+from linux_fakes import REAL_CGROUP, FakeProc, FakeV1, FakeV2, StepClock
 
 from sol.safety.journal import UndoJournal
-
-
-class StepClock:
-    """A clock a test moves by hand; ``consume`` advances it (nothing really waits)."""
-
-    def __init__(self, t: float = 100.0) -> None:
-        self.t = t
-
-    def now(self) -> float:
-        return self.t
-
-    def consume(self, seconds: float) -> None:
-        self.t += max(0.0, seconds)
 
 
 @pytest.fixture
@@ -56,9 +43,6 @@ def fake_sys(tmp_path: Path) -> Path:
     (root / "devices" / "system" / "cpu").mkdir(parents=True)
     (root / "devices" / "system" / "cpu" / "online").write_text("0-3\n")
     return root
-
-
-REAL_CGROUP = Path("/sys/fs/cgroup")
 
 
 def real_v1_skip_reason() -> str | None:

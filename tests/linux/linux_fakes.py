@@ -11,6 +11,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+#: the real cgroup root of this host
+REAL_CGROUP = Path("/sys/fs/cgroup")
+
+
+class StepClock:
+    """A clock a test moves by hand; ``consume`` advances it (nothing really waits)."""
+
+    def __init__(self, t: float = 100.0) -> None:
+        self.t = t
+
+    def now(self) -> float:
+        return self.t
+
+    def consume(self, seconds: float) -> None:
+        self.t += max(0.0, seconds)
+
+
 PSI_IDLE = "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
 
 
@@ -89,6 +106,7 @@ class FakeV1:
         _write(
             self.root / "cpu" / name,
             {
+                "cpu.stat": "nr_periods 50\nnr_throttled 20\nthrottled_time 1500000000\n",
                 "cpu.shares": "10\n",
                 "cpu.cfs_quota_us": f"{quota}\n",
                 "cpu.cfs_period_us": "100000\n",

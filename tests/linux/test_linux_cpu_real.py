@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import structlog
-from conftest import REAL_CGROUP
+from linux_fakes import REAL_CGROUP
 
 from sol.actuators.base import WriteError
 from sol.actuators.cgroup import CPUSET_CPUS
@@ -99,6 +99,7 @@ def test_real_harvest_group_grant_usage_delay_park_and_restore(
         sensors.usage("harvest")
         time.sleep(0.5)
         assert sensors.usage("harvest").cores < 0.1
+        assert sensors.throttling("harvest").nr_throttled > 0  # parked by CFS bandwidth control
         assert act.harvest_cores() == 0
 
         act.set_harvest_cores(1)

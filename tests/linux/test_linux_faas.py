@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import StepClock
+from linux_fakes import StepClock
 
 from sol.actuators.pagecache import advise, residency
 from sol.config import LinuxConfig

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 import structlog
-from conftest import StepClock
-from linux_fakes import FakeProc, FakeV1, FakeV2, psi_text
+from linux_fakes import FakeProc, FakeV1, FakeV2, StepClock, psi_text
 from structlog.testing import capture_logs
 
 from sol.actuators.base import HostWriter, WriteError
@@ -174,6 +173,20 @@ def test_garbage_in_a_cgroup_file_is_a_sensor_error_naming_it(
         sensors.pressure("harvest")
         sensors.run_queue_delay("harvest")
     assert file.split("/")[-1] in str(info.value) and needle in str(info.value)
+
+
+def test_throttling_counters_of_v1_and_v2(
+    v1: FakeV1, v2: FakeV2, proc: FakeProc, fake_sys: Path, clock: StepClock
+) -> None:
+    v1.add_group(HARVEST)
+    t1 = LinuxCpuSensors(make_host(v1.root, proc, fake_sys, clock)).throttling("harvest")
+    assert (t1.nr_periods, t1.nr_throttled, t1.throttled_s) == (50, 20, 1.5)
+    v2.add_group(HARVEST)
+    (v2.root / HARVEST / "cpu.stat").write_text(
+        "usage_usec 9\nnr_periods 7\nnr_throttled 3\nthrottled_usec 250000\n"
+    )
+    t2 = LinuxCpuSensors(make_host(v2.root, proc, fake_sys, clock)).throttling("harvest")
+    assert (t2.nr_periods, t2.nr_throttled, t2.throttled_s) == (7, 3, 0.25)
 
 
 def test_unknown_group_is_a_value_error(v1: FakeV1, proc: FakeProc, fake_sys: Path, clock: StepClock) -> None:

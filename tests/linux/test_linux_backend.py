@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 import structlog
-from conftest import StepClock
-from linux_fakes import FakeProc, FakeV1
+from linux_fakes import FakeProc, FakeV1, StepClock
 from structlog.testing import capture_logs
 
 from sol.actuators.base import WriteError

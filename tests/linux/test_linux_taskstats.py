@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 import structlog
-from conftest import StepClock
-from linux_fakes import FakeProc, FakeV1
+from linux_fakes import FakeProc, FakeV1, StepClock
 
 from sol.linux.cgroupfs import CgroupLayout
 from sol.linux.cpu import CpuHost, CpuSettings

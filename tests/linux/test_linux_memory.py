@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 import structlog
-from conftest import StepClock
-from linux_fakes import fake_damon
+from linux_fakes import StepClock, fake_damon
 
 from sol.actuators.numa import PAGE_SIZE, DamosScheme, MovePages
 from sol.actuators.restorers import default_restorers
