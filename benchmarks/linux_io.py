@@ -42,7 +42,7 @@ from sol.actuators.pagecache import residency
 from sol.config import LinuxConfig
 from sol.linux import LinuxBackend
 from sol.linux.cgroupfs import CgroupLayout
-from sol.linux.damon import DamonMonitor, DamonSettings
+from sol.linux.damon import DamonMonitor, DamonSettings, make_fake_admin
 from sol.linux.errors import SensorError, Unsupported
 from sol.linux.fake_nvml import FakeGpu, FakeNvml
 from sol.linux.gate import Gate, OwnerWriter
@@ -205,10 +205,7 @@ def sensor_rows(n: int, tmp: Path) -> list[tuple[str, ...]]:
 
 
 def _fake_damon_row(tmp: Path, n: int) -> tuple[str, ...]:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "linux"))
-    from linux_fakes import fake_damon
-
-    admin = fake_damon(tmp / "damon", regions=[(i << 21, (i + 1) << 21, i % 20, i) for i in range(100)])
+    admin = make_fake_admin(tmp / "damon", regions=[(i << 21, (i + 1) << 21, i % 20, i) for i in range(100)])
     with UndoJournal.open(tmp / "damon.journal", fsync=False) as j:
         m = DamonMonitor(
             admin,

@@ -34,7 +34,7 @@ from sol.facilities import DamonRegion, DamonSnapshot
 from sol.linux.errors import SensorError, Unsupported
 from sol.linux.procfs import parse_int, read_file
 
-__all__ = ["DamonMonitor", "DamonSettings", "KdamondKnob", "restore_kdamond"]
+__all__ = ["DamonMonitor", "DamonSettings", "KdamondKnob", "make_fake_admin", "restore_kdamond"]
 
 
 def _write(path: Path, text: str) -> None:
@@ -231,8 +231,9 @@ class DamonMonitor:
                     _write(targets / str(i) / "pid_target", str(pid))
                 _write(self.context / "schemes" / "nr_schemes", str(1 + s.action_slots))
                 for slot in range(1 + s.action_slots):
-                    # A fresh scheme is "stat" over every region; spare slots match nothing
-                    # (no region is smaller than 0 bytes... nor larger than 0) until used.
+                    # Slot 0 is "stat" over every region (its tried_regions are the monitoring
+                    # results); spare slots are "stat" limited to regions of at most 0 bytes,
+                    # which matches nothing, until the memory actuator fills them.
                     _write(self.scheme(slot) / "action", "stat")
                     if slot:
                         _write(self.scheme(slot) / "access_pattern" / "sz" / "max", "0")
@@ -307,3 +308,60 @@ class DamonMonitor:
                 raise SensorError(d / "nr_accesses", f"{nr} > max_nr_accesses {limit} (aggr/sample)")
             out.append(DamonRegion(start, end, nr, age))
         return tuple(out)
+
+
+def _fake_write(path: Path, files: dict[str, str]) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (path / name).write_text(text)
+    return path
+
+
+def make_fake_admin(
+    admin: Path,
+    *,
+    nr_kdamonds: int = 0,
+    state: str = "off",
+    slots: int = 3,
+    regions: list[tuple[int, int, int, int]] | None = None,
+    ops: str = "vaddr paddr",
+) -> Path:
+    """A DAMON sysfs ``admin`` tree as the kernel shows it after the writes sol makes.
+
+    The kernel creates ``kdamonds/0/...`` when ``nr_kdamonds`` is written; a fake cannot, so
+    the directories are there from the start and ``nr_kdamonds`` says how many "exist".
+    ``regions`` are ``(start, end, nr_accesses, age)`` in slot 0's ``tried_regions``.
+    """
+    k = admin / "kdamonds"
+    _fake_write(k, {"nr_kdamonds": f"{nr_kdamonds}\n"})
+    kd = _fake_write(k / "0", {"state": f"{state}\n", "pid": "-1\n", "refresh_ms": "0\n"})
+    _fake_write(kd / "contexts", {"nr_contexts": "0\n"})
+    ctx = _fake_write(kd / "contexts" / "0", {"avail_operations": f"{ops}\n", "operations": "vaddr\n"})
+    _fake_write(
+        ctx / "monitoring_attrs" / "intervals",
+        {"sample_us": "5000\n", "aggr_us": "100000\n", "update_us": "1000000\n"},
+    )
+    _fake_write(ctx / "monitoring_attrs" / "nr_regions", {"min": "10\n", "max": "1000\n"})
+    _fake_write(ctx / "targets", {"nr_targets": "0\n"})
+    _fake_write(ctx / "targets" / "0", {"pid_target": "0\n"})
+    _fake_write(ctx / "schemes", {"nr_schemes": "0\n"})
+    for slot in range(slots):
+        s = _fake_write(
+            ctx / "schemes" / str(slot), {"action": "stat\n", "target_nid": "0\n", "apply_interval_us": "0\n"}
+        )
+        for name in ("sz", "nr_accesses", "age"):
+            _fake_write(s / "access_pattern" / name, {"min": "0\n", "max": "18446744073709551615\n"})
+        _fake_write(s / "quotas", {"bytes": "0\n", "ms": "0\n", "reset_interval_ms": "0\n"})
+        _fake_write(s / "tried_regions", {"total_bytes": "0\n"})
+    for i, (start, end, nr, age) in enumerate(regions or []):
+        _fake_write(
+            ctx / "schemes" / "0" / "tried_regions" / str(i),
+            {
+                "start": f"{start}\n",
+                "end": f"{end}\n",
+                "nr_accesses": f"{nr}\n",
+                "age": f"{age}\n",
+                "sz_filter_passed": "0\n",
+            },
+        )
+    return admin

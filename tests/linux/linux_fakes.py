@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from sol.linux.damon import make_fake_admin as fake_damon  # noqa: F401  (re-exported for the tests)
+
 #: the real cgroup root of this host
 REAL_CGROUP = Path("/sys/fs/cgroup")
 
@@ -208,53 +210,3 @@ class FakeProc:
         text = f"{run_ns} {wait_ns} {slices}\n"
         _write(self.root / str(pid) / "task" / str(tid), {"schedstat": text})
         _write(self.root / str(tid), {"schedstat": text})
-
-
-def fake_damon(
-    admin: Path,
-    *,
-    nr_kdamonds: int = 0,
-    state: str = "off",
-    slots: int = 3,
-    regions: list[tuple[int, int, int, int]] | None = None,
-    ops: str = "vaddr paddr",
-) -> Path:
-    """A DAMON sysfs ``admin`` tree as the kernel shows it after the writes sol makes.
-
-    The kernel creates ``kdamonds/0/...`` when ``nr_kdamonds`` is written; a fake cannot, so
-    the directories are there from the start and ``nr_kdamonds`` says how many "exist".
-    ``regions`` are ``(start, end, nr_accesses, age)`` in slot 0's ``tried_regions``.
-    """
-    k = admin / "kdamonds"
-    _write(k, {"nr_kdamonds": f"{nr_kdamonds}\n"})
-    kd = _write(k / "0", {"state": f"{state}\n", "pid": "-1\n", "refresh_ms": "0\n"})
-    _write(kd / "contexts", {"nr_contexts": "0\n"})
-    ctx = _write(kd / "contexts" / "0", {"avail_operations": f"{ops}\n", "operations": "vaddr\n"})
-    _write(
-        ctx / "monitoring_attrs" / "intervals",
-        {"sample_us": "5000\n", "aggr_us": "100000\n", "update_us": "1000000\n"},
-    )
-    _write(ctx / "monitoring_attrs" / "nr_regions", {"min": "10\n", "max": "1000\n"})
-    _write(ctx / "targets", {"nr_targets": "0\n"})
-    _write(ctx / "targets" / "0", {"pid_target": "0\n"})
-    _write(ctx / "schemes", {"nr_schemes": "0\n"})
-    for slot in range(slots):
-        s = _write(
-            ctx / "schemes" / str(slot), {"action": "stat\n", "target_nid": "0\n", "apply_interval_us": "0\n"}
-        )
-        for name in ("sz", "nr_accesses", "age"):
-            _write(s / "access_pattern" / name, {"min": "0\n", "max": "18446744073709551615\n"})
-        _write(s / "quotas", {"bytes": "0\n", "ms": "0\n", "reset_interval_ms": "0\n"})
-        _write(s / "tried_regions", {"total_bytes": "0\n"})
-    for i, (start, end, nr, age) in enumerate(regions or []):
-        _write(
-            ctx / "schemes" / "0" / "tried_regions" / str(i),
-            {
-                "start": f"{start}\n",
-                "end": f"{end}\n",
-                "nr_accesses": f"{nr}\n",
-                "age": f"{age}\n",
-                "sz_filter_passed": "0\n",
-            },
-        )
-    return admin
