@@ -235,3 +235,85 @@ def test_mutating_commands_from_a_non_root_peer_are_refused(root: Path) -> None:
         out = handle_line(b'{"cmd": "pause", "agent": "ticker"}', Peer(1, 65534, 65534), commands)
         assert b'"forbidden"' in out
         assert run.runner("ticker").state == "running"
+
+
+class _WritersOnly(KnobBackend):
+    """A backend that hands out writers (``ns.writer``) but does not count them itself."""
+
+    actuation_counts = None  # type: ignore[assignment]
+
+
+def test_actuation_writes_are_counted_from_the_writers_a_backend_hands_out(root: Path, knob: Path) -> None:
+    backend = lambda config, journal: _WritersOnly(journal, knob)  # noqa: E731
+    with running_daemon(root, "[agents.writer]\n", backend=backend) as run:
+        wait_until(lambda: knob.read_text() == "written-by-writer")
+        run.ok(cmd="dry-run", on=True)  # a second writer for the same agent: sums must keep the first
+        counts = run.daemon.metrics.actuation_source()  # type: ignore[misc]
+        assert counts["writer"]["written"] >= 1
+
+
+def test_without_a_systemd_watchdog_a_stalled_loop_stops_the_daemon_and_restores(
+    root: Path, knob: Path
+) -> None:
+    with running_daemon(root, "[agents.writer]\n", backend=knob_backend(knob), loop_stall=0.3) as run:
+        wait_until(lambda: knob.read_text() == "written-by-writer")
+        with run.runner("writer").lock:
+            wait_until(lambda: run.daemon.exit_code == 1, timeout=10, what="the daemon to give up")
+        run.thread.join(20)
+        assert run.result.get("rc") == 1
+    assert knob.read_text() == "original\n" and Writer.instances[0].cleaned == 1
+
+
+@pytest.mark.parametrize(
+    ("socket_setting", "euid", "expected"),
+    [
+        ('control_socket = "/srv/x.sock"', 0, "/srv/x.sock"),
+        ("", 1000, "{state}/sol.sock"),
+        ("", 0, "{run}/sol.sock"),
+    ],
+    ids=["configured", "unprivileged-falls-back-to-state-dir", "root-uses-run-dir"],
+)
+def test_control_socket_path(root: Path, socket_setting: str, euid: int, expected: str) -> None:
+    from sold_helpers import parse
+
+    from sol.daemon import control_socket_path
+
+    run_dir = root / "run" / "sol"
+    run_dir.mkdir(parents=True)
+    config = parse(f'[paths]\nstate_dir = "{root / "state"}"\n[daemon]\n{socket_setting}\n')
+    path = control_socket_path(config, euid=euid, run_dir=run_dir)
+    assert str(path) == expected.format(state=root / "state", run=run_dir)
+
+
+def test_a_control_socket_that_cannot_be_created_leaves_the_agents_running(root: Path) -> None:
+    import threading
+
+    from sold_helpers import parse, registry
+
+    from sol.backend import NullBackend
+    from sol.daemon import Daemon
+    from sol.notify import Notifier
+
+    long = root / ("d" * 120) / "sol.sock"
+    config = parse(
+        f'[agents.ticker]\n[paths]\nstate_dir = "{root / "state"}"\n'
+        f'[daemon]\ncontrol_socket = "{long}"\nmetrics = false\n'
+    )
+    ready = threading.Event()
+    daemon = Daemon(
+        config,
+        registry=registry(),
+        notifier=Notifier(environ={}),
+        install_signals=False,
+        on_ready=lambda ex: ready.set(),
+        backend=lambda c, j: NullBackend(),
+    )
+    t = threading.Thread(target=daemon.run, daemon=True)
+    t.start()
+    try:
+        assert ready.wait(10)
+        assert daemon.control is None and daemon.metrics_server is None
+        wait_until(lambda: Ticker.instances[0].acts > 3)
+    finally:
+        daemon.request_stop()
+        t.join(20)
