@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -25,14 +26,14 @@ def root() -> Iterator[Path]:
     rmtree(path)
 
 
-def sol(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if k not in ("SOL_CONFIG", "NOTIFY_SOCKET", "WATCHDOG_USEC")}
-    full.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "sol", *args], capture_output=True, text=True, timeout=timeout, env=full
-    )
+def sol(*args: str) -> subprocess.CompletedProcess[str]:
+    """A client command (`sol status`, `sol ctl`, `sol restore`, ...), run in process: the
+    daemon under test is a separate process, its clients need not be."""
+    from sol.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    rc = main(list(args), out=out, err=err)
+    return subprocess.CompletedProcess(["sol", *args], rc, out.getvalue(), err.getvalue())
 
 
 def start(cfg: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

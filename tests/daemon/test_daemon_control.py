@@ -125,7 +125,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.dictionaries(st.sampled_from(["cmd", "id", "agent", "on", "x"]), json_values, max_size=5))
 def test_fuzz_json_objects_with_any_fields(obj: dict[str, Any]) -> None:
     reply(json.dumps(obj).encode(), USER_PEER)
