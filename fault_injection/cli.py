@@ -29,11 +29,9 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 def _timeline_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("timeline (virtual seconds)")
-    g.add_argument(
-        "--duration", type=float, metavar="S", help="length of each run (default 300; reduced 200)"
-    )
-    g.add_argument("--onset", type=float, metavar="S", help="when the fault starts (default 60; reduced 40)")
-    g.add_argument("--length", type=float, metavar="S", help="how long it lasts (default 120; reduced 100)")
+    g.add_argument("--duration", type=float, metavar="S", help="length of each run (default 300; reduced 90)")
+    g.add_argument("--onset", type=float, metavar="S", help="when the fault starts (default 60; reduced 20)")
+    g.add_argument("--length", type=float, metavar="S", help="how long it lasts (default 120; reduced 40)")
     g.add_argument(
         "--surge",
         type=float,

@@ -92,7 +92,7 @@ class Timeline:
 
 
 #: The timeline of the reduced matrix CI runs: shorter, same shape.
-REDUCED_TIMELINE = Timeline(duration=200.0, onset=40.0, length=100.0)
+REDUCED_TIMELINE = Timeline(duration=90.0, onset=20.0, length=40.0)
 
 
 @dataclass(frozen=True, slots=True)

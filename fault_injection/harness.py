@@ -446,26 +446,59 @@ class Cell:
         return response(self.on, self.timeline)
 
 
+def warm_up(cls: type[Agent], profile: AgentProfile, seed: int = 1) -> Any:
+    """Run the agent's ``setup`` once outside any executor, so its first-time costs are paid;
+    return its ``default_predict()`` right after (``None`` if either failed).
+
+    An agent may import its heavy dependencies lazily in ``setup``. Under the virtual
+    executor a wall-clock alarm interrupts a callback that really takes longer than
+    ``max(callback_timeout, 0.25 s)``, and one interrupting a first import leaves a
+    half-initialised module behind, failing every later ``setup`` in the process. Warming up
+    here (no alarm) keeps the matrix about faults, not about import time.
+    """
+    from sol.runtime.clock import VirtualClock
+    from sol.sdk import Context
+    from sol.sim.scenarios import get_scenario
+
+    node = get_scenario(profile.scenario).build(seed)
+    agent = cls()
+    ctx = Context(
+        clock=VirtualClock(0.0),
+        log=recording_logger([], lambda: 0.0),
+        sensors=node.sensors,
+        actuators=node.actuators,
+        config=cls.Params(),
+    )
+    value: Any = None
+    try:
+        agent.setup(ctx)
+        value = agent.default_predict()
+        agent.clean_up()
+    except Exception:
+        pass  # the real runs report it
+    finally:
+        node.close()
+    return value
+
+
 def clean_runs(
     cls: type[Agent], *, seed: int, timeline: Timeline, profile: AgentProfile | None = None
 ) -> tuple[RunRecord, RunRecord]:
     """The fault-free runs (safeguards on, off) every cell of an agent is compared with."""
     profile = profile or profile_for(cls)
+    warm_up(cls, profile, seed)
     return (
         run_one(cls, None, safeguards=True, seed=seed, timeline=timeline, profile=profile),
         run_one(cls, None, safeguards=False, seed=seed, timeline=timeline, profile=profile),
     )
 
 
-def _default_value(cls: type[Agent], clean: RunRecord) -> Any:
-    """The agent's default decision: as applied in its clean run, else asked of a fresh instance."""
+def _default_value(cls: type[Agent], clean: RunRecord, profile: AgentProfile) -> Any:
+    """The agent's default decision: as applied in its clean run, else asked of a set-up agent."""
     for _, p in clean.actions:
         if p.source == "default":
             return p.value
-    try:
-        return cls().default_predict()
-    except Exception:
-        return None
+    return warm_up(cls, profile, clean.seed)
 
 
 def run_cell(
@@ -484,7 +517,7 @@ def run_cell(
     clean_on, clean_off = baselines or clean_runs(cls, seed=seed, timeline=timeline, profile=profile)
     aggressive_value = None
     if fault.mechanism == "adversarial" and profile.aggressive is None:
-        aggressive_value = most_aggressive(clean_on.model_values(), _default_value(cls, clean_on))
+        aggressive_value = most_aggressive(clean_on.model_values(), _default_value(cls, clean_on, profile))
     kw: dict[str, Any] = {
         "seed": seed,
         "timeline": timeline,

@@ -61,13 +61,17 @@ def _defaults_between(rec: RunRecord, t0: float, t1: float, found: _Found, guara
 
 
 def check_expiry(rec: RunRecord, found: _Found) -> None:
-    """1. No model prediction older than ``prediction_ttl`` is ever applied."""
+    """1. No model prediction older than ``prediction_ttl`` is ever applied.
+
+    ``now >= expires_at`` is the runtime's own test, on the very numbers it used (so float
+    noise at the boundary is not a violation); a prediction whose ``expires_at`` is later
+    than ``created_at + prediction_ttl`` is flagged too.
+    """
     ttl = rec.schedule.prediction_ttl
     for t, p in rec.actions:
-        if p.source == "model" and (t >= p.expires_at - _EPS or t - p.created_at >= ttl - _EPS):
-            found.add(
-                "1-expiry", t, f"applied a model prediction made at t={p.created_at:.3f} (ttl {ttl:g}s)"
-            )
+        if p.source == "model" and (t >= p.expires_at or t - p.created_at > ttl + _EPS):
+            made = f"t={p.created_at:.3f}"
+            found.add("1-expiry", t, f"applied a model prediction made at {made} (ttl {ttl:g}s)")
 
 
 def check_bad_data(rec: RunRecord, found: _Found) -> None:
