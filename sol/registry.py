@@ -24,6 +24,7 @@ ENTRY_POINT_GROUP = "sol.agents"
 BUILTIN_AGENTS: dict[str, str] = {
     "noop": "sol.agents.noop:NoopAgent",
     "example_ewma": "sol.agents.example_ewma:ExampleEwmaAgent",
+    "cpu_harvest": "sol.agents.cpu_harvest:CpuHarvestAgent",
 }
 
 

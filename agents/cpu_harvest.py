@@ -1,0 +1,602 @@
+"""``cpu_harvest``: lend the primaries' idle cores to a harvest group, safely.
+
+Primary workloads (VMs, cgroups) own the node's cores; a harvest group runs batch work on
+whatever it is lent. Every window (50 ms by default) the agent predicts the primaries' *peak*
+core need over the next window and lends the rest::
+
+    harvest = total - ceil(predicted peak * (1 + margin) + buffer_cores),  never below 0
+
+The story, from sensor to actuator (docs/agents/cpu_harvest.md has the long version):
+
+* **What is observed.** Each window the primaries' CPU time and run-queue delay, as deltas of
+  the cumulative counters (so other readers of the same sensor do not disturb us). Their sum
+  is the need: cores used plus cores wanted but not had (a task waiting for a CPU for 1 s per
+  second wants one more core). A window is *short* when the waiting exceeds
+  ``short_delay_share`` of the need -- the primaries were short of cores.
+* **What is learnt.** A cost-sensitive online learner from ``sol.predictors`` predicts a high
+  quantile of the next window's jump in peak need from the recent past: the level, rolling
+  maxima, the recent distribution of jumps and, as in Coach (ASPLOS'25), what the need
+  usually reaches at this time of the day, learnt over days. Under-prediction costs
+  ``under_cost`` per core, over-prediction ``over_cost``; the decision is their critical
+  quantile. Two learners are available: quantile regression on the pinball loss
+  (``learner = "quantile"``, the default: benchmarks/cpu_harvest.py measured it better) and
+  SmartHarvest-style (EuroSys'21) cost-sensitive classification over core counts
+  (``learner = "classifier"``).
+* **What keeps it honest.** An adaptive conformal margin (ACI) multiplies the prediction and
+  is steered from outcomes so that short windows happen at ``target_short_rate`` in the long
+  run, whatever the model's quality; it also absorbs the burstiness inside a window that a
+  per-window mean cannot show.
+* **Safety.** ``validate`` drops readings that are out of range, stale, frozen, inconsistent
+  or incomplete; ``assess_model`` fails when the learner under-predicts or the primaries run
+  short too often; ``assess_performance`` fails on the primaries' CPU pressure (PSI) or
+  run-queue delay; ``mitigate`` gives every core back at once (the runtime then backs off);
+  ``default_predict`` lends nothing (or, if configured, keeps a conservative static buffer).
+
+Also here, not registered: ``StaticBufferHarvest``, the koordlet-style baseline that keeps a
+fixed number of idle cores above the last observed need (benchmarks/cpu_harvest.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sol.facilities import CpuUsage, RunQueueDelay
+from sol.predictors.base import Features
+from sol.predictors.conformal import AdaptiveMargin
+from sol.predictors.cost_sensitive import CostSensitiveClassifier
+from sol.predictors.quantile import QuantileRegressor, cost_quantile
+from sol.predictors.seasonal import TimeOfDayProfile
+from sol.safety.validators import Fresh, NotFrozen, all_of, finite, in_range
+from sol.sdk import Agent, Context, Prediction, Schedule, Verdict
+
+__all__ = [
+    "CpuHarvestAgent",
+    "HarvestObservation",
+    "Params",
+    "PeakForecaster",
+    "StaticBufferHarvest",
+    "StaticParams",
+    "WindowOutcome",
+]
+
+Learner = Literal["quantile", "classifier"]
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    #: the cost-sensitive learner: "quantile" (pinball-loss regression) or "classifier"
+    #: (cost-sensitive classification over core counts)
+    learner: str = "quantile"
+    #: cost of one core short for a window, relative to ``over_cost`` for one core idle; the
+    #: learner targets the critical quantile under / (under + over)
+    under_cost: float = 99.0
+    over_cost: float = 1.0
+    #: the share of short windows the adaptive margin steers towards
+    target_short_rate: float = 0.005
+    #: the adaptive margin: start, step per outcome, bounds (a fraction of the predicted peak)
+    margin_initial: float = 0.5
+    margin_step: float = 0.02
+    margin_min: float = -0.25
+    margin_max: float = 3.0
+    #: cores always left to the primaries above the prediction (a static extra buffer)
+    buffer_cores: float = 0.0
+    #: the primaries' guarantee: never lend so many that fewer than this many remain
+    min_primary_cores: int = 1
+    #: never lend more than this (None: total - min_primary_cores)
+    max_harvest_cores: int | None = None
+    #: readings per decision window (collect_every = act_every / samples_per_window)
+    samples_per_window: int = 1
+    #: a window is short when run-queue delay exceeds this share of the need (plus the floor)
+    short_delay_share: float = 0.01
+    short_delay_floor: float = 0.0
+    #: windows observed before the first core is lent
+    warmup_windows: int = 20
+    #: seconds of history for the rolling features
+    short_horizon_s: float = 1.0
+    long_horizon_s: float = 60.0
+    #: the time-of-day profile (Coach): buckets per day, and the length of a day in seconds
+    tod_buckets: int = 48
+    day_s: float = 86400.0
+    #: learning rate of the quantile regression
+    lr: float = 0.02
+    #: validate: sample age limit (s), repeated-reading limit, relative usage tolerance
+    max_sample_age_s: float = 0.5
+    frozen_samples: int = 20
+    usage_tolerance: float = 0.05
+    #: assess_model: over the last ``assess_windows`` windows of the last ``assess_horizon_s``
+    #: seconds (the model is judged afresh once its old outcomes have aged out), fail above
+    #: these rates
+    assess_windows: int = 400
+    assess_horizon_s: float = 60.0
+    max_under_rate: float = 0.2
+    max_short_rate: float = 0.05
+    #: assess_performance: fail when the primaries' PSI "some" avg10 exceeds this (>= 1 turns
+    #: the PSI check off), or when their run-queue delay over the assess period exceeds this
+    #: share of their CPU time
+    max_primary_pressure: float = 0.5
+    max_primary_delay_share: float = 0.05
+    #: default_predict: None lends nothing; k keeps k cores idle above the peak need seen
+    #: over the last ``default_history_s`` (only while that history is fresh)
+    default_buffer_cores: float | None = None
+    default_history_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.learner not in ("quantile", "classifier"):
+            raise ValueError(f"learner must be 'quantile' or 'classifier', got {self.learner!r}")
+        cost_quantile(self.under_cost, self.over_cost)  # validates the costs
+        if not 0.0 < self.target_short_rate < 1.0:
+            raise ValueError(f"target_short_rate must be in (0, 1), got {self.target_short_rate!r}")
+        if not self.margin_min <= self.margin_initial <= self.margin_max:
+            raise ValueError("need margin_min <= margin_initial <= margin_max")
+        if self.margin_min <= -1.0:
+            raise ValueError("margin_min must be > -1 (a margin of -1 predicts no need at all)")
+        if self.min_primary_cores < 0 or self.samples_per_window < 1 or self.warmup_windows < 1:
+            raise ValueError("min_primary_cores >= 0, samples_per_window >= 1 and warmup_windows >= 1")
+        if self.buffer_cores < 0 or (self.default_buffer_cores is not None and self.default_buffer_cores < 0):
+            raise ValueError("buffers must be >= 0 cores")
+        if not 0 < self.short_horizon_s <= self.long_horizon_s:
+            raise ValueError("need 0 < short_horizon_s <= long_horizon_s")
+
+
+# ---------------------------------------------------------------------------------------
+# observations
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HarvestObservation:
+    """One reading: the primaries' CPU time and run-queue delay, and the cores lent then."""
+
+    t: float
+    usage: CpuUsage
+    delay: RunQueueDelay
+    harvest: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowOutcome:
+    """What one decision window turned out to be."""
+
+    t: float
+    #: the primaries' peak need in the window (cores): used + waiting
+    need: float
+    #: the primaries were short of cores (run-queue delay above the threshold)
+    short: bool
+    #: cores were lent during the window (so the outcome says something about our margin)
+    lent: bool
+
+
+class _RollingMax:
+    """The maximum of the values of the last ``horizon`` seconds (monotonic deque, O(1))."""
+
+    def __init__(self, horizon: float) -> None:
+        self.horizon = horizon
+        self._q: deque[tuple[float, float]] = deque()
+
+    def add(self, t: float, v: float) -> float:
+        q = self._q
+        while q and q[-1][1] <= v:
+            q.pop()
+        q.append((t, v))
+        while q[0][0] < t - self.horizon:
+            q.popleft()
+        return q[0][1]
+
+
+class _RollingRate:
+    """The share of true outcomes among the last ``n`` of the last ``horizon`` seconds (O(1))."""
+
+    def __init__(self, n: int, horizon: float) -> None:
+        self.n = n
+        self.horizon = horizon
+        self._q: deque[tuple[float, bool]] = deque()
+        self._true = 0
+
+    def add(self, t: float, hit: bool) -> None:
+        self._q.append((t, hit))
+        self._true += hit
+        self.prune(t)
+
+    def prune(self, now: float) -> None:
+        q = self._q
+        while q and (len(q) > self.n or q[0][0] < now - self.horizon):
+            self._true -= q.popleft()[1]
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    @property
+    def rate(self) -> float:
+        return self._true / len(self._q) if self._q else 0.0
+
+    @property
+    def count(self) -> int:
+        return self._true
+
+
+class _RollingJumps:
+    """Upper quantiles of the changes of the last ``horizon`` seconds (sorted window)."""
+
+    def __init__(self, horizon: float) -> None:
+        self.horizon = horizon
+        self._q: deque[tuple[float, float]] = deque()
+        self._sorted: list[float] = []
+
+    def add(self, t: float, v: float) -> None:
+        import bisect
+
+        self._q.append((t, v))
+        bisect.insort(self._sorted, v)
+        while self._q[0][0] < t - self.horizon:
+            _, old = self._q.popleft()
+            del self._sorted[bisect.bisect_left(self._sorted, old)]
+
+    def quantile(self, q: float) -> float:
+        s = self._sorted
+        if not s:
+            return 0.0
+        return s[min(len(s) - 1, int(q * len(s)))]
+
+
+# ---------------------------------------------------------------------------------------
+# the model
+# ---------------------------------------------------------------------------------------
+
+
+class PeakForecaster:
+    """Predicts the primaries' peak need over the next window; runtime-free.
+
+    ``update(outcome)`` once per window, in order; ``cores_needed()`` is what to leave to the
+    primaries for the next window (prediction times the adaptive margin, plus the buffer).
+    Everything the agent learns lives here, so benchmarks and tests can drive it directly.
+    """
+
+    def __init__(self, p: Params, total: int) -> None:
+        self.p = p
+        self.total = total
+        self.scale = float(max(total, 1))
+        q = cost_quantile(p.under_cost, p.over_cost)
+        if p.learner == "classifier":
+            self.learner: Any = CostSensitiveClassifier(
+                under_cost=p.under_cost, over_cost=p.over_cost, step=0.5, lo=-2 * total, hi=2 * total
+            )
+        else:
+            self.learner = QuantileRegressor(q=q, lr=p.lr)
+        self.q = q
+        self.profile = TimeOfDayProfile(period=p.day_s, buckets=p.tod_buckets, q=0.95)
+        self.margin = AdaptiveMargin(
+            rate=p.target_short_rate,
+            step=p.margin_step,
+            initial=p.margin_initial,
+            lo=p.margin_min,
+            hi=p.margin_max,
+        )
+        #: under-predictions of the peak (before the margin), and short windows with cores lent
+        self.under = _RollingRate(p.assess_windows, p.assess_horizon_s)
+        self.shorts = _RollingRate(p.assess_windows, p.assess_horizon_s)
+        self.max_recent = 0.0
+        self._max_short = _RollingMax(p.short_horizon_s)
+        self._max_long = _RollingMax(p.long_horizon_s)
+        self._jumps = _RollingJumps(p.long_horizon_s)
+        self.level = 0.0
+        self._ewma = 0.0
+        self.windows = 0
+        self._x: Features | None = None
+        #: the predicted peak need for the next window (cores), before the margin
+        self.peak = 0.0
+        self.t = -math.inf
+
+    @property
+    def ready(self) -> bool:
+        return self.windows >= self.p.warmup_windows
+
+    def _features(self, t: float, max_short: float, max_long: float) -> Features:
+        s, lvl = self.scale, self.level
+        tod = 0.0
+        if self.profile.days_seen(t) > 0:
+            tod = (self.profile.predict_one({"t": t}) - lvl) / s
+        return {
+            "level": lvl / s,
+            "ewma": (self._ewma - lvl) / s,
+            "max_short": (max_short - lvl) / s,
+            "max_long": (max_long - lvl) / s,
+            "jump90": self._jumps.quantile(0.9) / s,
+            "jump99": self._jumps.quantile(0.99) / s,
+            "tod": tod,
+        }
+
+    def update(self, o: WindowOutcome) -> None:
+        need = o.need
+        if self._x is not None:
+            # the previous window's features, labelled with what happened next
+            self.learner.learn_one(self._x, need - self.level)
+            self.under.add(o.t, need > self.peak)
+            self._jumps.add(o.t, need - self.level)
+        if o.lent:
+            self.margin.learn_one({}, 1.0 if o.short else 0.0)
+            self.shorts.add(o.t, o.short)
+        else:
+            self.shorts.prune(o.t)
+        self.profile.learn_one({"t": o.t}, need)
+        self._ewma = need if self.windows == 0 else 0.8 * self._ewma + 0.2 * need
+        self.level = need
+        self.windows += 1
+        self.t = o.t
+        max_short = self._max_short.add(o.t, need)
+        max_long = self._max_long.add(o.t, need)
+        x = self._features(o.t, max_short, max_long)
+        self._x = x
+        jump = self.learner.predict_one(x)
+        self.peak = need + max(0.0, jump)
+        self.max_recent = max_long
+
+    def cores_needed(self) -> float:
+        return self.peak * (1.0 + self.margin.value) + self.p.buffer_cores
+
+    def short_rate(self) -> float:
+        return self.shorts.rate
+
+    def verdict(self) -> Verdict:
+        """Fails when the primaries ran short, or the peak was under-predicted, too often lately."""
+        enough = min(100, self.p.assess_windows)
+        if len(self.shorts) >= enough and self.shorts.rate > self.p.max_short_rate:
+            return Verdict.fail(
+                f"primaries short of cores in {self.shorts.count} of the last {len(self.shorts)} windows "
+                f"with cores lent ({self.shorts.rate:.1%}, max {self.p.max_short_rate:.1%})"
+            )
+        if len(self.under) >= enough and self.under.rate > self.p.max_under_rate:
+            return Verdict.fail(
+                f"under-predicted the peak in {self.under.count} of the last {len(self.under)} windows "
+                f"({self.under.rate:.0%}, max {self.p.max_under_rate:.0%})"
+            )
+        return Verdict.ok()
+
+
+# ---------------------------------------------------------------------------------------
+# the agent
+# ---------------------------------------------------------------------------------------
+
+
+class CpuHarvestAgent(Agent):
+    """Lends the primaries' idle cores to the harvest group, predicting their peak need."""
+
+    name = "cpu_harvest"
+    schedule = Schedule(
+        collect_every=0.05,
+        act_every=0.05,
+        prediction_ttl=0.15,
+        assess_every=1.0,
+        callback_timeout=0.5,
+        backoff_initial=5.0,
+        backoff_max=300.0,
+        cpu_budget=0.2,
+    )
+    Params = Params
+    harm_metric = "cpu.primary_unserved_windows"
+
+    def setup(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.p: Params = ctx.config
+        if ctx.sensors.cpu is None or ctx.actuators.cpu is None:
+            raise RuntimeError(
+                "cpu_harvest needs a node with a cpu facility (sensors and actuators); on Linux the "
+                "harvest actuator needs the cpu, cpuacct and cpuset cgroup controllers"
+            )
+        self.cpu = ctx.sensors.cpu
+        self.harvest = ctx.actuators.cpu
+        self.total = int(self.cpu.total_cores())
+        if self.total < 1:
+            raise RuntimeError(f"the cpu facility reports {self.total} cores")
+        cap = self.total - self.p.min_primary_cores
+        if self.p.max_harvest_cores is not None:
+            cap = min(cap, self.p.max_harvest_cores)
+        self.max_lend = max(0, cap)
+        self.model = PeakForecaster(self.p, self.total)
+        self.fresh = Fresh(max_age=self.p.max_sample_age_s, future_tolerance=self.p.max_sample_age_s)
+        self.frozen = NotFrozen(self.p.frozen_samples, what="primary cpu reading")
+        # model side: the previous valid reading, and the window being accumulated
+        self._prev: HarvestObservation | None = None
+        self._win_need = 0.0
+        self._win_used = 0.0
+        self._win_wait = 0.0
+        self._win_lent = False
+        self._win_samples = 0
+        # actuator side: the counters at the previous assessment
+        self._perf_prev: tuple[float, float, float] | None = None
+
+    # -- model side -------------------------------------------------------------------
+    def collect(self) -> HarvestObservation:
+        usage: CpuUsage = self.cpu.usage("primary")
+        delay: RunQueueDelay = self.cpu.run_queue_delay("primary")
+        return HarvestObservation(usage.t, usage, delay, int(self.harvest.harvest_cores()))
+
+    def validate(self, obs: HarvestObservation) -> Verdict:
+        if not isinstance(obs, HarvestObservation) or obs.usage is None or obs.delay is None:
+            return Verdict.fail(f"incomplete observation: {obs!r}")
+        u, d = obs.usage, obs.delay
+        verdict = all_of(
+            finite((u.cores, u.total_core_s, u.interval, d.total_s, d.rate, obs.t), "primary cpu reading"),
+            in_range(u.cores, 0.0, self.total * (1.0 + self.p.usage_tolerance), "primary cores"),
+            in_range(d.rate, 0.0, None, "primary run-queue delay rate"),
+            in_range(obs.harvest, 0, self.total, "harvest cores"),
+            self.fresh.check(obs.t, self.ctx.clock.now()),
+        )
+        if not verdict:
+            return verdict
+        if u.group != "primary" or d.group != "primary":
+            return Verdict.fail(f"incomplete observation: groups {u.group!r}/{d.group!r}, expected 'primary'")
+        prev = self._prev
+        if prev is not None:
+            if obs.t <= prev.t:
+                return Verdict.fail(f"reading at t={obs.t:g} is not newer than the last one (t={prev.t:g})")
+            if u.total_core_s < prev.usage.total_core_s or d.total_s < prev.delay.total_s:
+                return Verdict.fail("a cumulative CPU counter went backwards (cgroup recreated?)")
+            if u.cores > 0.0 and u.total_core_s == prev.usage.total_core_s:
+                return Verdict.fail("primary usage reported without CPU time accruing (frozen sensor?)")
+        if u.cores > 0.0:
+            # busy primaries move the counters: a reading that repeats whole is a stuck sensor
+            # (idle primaries legitimately repeat theirs)
+            return self.frozen.check((u.cores, u.total_core_s, d.total_s))
+        return Verdict.ok()
+
+    def learn(self, obs: HarvestObservation) -> None:
+        prev, self._prev = self._prev, obs
+        if prev is None:
+            return
+        dt = obs.t - prev.t
+        used = (obs.usage.total_core_s - prev.usage.total_core_s) / dt
+        wait = (obs.delay.total_s - prev.delay.total_s) / dt
+        # clamp what a counter hiccup could produce: no more cores than the node has
+        used = min(max(used, 0.0), float(self.total))
+        wait = min(max(wait, 0.0), 4.0 * self.total)
+        self._win_need = max(self._win_need, used + wait)
+        self._win_used += used * dt
+        self._win_wait += wait * dt
+        self._win_lent = self._win_lent or prev.harvest > 0
+        self._win_samples += 1
+        if self._win_samples < self.p.samples_per_window:
+            return
+        need_s = self._win_used + self._win_wait
+        short = (
+            self._win_wait
+            > self.p.short_delay_share * need_s + self.p.short_delay_floor * dt * self._win_samples
+        )
+        self.model.update(WindowOutcome(obs.t, self._win_need, short, self._win_lent))
+        self._win_need = self._win_used = self._win_wait = 0.0
+        self._win_lent = False
+        self._win_samples = 0
+
+    def predict(self) -> int:
+        if not self.model.ready:
+            return 0
+        keep = math.ceil(self.model.cores_needed() - 1e-9)
+        return int(min(self.max_lend, max(0, self.total - max(keep, self.p.min_primary_cores))))
+
+    def assess_model(self) -> Verdict:
+        m = self.ctx.metrics
+        if m is not None:
+            m.gauge("margin", self.model.margin.value, "adaptive margin over the predicted peak (fraction)")
+            m.gauge(
+                "short_rate",
+                self.model.short_rate(),
+                "share of recent windows with cores lent that ran short",
+            )
+        return self.model.verdict()
+
+    def default_predict(self) -> int:
+        k = self.p.default_buffer_cores
+        model = getattr(self, "model", None)
+        if k is None or model is None or not model.ready:
+            return 0
+        if self.ctx.clock.now() - model.t > self.p.default_history_s:
+            return 0  # the history is stale: nothing to size a buffer from
+        keep = math.ceil(model.max_recent + k - 1e-9)
+        return int(min(self.max_lend, max(0, self.total - max(keep, self.p.min_primary_cores))))
+
+    # -- actuator side ----------------------------------------------------------------
+    def act(self, prediction: Prediction) -> None:
+        cores = int(prediction.value)
+        cores = min(max(cores, 0), self.max_lend)
+        if cores != self.harvest.harvest_cores():
+            self.harvest.set_harvest_cores(cores)
+
+    def assess_performance(self) -> Verdict:
+        p = self.p
+        if p.max_primary_pressure < 1.0:
+            stall = self.cpu.pressure("primary").some_avg10
+            if stall > p.max_primary_pressure:
+                limit = p.max_primary_pressure
+                return Verdict.fail(f"primaries stalled on CPU {stall:.0%} of the last 10 s, max {limit:.0%}")
+        usage = self.cpu.usage("primary")
+        delay = self.cpu.run_queue_delay("primary")
+        prev, self._perf_prev = self._perf_prev, (usage.t, usage.total_core_s, delay.total_s)
+        if prev is None or usage.t <= prev[0]:
+            return Verdict.ok()
+        used = usage.total_core_s - prev[1]
+        waited = delay.total_s - prev[2]
+        if waited > p.max_primary_delay_share * (used + waited) and waited > 0.01 * (usage.t - prev[0]):
+            return Verdict.fail(
+                f"primaries waited for a CPU {waited / max(used + waited, 1e-9):.1%} of their CPU time "
+                f"over the last {usage.t - prev[0]:.2g} s (max {p.max_primary_delay_share:.0%})"
+            )
+        return Verdict.ok()
+
+    def mitigate(self) -> None:
+        harvest = getattr(self, "harvest", None)
+        if harvest is not None and harvest.harvest_cores() != 0:
+            harvest.set_harvest_cores(0)
+
+    def clean_up(self) -> None:
+        self.mitigate()
+
+
+# ---------------------------------------------------------------------------------------
+# the baseline
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StaticParams:
+    #: idle cores kept above the last window's need (koordlet-style static buffer)
+    buffer_cores: float = 3.0
+    min_primary_cores: int = 1
+
+
+class StaticBufferHarvest(Agent):
+    """The static baseline: keep ``buffer_cores`` idle above the last window's need.
+
+    The reactive static buffer of koordlet's CPU suppression (lend ``threshold * total -
+    used``) and of SmartHarvest's fixed-buffer baseline, at the same window as the agent and
+    with the same view of the need (used + waiting). No learning, no margin; lends nothing
+    when it cannot see.
+    """
+
+    name = "cpu_harvest_static"
+    schedule = CpuHarvestAgent.schedule
+    Params = StaticParams
+
+    def setup(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.p: StaticParams = ctx.config
+        self.cpu = ctx.sensors.cpu
+        self.harvest = ctx.actuators.cpu
+        self.total = int(self.cpu.total_cores())
+        self._prev: tuple[float, float, float] | None = None
+        self.need: float | None = None
+
+    def collect(self) -> tuple[float, float, float]:
+        u = self.cpu.usage("primary")
+        d = self.cpu.run_queue_delay("primary")
+        return (u.t, u.total_core_s, d.total_s)
+
+    def validate(self, obs: tuple[float, float, float]) -> Verdict:
+        return finite(obs, "primary cpu reading")
+
+    def learn(self, obs: tuple[float, float, float]) -> None:
+        prev, self._prev = self._prev, obs
+        if prev is not None and obs[0] > prev[0]:
+            self.need = max(0.0, (obs[1] - prev[1] + obs[2] - prev[2]) / (obs[0] - prev[0]))
+
+    def predict(self) -> int:
+        if self.need is None:
+            return 0
+        keep = max(math.ceil(self.need + self.p.buffer_cores - 1e-9), self.p.min_primary_cores)
+        return max(0, self.total - keep)
+
+    def default_predict(self) -> int:
+        return 0
+
+    def act(self, prediction: Prediction) -> None:
+        cores = int(prediction.value)
+        if cores != self.harvest.harvest_cores():
+            self.harvest.set_harvest_cores(cores)
+
+    def mitigate(self) -> None:
+        if getattr(self, "harvest", None) is not None:
+            self.harvest.set_harvest_cores(0)
+
+    def clean_up(self) -> None:
+        self.mitigate()

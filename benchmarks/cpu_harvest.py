@@ -1,0 +1,336 @@
+"""cpu_harvest decision quality: the agent against no harvesting, static buffers and an oracle.
+
+    .venv/bin/python benchmarks/cpu_harvest.py [--nodes 4] [--hours 2] [--window 0.1] [--jobs 2]
+
+Replays the Azure 2017 VM CPU sample (``../shared/data/azure-vm-cpu-2017``, both the 5-minute
+mean and max files) on simulated nodes: node ``i`` packs VMs ``12i .. 12i+11`` on their own
+cores (cores = their vCPUs, drawn per VM as in the ``cpu-azure`` scenario, seed ``seed + i``).
+Every policy runs on a fresh node built from the same seed, in the same simulator, through
+``sol.testing.simulate`` (the virtual-time executor, the same runtime the daemon uses):
+
+* ``none``      lends nothing (the primaries' view of the world without harvesting);
+* ``static+k``  keeps ``k`` idle cores above the last window's need (SmartHarvest's fixed
+  buffer; koordlet's CPU suppression with threshold ``1 - k / total``), for several ``k``;
+* ``koordlet``  koordlet's default CPU suppress threshold: lend ``65 % * total - need``;
+* ``oracle``    reads the simulator's ground truth for the next window: the demand of each
+  100 ms cell (``CpuFacility._levels``) and the shortfall model (``CpuFacility._shortfall``),
+  and keeps the fewest cores with which no cell of the window is short;
+* ``cpu_harvest`` the agent, with each of its two cost-sensitive learners.
+
+Columns: harvested core-seconds per node-hour and as % of the oracle's; % of 100 ms windows in
+which the primaries were short (more than 1 % of their demand waited: the simulator's
+``cpu.primary_unserved_windows``); the primaries' slowdown (demand / served) at p99 and p99.9
+over all 100 ms windows. "matched static" is the static buffer with the most harvest among
+those with no more short windows than the agent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sol.agents.cpu_harvest import CpuHarvestAgent, Params, StaticBufferHarvest, StaticParams
+from sol.facilities import CpuUsage
+from sol.log import configure
+from sol.sdk import Agent, Context, Prediction, Schedule
+from sol.sim.cpu import CpuConfig, CpuFacility
+from sol.sim.node import SimNode
+from sol.sim.scenarios import shared_data_dir, vm_demand_from_table
+from sol.sim.traces import VmCpuTable, load_vm_cpu_wide
+from sol.testing import simulate
+
+VMS_PER_NODE = 12
+TARGET_ORACLE_SHARE = 0.80
+TARGET_SHORT = 0.01
+TARGET_VS_STATIC = 1.3
+
+
+class OracleHarvest(Agent):
+    """Knows the next window: lends every core the primaries will not need in it.
+
+    Ground truth is read from the simulated CPU facility (``Params.facility``): the demand of
+    each 100 ms cell of ``[t, t + window)`` and the simulator's own shortfall model, so its
+    decisions are short in no window. Demand is computed a chunk of cells at a time.
+    """
+
+    name = "oracle"
+    schedule = CpuHarvestAgent.schedule
+
+    @dataclass(frozen=True)
+    class Params:
+        facility: Any = None
+        window: float = 0.1
+
+    def setup(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.f: CpuFacility = ctx.config.facility
+        self.window = float(ctx.config.window)
+        self.harvest = ctx.actuators.cpu
+        self.total = self.f.config.cores
+        self.cell = self.f.config.cell_s
+        self._chunk_start = -1
+        self._need = np.zeros(0, dtype=np.int64)
+
+    def _needs(self, first_cell: int) -> None:
+        n = 6000
+        starts = self.f.origin + (first_cell + np.arange(n)) * self.cell
+        demand = self.f._levels(starts) @ self.f._vcpu_share
+        need = np.full(n, self.total, dtype=np.int64)
+        threshold = self.f.config.unserved_threshold
+        for cap in range(self.total, -1, -1):
+            unserved, _ = self.f._shortfall(demand, float(cap))
+            ok = unserved <= threshold * demand
+            need = np.where(ok, cap, need)
+        self._chunk_start, self._need = first_cell, need
+
+    def collect(self) -> float:
+        return float(self.ctx.clock.now())
+
+    def predict(self) -> int:
+        t = self.ctx.clock.now()
+        k0 = math.floor((t - self.f.origin) / self.cell + 1e-9)
+        k1 = math.ceil((t + self.window - self.f.origin) / self.cell - 1e-9)
+        if k0 < self._chunk_start or k1 > self._chunk_start + len(self._need):
+            self._needs(k0)
+        keep = int(self._need[k0 - self._chunk_start : k1 - self._chunk_start].max())
+        return self.total - keep
+
+    def default_predict(self) -> int:
+        return 0
+
+    def act(self, prediction: Prediction) -> None:
+        if int(prediction.value) != self.harvest.harvest_cores():
+            self.harvest.set_harvest_cores(int(prediction.value))
+
+
+class NoHarvest(Agent):
+    """Lends nothing, ever (acts once an hour: nothing to do)."""
+
+    name = "none"
+    schedule = Schedule(collect_every=3600.0, act_every=3600.0, prediction_ttl=7200.0, assess_every=3600.0)
+
+    def collect(self) -> CpuUsage | None:
+        return None
+
+    def predict(self) -> int:
+        return 0
+
+    def default_predict(self) -> int:
+        return 0
+
+    def act(self, prediction: Prediction) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Policy:
+    label: str
+    make: Callable[[SimNode, int], tuple[Agent, Any, Schedule | None]]
+
+
+def window_schedule(window: float) -> Schedule:
+    return CpuHarvestAgent.schedule.replace(collect_every=window, act_every=window, prediction_ttl=3 * window)
+
+
+def policies(window: float, static_ks: list[float], learners: list[str]) -> list[Policy]:
+    sched = window_schedule(window)
+    out = [Policy("none", lambda node, total: (NoHarvest(), None, None))]
+    for k in static_ks:
+        out.append(
+            Policy(
+                f"static+{k:g}",
+                lambda node, total, k=k: (StaticBufferHarvest(), StaticParams(buffer_cores=float(k)), sched),
+            )
+        )
+    out.append(
+        Policy(
+            "koordlet 65%",
+            lambda node, total: (StaticBufferHarvest(), StaticParams(buffer_cores=0.35 * total), sched),
+        )
+    )
+    out.append(
+        Policy(
+            "oracle",
+            lambda node, total: (
+                OracleHarvest(),
+                OracleHarvest.Params(facility=node.facilities["cpu"], window=window),
+                sched,
+            ),
+        )
+    )
+    for learner in learners:
+        out.append(
+            Policy(
+                f"cpu_harvest ({learner})",
+                lambda node, total, learner=learner: (CpuHarvestAgent(), Params(learner=learner), sched),
+            )
+        )
+    return out
+
+
+def build_node(table: VmCpuTable, index: int, seed: int, offset_s: float) -> SimNode:
+    vms = slice(VMS_PER_NODE * index, VMS_PER_NODE * (index + 1))
+    demand = vm_demand_from_table(table, seed + index, vms)
+    node = SimNode(clock_start=0.0, label=f"azure-node{index}")
+    cfg = CpuConfig(cores=int(demand.vcpus.sum()), series_period_s=0.1, trace_offset_s=offset_s)
+    node.attach(CpuFacility(cfg, demand, seed=seed + index, lock=node.lock, now=node.now, origin=0.0))
+    return node
+
+
+@dataclass
+class Result:
+    label: str
+    node: int
+    cores: int
+    duration: float
+    harvested_core_s: float
+    short_windows: float
+    windows: float
+    slowdowns: np.ndarray
+    wall_s: float
+    sources: dict[str, int]
+
+
+_TABLE: VmCpuTable | None = None
+
+
+def _table() -> VmCpuTable:
+    global _TABLE  # one load per worker process
+    if _TABLE is None:
+        _TABLE = load_vm_cpu_wide(shared_data_dir() / "azure-vm-cpu-2017" / "azure_v1_vm_cpu_avg_100vms_5min.csv")
+    return _TABLE
+
+
+def run_one(job: tuple[int, int, float, float, float, list[float], list[str], int]) -> Result:
+    index, seed, offset_s, duration, window, static_ks, learners, which = job
+    configure(level="error")
+    policy = policies(window, static_ks, learners)[which]
+    node = build_node(_table(), index, seed, offset_s)
+    total = node.facilities["cpu"].config.cores
+    agent, params, sched = policy.make(node, total)
+    t0 = time.perf_counter()
+    result = simulate(agent, duration, seed, backend=node, schedule=sched, params=params)
+    wall = time.perf_counter() - t0
+    gt = result.ground_truth
+    series = node.series()
+    demand = series["cpu.primary_demand_cores"][1]
+    served = series["cpu.primary_served_cores"][1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slow = np.where(demand > 1e-9, demand / np.maximum(served, 1e-12), 1.0)
+    sources: dict[str, int] = {}
+    for (source, reason), n in result.sources().items():
+        key = source if reason is None else f"{source}:{reason}"
+        sources[key] = sources.get(key, 0) + n
+    return Result(
+        policy.label,
+        index,
+        total,
+        duration,
+        gt["cpu.harvested_core_s"],
+        gt["cpu.primary_unserved_windows"],
+        gt["cpu.windows"],
+        slow.astype(np.float32),
+        wall,
+        sources,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nodes", type=int, default=4, help="simulated nodes (12 VMs each, max 8)")
+    ap.add_argument("--hours", type=float, default=2.0, help="simulated hours per node")
+    ap.add_argument("--start-day", type=float, default=0.0, help="where in the trace to start (days)")
+    ap.add_argument("--window", type=float, default=0.1, help="decision window of every policy (s)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--static", default="2,2.5,3,3.5,4", help="static buffers to try (cores)")
+    ap.add_argument("--learners", default="quantile,classifier", help="cpu_harvest learners to compare")
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes")
+    args = ap.parse_args(argv)
+    if not 1 <= args.nodes <= 8:
+        ap.error("--nodes must be in 1..8 (the sample has 100 VMs)")
+    static_ks = [float(k) for k in args.static.split(",") if k]
+    learners = [s for s in args.learners.split(",") if s]
+    table = policies(args.window, static_ks, learners)
+    duration = args.hours * 3600.0
+    offset = args.start_day * 86400.0
+    jobs = [
+        (i, args.seed, offset, duration, args.window, static_ks, learners, p)
+        for p in range(len(table))
+        for i in range(args.nodes)
+    ]
+    print(
+        f"cpu_harvest benchmark: Azure VM CPU 2017 sample, {args.nodes} node(s) x {VMS_PER_NODE} VMs, "
+        f"{args.hours:g} h each from day {args.start_day:g}, {args.window * 1000:g} ms windows, seed {args.seed}",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    if args.jobs > 1:
+        with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+            results = pool.map(run_one, jobs, chunksize=1)
+    else:
+        results = [run_one(j) for j in jobs]
+    wall = time.perf_counter() - t0
+    cores = sorted({(r.node, r.cores) for r in results})
+    print(f"nodes' cores: {', '.join(str(c) for _, c in cores)}; wall {wall:.0f} s", flush=True)
+
+    rows: dict[str, dict[str, float]] = {}
+    for policy in table:
+        mine = [r for r in results if r.label == policy.label]
+        hours = sum(r.duration for r in mine) / 3600.0
+        slow = np.concatenate([r.slowdowns for r in mine])
+        rows[policy.label] = {
+            "harvest": sum(r.harvested_core_s for r in mine),
+            "per_node_hour": sum(r.harvested_core_s for r in mine) / hours,
+            "short": sum(r.short_windows for r in mine) / max(sum(r.windows for r in mine), 1e-9),
+            "p99": float(np.percentile(slow, 99)),
+            "p999": float(np.percentile(slow, 99.9)),
+            "wall": sum(r.wall_s for r in mine),
+        }
+    oracle = rows["oracle"]["harvest"]
+    print()
+    print(f"{'policy':<26}{'core-s/node-h':>14}{'% oracle':>10}{'short %':>10}{'p99 slow':>10}{'p99.9 slow':>12}")
+    for label, r in rows.items():
+        share = 100 * r["harvest"] / oracle if oracle > 0 else float("nan")
+        print(
+            f"{label:<26}{r['per_node_hour']:>14,.0f}{share:>9.1f}%{100 * r['short']:>9.3f}%"
+            f"{r['p99']:>10.4f}{r['p999']:>12.4f}"
+        )
+    print()
+    for learner in learners:
+        label = f"cpu_harvest ({learner})"
+        agent = rows[label]
+        statics = {k: v for k, v in rows.items() if k.startswith("static+") or k.startswith("koordlet")}
+        matched = [(v["harvest"], k) for k, v in statics.items() if v["short"] <= agent["short"]]
+        share = agent["harvest"] / oracle if oracle > 0 else 0.0
+        verdicts = [
+            f"{share:.0%} of oracle ({'ok' if share >= TARGET_ORACLE_SHARE else 'BELOW'} >= 80%)",
+            f"{agent['short']:.3%} short ({'ok' if agent['short'] <= TARGET_SHORT else 'ABOVE'} <= 1%)",
+        ]
+        if matched:
+            best, name = max(matched)
+            ratio = agent["harvest"] / best if best > 0 else math.inf
+            verdicts.append(
+                f"{ratio:.2f}x matched static ({name}: {rows[name]['short']:.3%} short) "
+                f"({'ok' if ratio >= TARGET_VS_STATIC else 'BELOW'} >= 1.3x)"
+            )
+        else:
+            verdicts.append("no static buffer tried was as safe (add larger --static k)")
+        bound = oracle / max((v[0] for v in matched), default=math.nan)
+        verdicts.append(f"oracle / matched static = {bound:.2f}x")
+        print(f"{label}: " + "; ".join(verdicts))
+    agent_sources = {f"{r.label} node{r.node}": r.sources for r in results if r.label.startswith("cpu_harvest")}
+    for name, src in sorted(agent_sources.items()):
+        print(f"  {name}: {src}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
