@@ -574,6 +574,9 @@ class Daemon:
             except Exception as exc:  # one agent failing to (re)start must not stop the others
                 errors.append(f"{what} {name}: {exc}")
                 log.error("daemon.reload_agent_failed", agent=name, action=what, error=str(exc))
+            # a reload restarting many slow agents must not outlast WatchdogSec=
+            if self.notifier.watchdog_interval is not None and ex.loops_alive(self.loop_stall):
+                self.notifier.watchdog()
 
         for name in plan.removed:
             attempt("stop", name, functools.partial(ex.remove_agent, name))
@@ -648,7 +651,10 @@ class Daemon:
             decisions = sum(applied.values())
             model = sum(n for (source, _), n in applied.items() if source == "model")
             stats = m.callback_stats(r.name)
-            late = sorted(ex.lateness(r.name))
+            try:
+                late = sorted(ex.lateness(r.name))
+            except KeyError:  # removed by a reload since we took the list
+                late = []
             spec = specs.get(r.name)
             st.update(
                 dry_run=bool(spec.dry_run) if spec is not None else False,
