@@ -169,6 +169,7 @@ def test_kubernetes_daemonset_has_what_the_agents_need_and_a_valid_config() -> N
         "limits:",
         "path: /healthz",
         "terminationGracePeriodSeconds:",
+        "subPath: sol.toml",  # not under the ConfigMap volume's world-writable directory
     ):
         assert needed in text, needed
     block = re.search(r"  sol\.toml: \|\n((?:    .*\n|\n)+)", text)
