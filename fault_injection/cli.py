@@ -119,7 +119,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     from sol.fault_injection.harness import run_cell
     from sol.fault_injection.matrix import Matrix, Row, load_agents
     from sol.fault_injection.profiles import profile_for
-    from sol.fault_injection.report import print_cell
+    from sol.fault_injection.report import finite_json, print_cell
 
     fault = get_fault(args.fault).with_params(**_params(args.param))
     agents, _ = load_agents([args.agent])
@@ -130,7 +130,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     if args.json is not None:
         m = Matrix([Row(cls.name, fault, profile_for(cls), [cell])], timeline, (args.seed,))
         m.profiles[cls.name] = cell.profile
-        args.json.write_text(json.dumps(m.to_json()["rows"][0], indent=2, default=str) + "\n")
+        row = finite_json(m.to_json()["rows"][0])
+        args.json.write_text(json.dumps(row, indent=2, allow_nan=False) + "\n")
     return EXIT_OK if cell.passed else EXIT_FAIL
 
 

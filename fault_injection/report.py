@@ -11,7 +11,7 @@ from sol.fault_injection.faults import Fault, list_faults
 from sol.fault_injection.harness import Cell, time_to_safe
 from sol.fault_injection.matrix import Matrix, Row
 
-__all__ = ["print_cell", "print_faults", "print_matrix", "write_json", "write_plot"]
+__all__ = ["finite_json", "print_cell", "print_faults", "print_matrix", "write_json", "write_plot"]
 
 
 def _num(x: float | None, unit: str = "") -> str:
@@ -161,6 +161,14 @@ def print_cell(cell: Cell, out: TextIO) -> None:
     resp = cell.response()
     print(f"  runtime response (on): {dict(resp) or 'none'}", file=out)
     print(f"  verdict: {cell.verdict()}", file=out)
+    if cell.on.state == "quarantined":
+        print(f"  quarantined: {cell.on.state_reason}", file=out)
+    if cell.on.left_open:
+        print(
+            f"  {cell.on.left_open} undo record(s) could not be restored while the fault lasted; "
+            f"`sol restore` after the run: {'ok' if cell.on.final_restore_ok else 'FAILED'}",
+            file=out,
+        )
     if cell.violations:
         print(f"  DESIGN §4 violations ({len(cell.violations)}):", file=out)
         for v in cell.violations:
@@ -170,17 +178,17 @@ def print_cell(cell: Cell, out: TextIO) -> None:
 
 
 def write_json(matrix: Matrix, path: Path) -> None:
-    path.write_text(json.dumps(_finite(matrix.to_json()), indent=2, allow_nan=False) + "\n")
+    path.write_text(json.dumps(finite_json(matrix.to_json()), indent=2, allow_nan=False) + "\n")
 
 
-def _finite(x: Any) -> Any:
+def finite_json(x: Any) -> Any:
     """JSON has no NaN or infinity: they become null."""
     if isinstance(x, float):
         return x if math.isfinite(x) else None
     if isinstance(x, dict):
-        return {str(k): _finite(v) for k, v in x.items()}
+        return {str(k): finite_json(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
+        return [finite_json(v) for v in x]
     return x
 
 

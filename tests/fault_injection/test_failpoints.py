@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 
 import pytest
-from conftest import Rig
+from fi_rig import Rig
 
 from sol.actuators.base import WriteError
 from sol.fault_injection import environment
