@@ -384,7 +384,13 @@ class LiveExecutor(ExecutorBase):
         self._agents, self.runners, self.specs = agents, runners, specs
         if self._stop.is_set():  # request_stop raced with us: never start lanes after it
             agent.halt.set()
-        if runner.start(self._context(spec, runner)):
+        try:
+            ctx = self._context(spec, runner)
+        except Exception as exc:  # the backend cannot bind this agent's actuators: it alone fails
+            runner.state, runner.state_reason = "failed", f"context: {type(exc).__name__}: {exc}"
+            runner.log.error("agent.setup_failed", error=runner.state_reason)
+            return agent
+        if runner.start(ctx):
             with agent.lock:
                 if not agent.halt.is_set():
                     self._spawn(agent, agent.model, self._model_loop)

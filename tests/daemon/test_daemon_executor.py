@@ -227,3 +227,22 @@ def test_stalled_loops_names_a_lane_stuck_outside_any_callback(root: Path) -> No
     finally:
         ex.stop()
     assert ex.stalled_loops() != []  # stopped: the watchdog is gone
+
+
+class _Unbindable(NullBackend):
+    def actuators_for(self, owner: str, *, dry_run: bool) -> Any:
+        if owner == "ticker":
+            raise ValueError("no undo journal: ticker can only run in dry-run")
+        return self.actuators
+
+
+def test_an_agent_whose_actuators_cannot_be_bound_fails_alone(root: Path) -> None:
+    ex = executor(Ticker(), Other(), backend=_Unbindable())
+    try:
+        states = {r.name: (r.state, r.state_reason) for r in ex.runners}
+        assert states["ticker"][0] == "failed" and "no undo journal" in str(states["ticker"][1])
+        assert states["other"] == ("running", None)
+        wait_until(lambda: Other.instances[0].acts > 2)
+        assert ex.loops_alive()
+    finally:
+        ex.stop()
