@@ -422,6 +422,8 @@ class ControlServer:
         return self._thread is not None and self._thread.is_alive()
 
     def close(self) -> None:
+        if self._closed.is_set():
+            return
         self._closed.set()
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")

@@ -342,30 +342,31 @@ class Daemon:
             )
             reporter = _Reporter(lambda: executor.runners, self.metrics, backend)
             with _signals(self._on_stop, self._on_hup, enabled=self.install_signals):
-                executor.start()
-                self._start_control()
-                self._start_metrics()
-                self.notifier.ready(status=self.status_line())
-                log.info(
-                    "daemon.ready",
-                    socket=str(self.socket_path) if self.control else None,
-                    metrics=self.metrics_server.url if self.metrics_server else None,
-                    watchdog_s=self.notifier.watchdog_interval,
-                )
-                if self.on_ready is not None:
-                    self.on_ready(executor)
-                self._main_loop(duration, reporter)
-                self.notifier.stopping(status="stopping: cleaning up and restoring")
-                if self.control is not None:
-                    self.control.close()
-                executor.stop()
-                reporter.report(log, final=True)
-                if self.metrics_server is not None:
-                    self.metrics_server.close()
+                try:
+                    executor.start()
+                    self._start_control()
+                    self._start_metrics()
+                    self.notifier.ready(status=self.status_line())
+                    log.info(
+                        "daemon.ready",
+                        socket=str(self.socket_path) if self.control else None,
+                        metrics=self.metrics_server.url if self.metrics_server else None,
+                        watchdog_s=self.notifier.watchdog_interval,
+                    )
+                    if self.on_ready is not None:
+                        self.on_ready(executor)
+                    self._main_loop(duration, reporter)
+                finally:
+                    # whatever ended the loop, even a bug: clean-up and restore (guarantee 7)
+                    self.notifier.stopping(status="stopping: cleaning up and restoring")
+                    if self.control is not None:
+                        self.control.close()
+                    executor.stop()
+                    reporter.report(log, final=True)
+                    if self.metrics_server is not None:
+                        self.metrics_server.close()
             backend.close()
         finally:
-            if self.control is not None:
-                self.control.close()
             journal.close()
             self.notifier.close()
             self._wake_r.close()
