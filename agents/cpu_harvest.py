@@ -369,9 +369,8 @@ class CpuHarvestAgent(Agent):
         act_every=0.05,
         prediction_ttl=0.15,
         assess_every=1.0,
-        callback_timeout=0.5,
-        backoff_initial=5.0,
-        backoff_max=300.0,
+        backoff_initial=2.0,
+        backoff_max=60.0,
         cpu_budget=0.2,
     )
     Params = Params
@@ -404,8 +403,10 @@ class CpuHarvestAgent(Agent):
         self._win_wait = 0.0
         self._win_lent = False
         self._win_samples = 0
-        # actuator side: the counters at the previous assessment
+        # actuator side: the counters at the previous assessment, and whether any core was
+        # lent since then
         self._perf_prev: tuple[float, float, float] | None = None
+        self._lent_since_assess = False
 
     # -- model side -------------------------------------------------------------------
     def collect(self) -> HarvestObservation:
@@ -502,17 +503,25 @@ class CpuHarvestAgent(Agent):
         cores = min(max(cores, 0), self.max_lend)
         if cores != self.harvest.harvest_cores():
             self.harvest.set_harvest_cores(cores)
+        self._lent_since_assess = self._lent_since_assess or cores > 0
 
     def assess_performance(self) -> Verdict:
         p = self.p
+        usage = self.cpu.usage("primary")
+        delay = self.cpu.run_queue_delay("primary")
+        prev, self._perf_prev = self._perf_prev, (usage.t, usage.total_core_s, delay.total_s)
+        lent = self._lent_since_assess or self.harvest.harvest_cores() > 0
+        self._lent_since_assess = False
+        if not lent:
+            # Nothing was lent over the period: whatever the primaries suffer (other tenants,
+            # their own threads), it is not our doing, and giving back cores we do not hold
+            # cannot help. Judging it as harm would only back the agent off for nothing.
+            return Verdict.ok()
         if p.max_primary_pressure < 1.0:
             stall = self.cpu.pressure("primary").some_avg10
             if stall > p.max_primary_pressure:
                 limit = p.max_primary_pressure
                 return Verdict.fail(f"primaries stalled on CPU {stall:.0%} of the last 10 s, max {limit:.0%}")
-        usage = self.cpu.usage("primary")
-        delay = self.cpu.run_queue_delay("primary")
-        prev, self._perf_prev = self._perf_prev, (usage.t, usage.total_core_s, delay.total_s)
         if prev is None or usage.t <= prev[0]:
             return Verdict.ok()
         used = usage.total_core_s - prev[1]

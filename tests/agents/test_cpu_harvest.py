@@ -204,12 +204,18 @@ def test_harm_mitigates_at_once_then_backs_off_lending_nothing() -> None:
     agent = CpuHarvestAgent()
     with capture_logs() as logs:
         result = simulate(agent, duration=12.0, backend=node)
-    assert any(e["event"] == "agent.harm" for e in logs)
-    mitigations = [c for c in result.calls if c[1] == "mitigate"]
-    assert mitigations
-    after = [p for t, p in result.actions if t > mitigations[0][0]]
-    assert after and all(p.source == "default" and p.reason == "backoff" and p.value == 0 for p in after)
-    assert all(v == 0 for t, v in node.writes if t >= mitigations[0][0])
+    harms = [e for e in logs if e["event"] == "agent.harm"]
+    assert [e["backoff_s"] for e in harms][:3] == [2.0, 4.0, 8.0]  # doubling on each new harm
+    mitigations = [t for t, name, _ in result.calls if name == "mitigate"]
+    assert len(mitigations) == len(harms)
+    backoff = CpuHarvestAgent.schedule.backoff_initial
+    first = mitigations[0]
+    during = [p for t, p in result.actions if first < t < first + backoff]
+    assert during and all(p.source == "default" and p.reason == "backoff" and p.value == 0 for p in during)
+    # every core back at the mitigation, none lent while backing off
+    assert [v for t, v in node.writes if first <= t < first + backoff] == [0]
+    lent_s = sum(WINDOW for t, p in result.actions if p.value > 0)
+    assert lent_s < 0.25 * 12.0
 
 
 def test_a_broken_sensor_never_lends_a_core() -> None:
