@@ -97,7 +97,8 @@ class Params:
     #: seconds of history for the rolling features
     short_horizon_s: float = 1.0
     long_horizon_s: float = 60.0
-    #: the time-of-day profile (Coach): buckets per day, and the length of a day in seconds
+    #: the time-of-day profile (Coach): on/off, buckets per day, the length of a day (s)
+    time_of_day: bool = True
     tod_buckets: int = 48
     day_s: float = 86400.0
     #: learning rate of the quantile regression
@@ -296,7 +297,7 @@ class PeakForecaster:
     def _features(self, t: float, max_short: float, max_long: float) -> Features:
         s, lvl = self.scale, self.level
         tod = 0.0
-        if self.profile.days_seen(t) > 0:
+        if self.p.time_of_day and self.profile.days_seen(t) > 0:
             tod = (self.profile.predict_one({"t": t}) - lvl) / s
         return {
             "level": lvl / s,
@@ -320,7 +321,8 @@ class PeakForecaster:
             self.shorts.add(o.t, o.short)
         else:
             self.shorts.prune(o.t)
-        self.profile.learn_one({"t": o.t}, need)
+        if self.p.time_of_day:
+            self.profile.learn_one({"t": o.t}, need)
         self._ewma = need if self.windows == 0 else 0.8 * self._ewma + 0.2 * need
         self.level = need
         self.windows += 1

@@ -147,7 +147,7 @@ def window_schedule(window: float) -> Schedule:
     )
 
 
-def policies(window: float, static_ks: list[float], learners: list[str]) -> list[Policy]:
+def policies(window: float, static_ks: list[float], learners: list[str], ablations: bool) -> list[Policy]:
     sched = window_schedule(window)
     out = [Policy("none", lambda node, total: (NoHarvest(), None, None))]
     for k in static_ks:
@@ -180,7 +180,36 @@ def policies(window: float, static_ks: list[float], learners: list[str]) -> list
                 lambda node, total, learner=learner: (CpuHarvestAgent(), Params(learner=learner), sched),
             )
         )
+    if ablations:
+        out.append(
+            Policy(
+                "cpu_harvest (no time of day)",
+                lambda n, t: (CpuHarvestAgent(), Params(time_of_day=False), sched),
+            )
+        )
+        no_jump = Params(max_under_rate=1.0)
+        out.append(Policy("cpu_harvest (margin only)", lambda n, t: (MarginOnly(), no_jump, sched)))
     return out
+
+
+class _NoJump:
+    """A learner that always predicts no change: the peak forecast is the last need."""
+
+    def learn_one(self, x: dict[str, float], y: float) -> None:
+        return None
+
+    def predict_one(self, x: dict[str, float]) -> float:
+        return 0.0
+
+
+class MarginOnly(CpuHarvestAgent):
+    """The ablation: the agent without its learner (peak = last need, times the adaptive
+    margin). What is left of the agent's quality is the conformal margin's. (A "no change"
+    forecast under-predicts every rise, so the under-prediction check is off for it.)"""
+
+    def setup(self, ctx: Context) -> None:
+        super().setup(ctx)
+        self.model.learner = _NoJump()
 
 
 def build_node(table: VmCpuTable, index: int, seed: int, offset_s: float) -> SimNode:
@@ -218,10 +247,13 @@ def _table() -> VmCpuTable:
     return _TABLE
 
 
-def run_one(job: tuple[int, int, float, float, float, list[float], list[str], int]) -> Result:
-    index, seed, offset_s, duration, window, static_ks, learners, which = job
+Job = tuple[int, int, float, float, float, list[float], list[str], bool, int]
+
+
+def run_one(job: Job) -> Result:
+    index, seed, offset_s, duration, window, static_ks, learners, ablations, which = job
     configure(level="error")
-    policy = policies(window, static_ks, learners)[which]
+    policy = policies(window, static_ks, learners, ablations)[which]
     node = build_node(_table(), index, seed, offset_s)
     total = node.facilities["cpu"].config.cores
     agent, params, sched = policy.make(node, total)
@@ -264,17 +296,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--static", default="2,2.5,3,3.5,4", help="static buffers to try (cores)")
     ap.add_argument("--learners", default="quantile,classifier", help="cpu_harvest learners to compare")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
+    ap.add_argument("--ablations", action="store_true", help="also the agent without time of day / learner")
+    ap.add_argument("--only", default="", help="run only the policies whose label starts with one of these")
     args = ap.parse_args(argv)
     if not 1 <= args.nodes <= 8:
         ap.error("--nodes must be in 1..8 (the sample has 100 VMs)")
     static_ks = [float(k) for k in args.static.split(",") if k]
     learners = [s for s in args.learners.split(",") if s]
-    table = policies(args.window, static_ks, learners)
+    table = policies(args.window, static_ks, learners, args.ablations)
+    only = tuple(s for s in args.only.split(",") if s)
+    chosen = [p for p, policy in enumerate(table) if not only or policy.label.startswith(only)]
     duration = args.hours * 3600.0
     offset = args.start_day * 86400.0
-    jobs = [
-        (i, args.seed, offset, duration, args.window, static_ks, learners, p)
-        for p in range(len(table))
+    jobs: list[Job] = [
+        (i, args.seed, offset, duration, args.window, static_ks, learners, args.ablations, p)
+        for p in chosen
         for i in range(args.nodes)
     ]
     print(
@@ -296,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, dict[str, float]] = {}
     for policy in table:
         mine = [r for r in results if r.label == policy.label]
+        if not mine:
+            continue
         hours = sum(r.duration for r in mine) / 3600.0
         slow = np.concatenate([r.slowdowns for r in mine])
         rows[policy.label] = {
@@ -306,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             "p999": float(np.percentile(slow, 99.9)),
             "wall": sum(r.wall_s for r in mine),
         }
-    oracle = rows["oracle"]["harvest"]
+    oracle = rows["oracle"]["harvest"] if "oracle" in rows else math.nan
     print()
     head = f"{'policy':<26}{'core-s/node-h':>14}{'% oracle':>10}{'short %':>10}"
     print(f"{head}{'p99 slow':>10}{'p99.9 slow':>12}")
@@ -317,8 +355,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['p99']:>10.4f}{r['p999']:>12.4f}"
         )
     print()
-    for learner in learners:
-        label = f"cpu_harvest ({learner})"
+    for label in [k for k in rows if k.startswith("cpu_harvest")]:
         agent = rows[label]
         statics = {k: v for k, v in rows.items() if k.startswith("static+") or k.startswith("koordlet")}
         matched = [(v["harvest"], k) for k, v in statics.items() if v["short"] <= agent["short"]]
