@@ -216,8 +216,8 @@ class FaasFacility(FacilityBase):
         self._hist_f.extend(fs.tolist())
         self._trim(now)
         self._series.add_interval(t0, now, {})
-        self._series.add_counts(np.array(tl), "invocations_per_s")
-        self._series.add_counts(np.array(cold_t), "cold_starts_per_s")
+        self._series.add_counts(tl, "invocations_per_s")
+        self._series.add_counts(cold_t, "cold_starts_per_s")
         if now - self._last_scan >= self._series.period:
             # close the residencies that expired unseen, so the series shows them
             self._last_scan = now

@@ -257,13 +257,11 @@ class GpuFacility(FacilityBase):
         budget = cfg.budget_w
         other = cfg.other_power_w
         ttft_h, e2e_h = self._ttft, self._e2e
-        s_start: list[float] = []
-        s_power: list[float] = []
-        s_limit: list[float] = []
-        s_util: list[float] = []
-        s_temp: list[float] = []
-        s_queue: list[float] = []
-        s_tok: list[float] = []
+        # series: this sync's steps summed per bin here, one add per bin
+        ser = self._series
+        s_origin, s_period = ser.origin, ser.period
+        s_bin = -1
+        s_cover = s_power = s_limit = s_util = s_temp = s_queue = s_tok = 0.0
         pend_l, pre_l, heap_l = self._pend, self._pre, self._heap
         pre_tok, iters_l, enforced, changes = self._pre_tokens, self._iters, self._enforced_w, self._changes
         temp_l, power_l, util_l, mem_l, energy_l = (
@@ -380,31 +378,44 @@ class GpuFacility(FacilityBase):
             tmax = max(temp_l)
             if tmax > acc["temperature_max_c"]:
                 acc["temperature_max_c"] = tmax
-            s_start.append(ts)
-            s_power.append(node_p)
-            s_limit.append(lim_sum / g_n)
-            s_util.append(100.0 * sum(util_l) / g_n)
-            s_temp.append(tmax)
-            s_queue.append(float(queued))
-            s_tok.append(tokens_step / dt)
+            b = math.floor((ts - s_origin) / s_period + 1e-9)
+            if b != s_bin:
+                if s_bin >= 0:
+                    self._series_add(s_bin, s_cover, s_power, s_limit, s_util, s_temp, s_queue, s_tok)
+                s_bin = max(b, 0)
+                s_cover = s_power = s_limit = s_util = s_temp = s_queue = s_tok = 0.0
+            s_cover += dt
+            s_power += dt * node_p
+            s_limit += dt * (lim_sum / g_n)
+            s_util += dt * (100.0 * sum(util_l) / g_n)
+            s_temp += dt * tmax
+            s_queue += dt * float(queued)
+            s_tok += dt * (tokens_step / dt)
+        if s_bin >= 0:
+            self._series_add(s_bin, s_cover, s_power, s_limit, s_util, s_temp, s_queue, s_tok)
         acc["capped_gpu_s"] += capped_s
         acc["perf_loss_gpu_s"] += loss_s
         acc["busy_gpu_s"] += busy_s
         acc["thermal_throttle_s"] += throttle_s
         self._step = target
         self.t = t_to
-        starts = np.array(s_start)
-        rates: dict[str, FloatArray | float] = {
-            "node_power_w": np.array(s_power),
-            "enforced_limit_w_mean": np.array(s_limit),
-            "util_pct": np.array(s_util),
-            "temperature_c_max": np.array(s_temp),
-            "queued": np.array(s_queue),
-            "tokens_per_s": np.array(s_tok),
-        }
-        if budget is not None:
-            rates["budget_w"] = float(budget)
-        self._series.add(starts, np.full(starts.size, dt), rates)
+
+    def _series_add(
+        self,
+        i: int,
+        cover: float,
+        power: float,
+        limit: float,
+        util: float,
+        temp: float,
+        queue: float,
+        tok: float,
+    ) -> None:
+        budget = self.config.budget_w
+        if budget is None:
+            self._series.add_values(i, cover, (power, limit, util, temp, queue, tok))
+        else:
+            self._series.add_values(i, cover, (power, cover * budget, limit, util, temp, queue, tok))
 
     # -- actuation ---------------------------------------------------------------------
     def check_index(self, index: int) -> int:

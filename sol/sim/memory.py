@@ -128,6 +128,14 @@ class MemoryFacility(FacilityBase):
                 room -= on_local
                 self._far[j] = 1.0 - on_local / s
         self._size = size
+        self._size_total = float(size.sum())
+        self._starts: list[int] = workload.start.tolist()
+        self._ends: list[int] = (workload.start + workload.size).tolist()
+        # per placement (reset when a migration completes): far bytes, far access rate per phase
+        self._far_bytes: float | None = None
+        self._far_rate: dict[int, float] = {}
+        # the phase piece of the last lookup: (phase, trace start, trace end)
+        self._phase_piece: tuple[int, float, float] | None = None
         self._pending: deque[tuple[float, int, int, float]] = deque()  # (done_at, region, to_node, bytes)
         self._incoming = [0.0, 0.0]
         self._engine_free = origin
@@ -156,6 +164,29 @@ class MemoryFacility(FacilityBase):
         self.actuators = MemoryActuatorsSim(self)
 
     # -- phases ------------------------------------------------------------------------
+    def _one_phase(self, tau0: float, tau1: float) -> int | None:
+        """The phase of trace times ``[tau0, tau1)`` if no phase starts strictly inside it."""
+        c = self._phase_piece
+        if c is None or not (c[1] <= tau0 < c[2]):
+            w = self.w
+            span = w.span_s
+            cyc = math.floor(tau0 / span)
+            ph = int(np.searchsorted(w.phase_t, tau0 - cyc * span, side="right")) - 1
+            start = cyc * span + float(w.phase_t[ph])
+            end = cyc * span + (float(w.phase_t[ph + 1]) if ph + 1 < w.phase_t.size else span)
+            c = self._phase_piece = (ph, start, end)
+        return c[0] if tau1 <= c[2] else None
+
+    def _far_state(self, phase: int) -> tuple[float, float]:
+        """(bytes on the far node, far page accesses/s in ``phase``) of the current placement."""
+        fb = self._far_bytes
+        if fb is None:
+            fb = self._far_bytes = float(self._far @ self._size)
+        fr = self._far_rate.get(phase)
+        if fr is None:
+            fr = self._far_rate[phase] = float(self._rate[phase] @ self._far)
+        return fb, fr
+
     def _phase_pieces(self, t0: float, t1: float) -> tuple[IntArray, FloatArray, FloatArray]:
         """Split ``[t0, t1)`` at phase and series-bin boundaries: (phase, start, length)."""
         w = self.w
@@ -188,6 +219,14 @@ class MemoryFacility(FacilityBase):
     def _integrate(self, t0: float, t1: float) -> None:
         if t1 <= t0:
             return
+        tau0 = t0 - self.origin
+        tau1 = t1 - self.origin
+        per = self._series.period
+        if math.floor(tau0 / per) + 1 >= math.ceil(tau1 / per):
+            ph = self._one_phase(tau0, tau1)
+            if ph is not None:
+                self._integrate_one(ph, t0, t1 - t0)
+                return
         phase, start, length = self._phase_pieces(t0, t1)
         if phase.size == 0:
             return
@@ -223,6 +262,38 @@ class MemoryFacility(FacilityBase):
             },
         )
 
+    def _integrate_one(self, ph: int, start: float, length: float) -> None:
+        """``_integrate`` of one piece in one phase and one series bin, on scalars."""
+        cfg = self.config
+        total = float(self._rate_total[ph])
+        far_bytes, far = self._far_state(ph)
+        share = far / total if total > 0 else 0.0
+        busy = min(max(self._engine_free - start, 0.0), length) / length
+        slow = cfg.memory_stall * share * cfg.far_extra_ns / cfg.local_ns + cfg.migration_slowdown * busy
+        local_bytes = self._size_total - far_bytes
+        hot = float(self._hot_bytes[ph])
+        acc = self._acc
+        acc["accesses"] += total * length
+        acc["far_accesses"] += far * length
+        acc["slow_s"] += slow * length
+        acc["local_byte_s"] += local_bytes * length
+        acc["far_byte_s"] += far_bytes * length
+        acc["migration_busy_s"] += busy * length
+        acc["hot_byte_s"] += hot * length
+        acc["weighted_byte_s"] += float(self._weighted_bytes[ph]) * length
+        gib = float(1 << 30)
+        self._series.add_values(
+            self._series.bin_of(start),
+            length,
+            (
+                length * share,
+                length * (1.0 + slow),
+                length * (local_bytes / gib),
+                length * (far_bytes / gib),
+                length * (hot / gib),
+            ),
+        )
+
     def sync(self, now: float) -> None:
         while self.t < now:
             nxt = min(now, self.t + 600.0)  # bounded pieces per step of the loop
@@ -234,6 +305,8 @@ class MemoryFacility(FacilityBase):
                 _, j, to, nbytes = self._pending.popleft()
                 delta = nbytes / self._size[j]
                 self._far[j] = min(1.0, max(0.0, self._far[j] + (delta if to == FAR else -delta)))
+                self._far_bytes = None
+                self._far_rate.clear()
                 self._incoming[to] -= nbytes
                 self._acc["bytes_migrated"] += nbytes
 
@@ -255,24 +328,30 @@ class MemoryFacility(FacilityBase):
                 regions=regions,
             )
         t_start = self.origin + k * agg
-        phase, _, length = self._phase_pieces(t_start, t_start + agg)
-        p = (length @ w.freq[phase]) / length.sum()
+        tau0 = t_start - self.origin
+        tau1 = t_start + agg - self.origin
+        ph1 = self._one_phase(tau0, tau1)
+        if ph1 is not None:
+            phase = np.array([ph1])
+            p = w.freq[ph1] * (tau1 - tau0) / (tau1 - tau0)  # the weighted mean below, one piece
+        else:
+            phase, _, length = self._phase_pieces(t_start, t_start + agg)
+            p = (length @ w.freq[phase]) / length.sum()
         nr = block_rng(self.seed, STREAM_MEM_DAMON, k).binomial(w.max_nr_accesses, np.clip(p, 0.0, 1.0))
         ph = int(phase[-1])
         tau = (t_start - self.origin) % w.span_s
         changed_at = w.phase_t[self._last_change[ph]]
         age = np.floor(np.maximum(tau - changed_at, 0.0) / agg + 1e-9).astype(np.int64)
-        regions = tuple(
-            DamonRegion(int(s), int(s + z), int(a), int(g))
-            for s, z, a, g in zip(w.start.tolist(), w.size.tolist(), nr.tolist(), age.tolist(), strict=True)
-        )
+        regions = tuple(map(DamonRegion, self._starts, self._ends, nr.tolist(), age.tolist()))
         return DamonSnapshot(
             t=now, t_start=t_start, t_end=t_start + agg, max_nr_accesses=w.max_nr_accesses, regions=regions
         )
 
     def node_bytes(self) -> tuple[int, int]:
-        far = float(self._far @ self._size)
-        return round(float(self._size.sum()) - far), round(far)
+        far = self._far_bytes
+        if far is None:
+            far = self._far_bytes = float(self._far @ self._size)
+        return round(self._size_total - far), round(far)
 
     def _overlap(self, start: int, end: int) -> tuple[IntArray, FloatArray]:
         w = self.w

@@ -144,10 +144,12 @@ class PoissonLlmRequests:
         os_: list[IntArray] = []
         for b in range(math.floor(t0 / self.block_s), math.floor(t1 / self.block_s) + 1):
             t, p, o = self._block(b)
-            sel = (t >= t0) & (t < t1)
-            ts.append(t[sel])
-            ps.append(p[sel])
-            os_.append(o[sel])
+            lo, hi = np.searchsorted(t, (t0, t1), side="left").tolist()  # t is sorted
+            ts.append(t[lo:hi])
+            ps.append(p[lo:hi])
+            os_.append(o[lo:hi])
+        if len(ts) == 1:
+            return ts[0], ps[0], os_[0]
         return np.concatenate(ts), np.concatenate(ps), np.concatenate(os_)
 
 
@@ -248,10 +250,12 @@ class SyntheticFunctions:
         ds: list[FloatArray] = []
         for b in range(math.floor(t0 / self.block_s), math.floor(t1 / self.block_s) + 1):
             t, f, d = self._block(b)
-            sel = (t >= t0) & (t < t1)
-            ts.append(t[sel])
-            fs.append(f[sel])
-            ds.append(d[sel])
+            lo, hi = np.searchsorted(t, (t0, t1), side="left").tolist()  # t is sorted
+            ts.append(t[lo:hi])
+            fs.append(f[lo:hi])
+            ds.append(d[lo:hi])
+        if len(ts) == 1:
+            return ts[0], fs[0], ds[0]
         return np.concatenate(ts), np.concatenate(fs), np.concatenate(ds)
 
 
