@@ -22,14 +22,15 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from sol import __version__
 from sol.config import Config, ConfigError, default_config_path, load_config
 from sol.log import configure
-from sol.registry import Registry
+from sol.registry import Registry, RegistryError
+from sol.sdk import Agent
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -169,9 +170,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class LazyAgents(Mapping[str, "type[Agent]"]):
+    """The registry as the config loader's name -> class map, importing only the agents a
+    config names: a daemon running one agent does not pay for importing every other one
+    (their learners pull in large libraries). A name whose import fails is missing, as in
+    ``Registry.classes()``, with the reason in ``registry.problems``."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self._loaded: dict[str, type[Agent] | None] = {}
+
+    def __getitem__(self, name: str) -> type[Agent]:
+        if name not in self._loaded:
+            if name not in self._registry.names():
+                raise KeyError(name)
+            try:
+                self._loaded[name] = self._registry.get(name)
+            except RegistryError as exc:
+                self._registry.problems.append(str(exc))
+                self._loaded[name] = None
+        cls = self._loaded[name]
+        if cls is None:
+            raise KeyError(name)
+        return cls
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._registry.names())
+
+    def __len__(self) -> int:
+        return len(self._registry.names())
+
+
 def _load(path: Path | None, registry: Registry, err: TextIO) -> Config | None:
     try:
-        return load_config(path if path is not None else default_config_path(), agents=registry.classes())
+        return load_config(path if path is not None else default_config_path(), agents=LazyAgents(registry))
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"sol: {problem}", file=err)
@@ -208,7 +240,7 @@ def _dispatch(args: argparse.Namespace, registry: Registry, out: TextIO, err: Te
         unsafe = config_file_problems(path) if path is not None else []
         for problem in unsafe:
             print(f"{path}: unsafe for a root daemon: {problem}", file=out)
-        rc = check_config_command(path, registry.classes(), out)
+        rc = check_config_command(path, LazyAgents(registry), out)
         return rc or (EXIT_FAIL if unsafe else EXIT_OK)
 
     if cmd == "agents":
@@ -286,7 +318,7 @@ def _run(args: argparse.Namespace, registry: Registry, err: TextIO) -> int:
 
     def load() -> Config:
         check_config_file(path)
-        config = load_config(path, agents=registry.classes())
+        config = load_config(path, agents=LazyAgents(registry))
         if args.backend:
             config = replace(config, backend=args.backend)
         if args.dry_run:
