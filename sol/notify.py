@@ -40,7 +40,10 @@ class Notifier:
         env = os.environ if environ is None else environ
         self.address = _address(env.get("NOTIFY_SOCKET", ""))
         self.log = log
-        self._sock: socket.socket | None = None
+        # made once here: the main loop and the control socket's thread both notify
+        self._sock: socket.socket | None = (
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) if self.address else None
+        )
         self._failed = False
         self.watchdog_usec = _watchdog_usec(env)
         self.last_status: str | None = None
@@ -65,9 +68,9 @@ class Notifier:
             text = str(value).replace("\n", " ")  # one value per line, by protocol
             lines.append(f"{key.upper()}={text}")
         payload = ("\n".join(lines) + "\n").encode("utf-8", "replace")
+        if self._sock is None:  # closed
+            return False
         try:
-            if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
             self._sock.sendto(payload, self.address)
         except OSError as exc:
             if not self._failed and self.log is not None:
