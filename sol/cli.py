@@ -167,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_data_arguments(data)
+
+    faults = sub.add_parser("faults", help="fault injection: list faults, run one, run the matrix")
+    from sol.fault_injection.cli import add_faults_arguments
+
+    add_faults_arguments(faults)
     return p
 
 
@@ -250,6 +255,12 @@ def _dispatch(args: argparse.Namespace, registry: Registry, out: TextIO, err: Te
         from sol.sim.datasets import data_command
 
         return data_command(args, out)
+
+    if cmd == "faults":
+        from sol.fault_injection.cli import faults_command
+
+        rc: int = faults_command(args, out)
+        return rc
 
     if cmd == "install":
         from sol.install import install_command

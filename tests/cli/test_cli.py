@@ -184,3 +184,10 @@ def test_restore_command_is_idempotent(tmp_path: Path) -> None:
     second = sol("restore", "--journal", str(journal_path))
     assert second.returncode == 0
     assert "nothing to restore" in second.stdout.lower() or "0 restored" in second.stdout.lower()
+
+
+def test_faults_list_names_every_fault_boundary() -> None:
+    proc = sol("faults", "list")
+    assert proc.returncode == 0, proc.stderr
+    for boundary in ("sensor", "predictor", "actuator", "process", "node"):
+        assert boundary in proc.stdout
