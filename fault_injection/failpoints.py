@@ -74,7 +74,7 @@ SENSOR_MECHANISMS = frozenset(
     {"missing", "nan", "inf", "out_of_range", "stale", "frozen", "noise", "garbage"}
 )
 ACTUATOR_MECHANISMS = frozenset({"eperm", "eio", "write_hang", "not_applied", "partial", "actuator_delay"})
-#: A year of virtual time: what ``clock.consume(math.inf)`` charges.
+#: "Never returns": ``VirtualClock.consume`` charges a year for it, past any timeout.
 _FOREVER = math.inf
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 
 from sol.fault_injection.baseline import defeat_safeguards, unsafe_schedule
-from sol.fault_injection.failpoints import MODEL_SIDE, DaemonKilled, FaultBackend, Injector, wrap_agent
+from sol.fault_injection.failpoints import DaemonKilled, FaultBackend, Injector, wrap_agent
 from sol.fault_injection.faults import MITIGATE, QUARANTINE, Fault, Timeline
 from sol.fault_injection.profiles import AgentProfile, most_aggressive, profile_for
 from sol.runtime.base import AgentSpec
@@ -142,6 +142,10 @@ class RunRecord:
     quarantined_at: float | None = None
     wall_s: float = 0.0
     setup_error: str | None = None
+
+    def compact(self) -> None:
+        """Drop the per-call records (the ground truth and the counts stay)."""
+        self.actions, self.calls, self.events, self.probe = [], [], [], Probe()
 
     def event_times(self, name: str) -> list[float]:
         return [t for t, e, _ in self.events if e == name]
@@ -403,10 +407,21 @@ class Cell:
     clean_on: RunRecord
     clean_off: RunRecord
     violations: list[Any] = field(default_factory=list)
+    #: the measures of :meth:`compact`-ed runs, computed before their records were dropped
+    _safe: tuple[float | None, float | None] | None = None
+    _response: collections.Counter[str] | None = None
 
     @property
     def exercised(self) -> bool:
         return self.on.exercised or self.off.exercised
+
+    def compact(self) -> None:
+        """Keep the measures, drop the per-call records of the faulty runs (a matrix of
+        hundreds of runs would otherwise hold every action of every run in memory)."""
+        self._safe = self.time_to_safe()
+        self._response = self.response()
+        for rec in (self.on, self.off):
+            rec.compact()
 
     @property
     def passed(self) -> bool:
@@ -440,9 +455,13 @@ class Cell:
         return "not prevented"
 
     def time_to_safe(self) -> tuple[float | None, float | None]:
+        if self._safe is not None:
+            return self._safe
         return time_to_safe(self.on, self.timeline), time_to_safe(self.off, self.timeline)
 
     def response(self) -> collections.Counter[str]:
+        if self._response is not None:
+            return self._response
         return response(self.on, self.timeline)
 
 
@@ -529,6 +548,3 @@ def run_cell(
     cell = Cell(cls.name, fault, profile, timeline, on, off, clean_on, clean_off)
     cell.violations = check_invariants(on, fault, timeline)
     return cell
-
-
-MODEL_CALLBACKS = frozenset(MODEL_SIDE)

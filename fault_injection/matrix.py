@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sol.fault_injection.faults import FAULTS, REDUCED_FAULTS, REDUCED_TIMELINE, Fault, Timeline
+from sol.fault_injection.faults import FAULTS, Fault, Timeline
 from sol.fault_injection.harness import Cell, clean_runs, run_cell
 from sol.fault_injection.profiles import AgentProfile, profile_for
 from sol.registry import Registry
@@ -242,16 +242,13 @@ def run_matrix(
                     continue
                 if progress is not None:
                     progress(f"{name} x {fault.name} (seed {seed})")
-                row.cells.append(
-                    run_cell(cls, fault, seed=seed, timeline=timeline, profile=profile, baselines=baselines)
+                cell = run_cell(
+                    cls, fault, seed=seed, timeline=timeline, profile=profile, baselines=baselines
                 )
+                cell.compact()
+                row.cells.append(cell)
+            for clean in baselines:
+                clean.compact()
         matrix.rows += rows.values()
     matrix.wall_s = time.perf_counter() - wall0
     return matrix
-
-
-def reduced_faults() -> list[Fault]:
-    return [FAULTS[n] for n in REDUCED_FAULTS]
-
-
-REDUCED = (REDUCED_TIMELINE, reduced_faults)
