@@ -176,7 +176,6 @@ class GpuFacility(FacilityBase):
         self._energy_j = [0.0] * g
         self._pend: list[deque[tuple[float, int, int]]] = [deque() for _ in range(g)]
         self._pre: list[deque[list[float]]] = [deque() for _ in range(g)]
-        self._pre_tokens = [0.0] * g
         self._heap: list[list[tuple[float, int, float, int]]] = [[] for _ in range(g)]
         self._iters = [0.0] * g
         self._seq = 0
@@ -188,6 +187,7 @@ class GpuFacility(FacilityBase):
                 "requests",
                 "prompt_tokens",
                 "output_tokens",
+                "first_tokens",
                 "completed",
                 "tokens",
                 "ttft_s",
@@ -263,7 +263,7 @@ class GpuFacility(FacilityBase):
         s_bin = -1
         s_cover = s_power = s_limit = s_util = s_temp = s_queue = s_tok = 0.0
         pend_l, pre_l, heap_l = self._pend, self._pre, self._heap
-        pre_tok, iters_l, enforced, changes = self._pre_tokens, self._iters, self._enforced_w, self._changes
+        iters_l, enforced, changes = self._iters, self._enforced_w, self._changes
         temp_l, power_l, util_l, mem_l, energy_l = (
             self._temp,
             self._power,
@@ -273,6 +273,8 @@ class GpuFacility(FacilityBase):
         )
         slow_c = cfg.slowdown_c
         capped_s = loss_s = busy_s = throttle_s = 0.0
+        first_n = done_n = 0
+        ttft_sum = e2e_sum = 0.0
         for k in range(k0, target):
             ts = self.origin + k * dt
             te = ts + dt
@@ -293,7 +295,6 @@ class GpuFacility(FacilityBase):
                 while pend and len(heap) + len(pre) < max_b:
                     a, p, o = pend.popleft()
                     pre.append([a, float(p), float(o)])
-                    pre_tok[i] += p
                 queued += len(pend)
                 cap = enforced[i]
                 temp = temp_l[i]
@@ -306,58 +307,110 @@ class GpuFacility(FacilityBase):
                     busy = 0.0
                     mem_b = 0.0
                 else:
+                    # Prefill is FIFO at the prompt rate and never starts a request before it
+                    # arrives: the requests of this step arrive inside it. Decoding fills the
+                    # time prefill leaves, once a batch exists. A dry pass at full speed gives
+                    # the step's prefill and decode times for the power demand.
+                    t_pre1 = 0.0
+                    dec_wait: float | None = 0.0 if heap else None  # decode time before a batch
+                    cur = ts
+                    for item in pre:
+                        if item[0] > cur:
+                            cur = item[0]
+                        if cur >= te:
+                            break
+                        need = item[1] / tps_full
+                        if cur + need >= te:
+                            t_pre1 += te - cur
+                            break
+                        cur += need
+                        t_pre1 += need
+                        if dec_wait is None and item[2] > 1:
+                            dec_wait = cur - ts - t_pre1
+                    t_pre1 = min(t_pre1, dt)  # a sum of pieces may pass dt by a rounding error
                     n0 = len(heap) if heap else 1
-                    t_pre1 = min(dt, pre_tok[i] / tps_full)
-                    t_dec1 = dt - t_pre1
+                    t_dec1 = 0.0 if dec_wait is None else max(0.0, dt - t_pre1 - dec_wait)
                     dec_dyn = dec_lo + dec_span * min(1.0, n0 / max_b)
                     demand = idle + (pref_dyn * t_pre1 + dec_dyn * t_dec1) / dt
-                    if demand > cap:
+                    if demand > cap * (1.0 + 1e-9):  # not by a rounding error of the sums
                         s = perf_ratio(cap / demand)
                         p_w = cap
                         capped_s += dt
                     else:
                         s = 1.0
-                        p_w = demand
+                        p_w = demand if demand < cap else cap
                     tps = tps_full * s
-                    t_pre = min(dt, pre_tok[i] / tps) if pre_tok[i] > 0 else 0.0
-                    work = t_pre * tps
-                    pre_tok[i] = max(0.0, pre_tok[i] - work)
-                    used = 0.0
                     iters = iters_l[i]
-                    while pre and pre[0][1] <= work - used + 1e-9:
-                        a, pf, of = pre.popleft()
-                        o = int(of)
-                        used += pf
-                        done = ts + used / tps
-                        lat = done - a
-                        acc["ttft_s"] += lat
+                    decoding = bool(heap)
+                    t_pre = 0.0
+                    spans: list[tuple[float, float]] = []  # prefill intervals of the step
+                    joined: list[tuple[float, float, int]] = []  # (decode time before, arrival, out)
+                    cur = ts
+                    while pre:
+                        item = pre[0]
+                        a = item[0]
+                        start = a if a > cur else cur
+                        if start >= te:
+                            break
+                        end = start + item[1] / tps
+                        if end > te:
+                            item[1] -= (te - start) * tps
+                            t_pre += te - start
+                            spans.append((start, te))
+                            break
+                        pre.popleft()
+                        t_pre += end - start
+                        spans.append((start, end))
+                        cur = end
+                        lat = end - a
+                        first_n += 1
+                        ttft_sum += lat
                         ttft_h[_lat_bin(lat)] += 1
                         tokens_step += 1.0
+                        o = int(item[2])
                         if o <= 1:
-                            acc["completed"] += 1
-                            acc["e2e_s"] += lat
+                            done_n += 1
+                            e2e_sum += lat
                             e2e_h[_lat_bin(lat)] += 1
                         else:
+                            # decoding fills the time the prefill engine leaves: this request
+                            # joins the batch after the decode time elapsed before its end
+                            joined.append((end - ts - t_pre, a, o))
+                    t_pre = min(t_pre, dt)
+                    t_dec = dt - t_pre if (heap or joined) else 0.0
+                    t_dec_busy = 0.0
+                    if t_dec > 0:
+                        batch = len(heap) + len(joined)
+                        it = (it_a + it_b * batch) / s
+                        for before, a, o in joined:
                             self._tie += 1
-                            heapq.heappush(heap, (iters + o - 1.0, self._tie, a, int(o)))
-                    if pre and work - used > 0:
-                        pre[0][1] -= work - used
-                    t_dec = dt - t_pre if heap else 0.0
-                    if heap and t_dec > 0:
-                        it = (it_a + it_b * len(heap)) / s
+                            heapq.heappush(heap, (iters + before / it + o - 1.0, self._tie, a, o))
+                            tokens_step -= before / it  # no tokens before it joined
                         n_it = t_dec / it
                         new = iters + n_it
-                        tokens_step += n_it * len(heap)
+                        tokens_step += n_it * batch
                         while heap and heap[0][0] <= new:
                             fin, _, a, o = heapq.heappop(heap)
-                            done = ts + t_pre + (fin - iters) * it
+                            tokens_step -= new - fin  # no tokens after its last one
+                            # decode time -> clock time: skip the prefill intervals before it
+                            done = ts + (fin - iters) * it
+                            for s0, e0 in spans:
+                                if s0 > done:
+                                    break
+                                done += e0 - s0
                             lat = done - a
-                            acc["completed"] += 1
-                            acc["e2e_s"] += lat
+                            done_n += 1
+                            e2e_sum += lat
                             e2e_h[_lat_bin(lat)] += 1
                         iters_l[i] = new
-                    busy = t_pre + t_dec
-                    mem_b = 0.3 * t_pre + 0.8 * t_dec
+                        # a batch decodes from its first member's start (to the step's end)
+                        t_dec_busy = t_dec - (0.0 if decoding else joined[0][0])
+                    else:
+                        for _before, a, o in joined:  # no decode time left: from the next step
+                            self._tie += 1
+                            heapq.heappush(heap, (iters + o - 1.0, self._tie, a, o))
+                    busy = t_pre + t_dec_busy
+                    mem_b = 0.3 * t_pre + 0.8 * t_dec_busy
                     loss_s += busy * (1.0 - s)
                     busy_s += busy
                 power_l[i] = p_w
@@ -393,6 +446,10 @@ class GpuFacility(FacilityBase):
             s_tok += dt * (tokens_step / dt)
         if s_bin >= 0:
             self._series_add(s_bin, s_cover, s_power, s_limit, s_util, s_temp, s_queue, s_tok)
+        acc["first_tokens"] += first_n
+        acc["ttft_s"] += ttft_sum
+        acc["completed"] += done_n
+        acc["e2e_s"] += e2e_sum
         acc["capped_gpu_s"] += capped_s
         acc["perf_loss_gpu_s"] += loss_s
         acc["busy_gpu_s"] += busy_s
@@ -452,7 +509,7 @@ class GpuFacility(FacilityBase):
             "gpu.requests_completed": completed,
             "gpu.tokens_generated": a["tokens"],
             "gpu.throughput_tokens_per_s": a["tokens"] / span,
-            "gpu.ttft_mean_s": a["ttft_s"] / req if req else 0.0,
+            "gpu.ttft_mean_s": a["ttft_s"] / a["first_tokens"] if a["first_tokens"] else 0.0,
             "gpu.ttft_p50_s": _lat_quantile(self._ttft, 0.5),
             "gpu.ttft_p99_s": _lat_quantile(self._ttft, 0.99),
             "gpu.e2e_mean_s": a["e2e_s"] / completed if completed else 0.0,
