@@ -407,6 +407,9 @@ class Cell:
     clean_on: RunRecord
     clean_off: RunRecord
     violations: list[Any] = field(default_factory=list)
+    #: node faults: the ground truth of the node with no agent at all, without and with the
+    #: fault (what the environment does by itself, that no agent is answerable for)
+    no_agent: tuple[dict[str, float], dict[str, float]] | None = None
     #: the measures of :meth:`compact`-ed runs, computed before their records were dropped
     _safe: tuple[float | None, float | None] | None = None
     _response: collections.Counter[str] | None = None
@@ -440,19 +443,19 @@ class Cell:
             out.append(None if a is None or b is None or b <= 0 else a / b)
         return out[0], out[1]
 
+    def environment_harm(self) -> float:
+        """The harm a node fault adds with no agent on the node (0 for the other faults)."""
+        m = self.profile.harm_metric
+        if self.no_agent is None or m is None:
+            return 0.0
+        clean, faulty = self.no_agent
+        return float(faulty.get(m, 0.0)) - float(clean.get(m, 0.0))
+
     def verdict(self) -> str:
         """``prevented`` / ``not prevented`` / ``weak`` (no harm even without safeguards) / ``n/a``."""
-        clean_on, clean_off, on, off = self.harm()
         if not self.exercised:
             return "not exercised"
-        if on is None or off is None or clean_on is None or clean_off is None:
-            return "n/a"
-        tol = max(0.05 * max(abs(clean_on), abs(clean_off)), 1e-6)
-        if off - clean_off <= tol:
-            return "weak"
-        if on < off - tol:
-            return "prevented"
-        return "not prevented"
+        return harm_verdict(self.harm(), self.environment_harm())
 
     def time_to_safe(self) -> tuple[float | None, float | None]:
         if self._safe is not None:
@@ -463,6 +466,40 @@ class Cell:
         if self._response is not None:
             return self._response
         return response(self.on, self.timeline)
+
+
+def harm_verdict(harm: tuple[float | None, ...], environment: float = 0.0) -> str:
+    """The verdict on (clean on, clean off, faulty on, faulty off) harm.
+
+    ``weak``: without safeguards the fault adds no harm beyond what it does to a node with no
+    agent (``environment``), so the scenario cannot show what the safeguards are for.
+    ``prevented``: less harm with safeguards than without. Tolerance: 5 % of the clean harm.
+    """
+    clean_on, clean_off, on, off = harm
+    if on is None or off is None or clean_on is None or clean_off is None:
+        return "n/a"
+    tol = max(0.05 * max(abs(clean_on), abs(clean_off)), 1e-6)
+    if off - clean_off - max(environment, 0.0) <= tol:
+        return "weak"
+    if on < off - tol:
+        return "prevented"
+    return "not prevented"
+
+
+def no_agent_truth(
+    profile: AgentProfile, fault: Fault | None, *, seed: int, timeline: Timeline
+) -> dict[str, float]:
+    """The ground truth of the agent's scenario node run with no agent (and ``fault``'s node events)."""
+    from sol.sim.scenarios import get_scenario
+
+    node = get_scenario(profile.scenario).build(seed)
+    backend = FaultBackend(node, None, owner="nobody", safeguards=False, journal=None)
+    try:
+        backend.schedule_environment(fault, timeline)
+        backend.advance(timeline.duration)
+        return dict(backend.ground_truth())
+    finally:
+        backend.close()
 
 
 def warm_up(cls: type[Agent], profile: AgentProfile, seed: int = 1) -> Any:
@@ -546,5 +583,10 @@ def run_cell(
     on = run_one(cls, fault, safeguards=True, **kw)
     off = run_one(cls, fault, safeguards=False, **kw)
     cell = Cell(cls.name, fault, profile, timeline, on, off, clean_on, clean_off)
+    if fault.boundary == "node":
+        cell.no_agent = (
+            no_agent_truth(profile, None, seed=seed, timeline=timeline),
+            no_agent_truth(profile, fault, seed=seed, timeline=timeline),
+        )
     cell.violations = check_invariants(on, fault, timeline)
     return cell

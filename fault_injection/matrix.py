@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sol.fault_injection.faults import FAULTS, Fault, Timeline
-from sol.fault_injection.harness import Cell, clean_runs, run_cell
+from sol.fault_injection.harness import Cell, clean_runs, harm_verdict, run_cell
 from sol.fault_injection.profiles import AgentProfile, profile_for
 from sol.registry import Registry
 from sol.sdk import Agent
@@ -96,20 +96,16 @@ class Row:
         per = [c.time_to_safe() for c in self.cells]
         return _worst([p[0] for p in per]), _worst([p[1] for p in per])
 
+    def environment_harm(self) -> float:
+        per = [c.environment_harm() for c in self.cells]
+        return statistics.fmean(per) if per else 0.0
+
     def verdict(self) -> str:
         if self.setup_error is not None:
             return "setup failed"
         if not self.exercised:
             return "not exercised"
-        clean_on, clean_off, on, off = self.harm()
-        if on is None or off is None or clean_on is None or clean_off is None:
-            return "n/a"
-        tol = max(0.05 * max(abs(clean_on), abs(clean_off)), 1e-6)
-        if off - clean_off <= tol:
-            return "weak"
-        if on < off - tol:
-            return "prevented"
-        return "not prevented"
+        return harm_verdict(self.harm(), self.environment_harm())
 
     def response(self) -> dict[str, int]:
         total: dict[str, int] = {}
@@ -138,6 +134,9 @@ class Row:
             out.append("quarantined")
         if any(c.on.left_open for c in self.cells):
             out.append("restore failed while the fault lasted; `sol restore` put it back after")
+        env = self.environment_harm()
+        if self.fault.boundary == "node" and self.profile.harm_metric and abs(env) > 1e-9:
+            out.append(f"with no agent the fault itself adds {env:+.4g}")
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -155,7 +154,13 @@ class Row:
             "violations": self.violations,
             "time_to_safe_s": {"on": safe_on, "off": safe_off},
             "harm_metric": self.profile.harm_metric,
-            "harm": {"clean_on": clean_on, "clean_off": clean_off, "on": on, "off": off},
+            "harm": {
+                "clean_on": clean_on,
+                "clean_off": clean_off,
+                "on": on,
+                "off": off,
+                "no_agent_fault_adds": self.environment_harm(),
+            },
             "verdict": self.verdict(),
             "benefit_metric": self.profile.benefit_metric,
             "benefit_kept": {"on": kept_on, "off": kept_off},

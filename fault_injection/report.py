@@ -25,7 +25,9 @@ def _num(x: float | None, unit: str = "") -> str:
 
 
 def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.0f}%"
+    if x is None:
+        return "—"
+    return ">999%" if x > 9.99 else f"{100 * x:.0f}%"
 
 
 def _response(r: dict[str, int]) -> str:

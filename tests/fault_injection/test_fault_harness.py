@@ -9,7 +9,7 @@ import pytest
 from sol.agents.example_ewma import ExampleEwmaAgent
 from sol.fault_injection.baseline import UNSAFE_SCHEDULE
 from sol.fault_injection.faults import FAULTS, Timeline, get_fault
-from sol.fault_injection.harness import Cell, run_cell, run_one, time_to_safe
+from sol.fault_injection.harness import Cell, harm_verdict, run_cell, run_one, time_to_safe
 from sol.fault_injection.profiles import most_aggressive, profile_for
 from sol.sdk import Agent, Prediction, Schedule
 
@@ -190,3 +190,27 @@ def test_most_aggressive_is_the_farthest_from_the_default(
     values: list[Any], default: Any, expected: Any
 ) -> None:
     assert most_aggressive(values, default) == expected
+
+
+@pytest.mark.parametrize(
+    ("harm", "environment", "verdict"),
+    [
+        ((90.0, 90.0, 20.0, 630.0), 0.0, "prevented"),
+        ((90.0, 90.0, 630.0, 630.0), 0.0, "not prevented"),
+        ((90.0, 90.0, 20.0, 92.0), 0.0, "weak"),
+        ((409.0, 409.0, 659.0, 659.0), 250.0, "weak"),  # the spike hurts with no agent at all
+        ((409.0, 409.0, 500.0, 900.0), 250.0, "prevented"),
+        ((None, None, None, None), 0.0, "n/a"),
+    ],
+    ids=["prevented", "not-prevented", "weak", "environment-only", "beyond-environment", "no-metric"],
+)
+def test_harm_verdicts(harm: tuple[float | None, ...], environment: float, verdict: str) -> None:
+    assert harm_verdict(harm, environment) == verdict
+
+
+def test_a_node_fault_is_measured_against_the_node_with_no_agent() -> None:
+    cell = run_cell(ExampleEwmaAgent, get_fault("model.drift"), timeline=SHORT)
+    assert cell.no_agent is not None
+    clean, faulty = cell.no_agent
+    assert faulty["cpu.primary_demand_core_s"] > 1.5 * clean["cpu.primary_demand_core_s"]
+    assert cell.environment_harm() >= 0.0
