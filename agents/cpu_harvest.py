@@ -376,7 +376,9 @@ class CpuHarvestAgent(Agent):
         cpu_budget=0.2,
     )
     Params = Params
+    #: for the fault harness (sol.fault_injection.profiles): what hurts, what is gained, where
     harm_metric = "cpu.primary_unserved_windows"
+    benefit_metric = "cpu.harvested_core_s"
 
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -499,6 +501,10 @@ class CpuHarvestAgent(Agent):
         keep = math.ceil(model.max_recent + k - 1e-9)
         return int(min(self.max_lend, max(0, self.total - max(keep, self.p.min_primary_cores))))
 
+    def fault_aggressive(self) -> int:
+        """The decision an adversarial model would make (fault harness): lend all it may."""
+        return int(self.max_lend)
+
     # -- actuator side ----------------------------------------------------------------
     def act(self, prediction: Prediction) -> None:
         cores = int(prediction.value)
@@ -537,7 +543,7 @@ class CpuHarvestAgent(Agent):
 
     def mitigate(self) -> None:
         harvest = getattr(self, "harvest", None)
-        if harvest is not None and harvest.harvest_cores() != 0:
+        if harvest is not None:
             harvest.set_harvest_cores(0)
 
     def clean_up(self) -> None:
