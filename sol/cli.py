@@ -259,8 +259,8 @@ def _dispatch(args: argparse.Namespace, registry: Registry, out: TextIO, err: Te
     if cmd == "faults":
         from sol.fault_injection.cli import faults_command
 
-        rc: int = faults_command(args, out)
-        return rc
+        status: int = faults_command(args, out)
+        return status
 
     if cmd == "install":
         from sol.install import install_command

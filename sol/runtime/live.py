@@ -304,6 +304,8 @@ class LiveExecutor(ExecutorBase):
             for agent in agents:
                 r = agent.runner
                 if r.state != "running":
+                    if r.restore_pending:
+                        r.retry_restore(now)  # undo records a quarantine could not restore
                     continue
                 for lane in (agent.model, agent.actuator):
                     with agent.lock:

@@ -96,6 +96,10 @@ class AgentRunner:
         self.model_verdict: Verdict = Verdict.ok()
         self.model_busy_until = -math.inf
         self._hung_since: float | None = None
+        #: a restore of this agent's undo records failed and is retried (see _rollback)
+        self.restore_pending = False
+        self._restore_next = math.inf
+        self._restore_backoff = schedule.backoff_initial
         self._tokens = schedule.cpu_budget * schedule.budget_window
         self._tokens_at: float | None = None
         self._deferring = False
@@ -173,16 +177,42 @@ class AgentRunner:
         self.metrics.state.labels(self.name).set(0)
         self.log.info("agent.stopped", restored=restore)
 
-    def _rollback(self, why: str) -> None:
+    def _rollback(self, why: str) -> bool:
+        """Restore this agent's undo records; True when nothing is left open.
+
+        A restore that fails (the host refuses the write: EPERM, a busy knob) leaves the
+        records open and is retried with backoff by ``retry_restore`` while the agent is out
+        of service, so the host returns to its before-image as soon as it accepts writes
+        again, not only at the next stop or ``sol restore``.
+        """
         if self._restore is None:
-            return
+            return True
         try:
             report = self._restore(self.name)
         except Exception as exc:  # the journal itself failed: say so loudly
             self.log.error("agent.restore_failed", why=why, error=f"{type(exc).__name__}: {exc}")
-            return
-        summary = report.summary() if hasattr(report, "summary") else str(report)
-        self.log.info("agent.restored", why=why, summary=summary)
+            ok = False
+        else:
+            summary = report.summary() if hasattr(report, "summary") else str(report)
+            ok = bool(getattr(report, "ok", True))
+            (self.log.info if ok else self.log.error)("agent.restored", why=why, summary=summary, complete=ok)
+        now = self.clock.now()
+        if ok:
+            self.restore_pending = False
+        else:
+            self._restore_backoff = (
+                min(self._restore_backoff * 2, self.schedule.backoff_max)
+                if (self.restore_pending)
+                else self.schedule.backoff_initial
+            )
+            self.restore_pending = True
+            self._restore_next = now + self._restore_backoff
+        return ok
+
+    def retry_restore(self, now: float) -> None:
+        """Retry a failed restore of an agent that is out of service (quarantined, failed)."""
+        if self.restore_pending and self.state != "running" and now >= self._restore_next:
+            self._rollback("retry")
 
     # -- errors and quarantine (guarantee 5) ------------------------------------------
     def _error(self, side: Side, name: str, out: Outcome, now: float) -> None:

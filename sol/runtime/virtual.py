@@ -31,6 +31,8 @@ _MODEL, _COLLECT, _PREDICT, _ASSESS_MODEL, _ACT, _ASSESS_PERF = range(6)
 #: A callback that really runs longer than this many wall seconds (or its timeout, if
 #: longer) is treated as hung even in virtual time.
 MIN_WALL_TIMEOUT = 0.25
+#: ... and for ``setup``, which may import and probe (as the live executor's SETUP_TIMEOUT).
+SETUP_WALL_TIMEOUT = 10.0
 #: How often the wall-clock alarm checks for a really hung callback (seconds).
 ALARM_PERIOD = 0.05
 
@@ -73,8 +75,11 @@ class VirtualExecutor(ExecutorBase):
         def invoke(side: Side, name: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Outcome:
             timeout = runner_ref[0].schedule.callback_timeout
             c0 = clock._consumed
-            # the periodic alarm (see run) interrupts the call once this deadline has passed
-            self._wall_deadline = perf() + max(timeout, MIN_WALL_TIMEOUT)
+            # the periodic alarm (see run) interrupts the call once this deadline has passed;
+            # setup may import large libraries (an interrupted import leaves a half-built
+            # module behind for the whole process), so it gets the live executor's allowance
+            wall = SETUP_WALL_TIMEOUT if name == "setup" else MIN_WALL_TIMEOUT
+            self._wall_deadline = perf() + max(timeout, wall)
             try:
                 value = fn(*args)
             except _WallTimeout:
@@ -186,6 +191,12 @@ class VirtualExecutor(ExecutorBase):
             t, kind, _, idx = heapq.heappop(heap)
             runner = runners[idx]
             if runner.state != "running":
+                if runner.restore_pending and kind == _ACT:
+                    # out of service with undo records it could not restore: keep trying
+                    clock.set(t)
+                    advance(t)
+                    runner.retry_restore(t)
+                    self._push(t + runner.schedule.act_every, kind, idx)
                 continue
             clock.set(t)
             advance(t)
@@ -202,7 +213,7 @@ class VirtualExecutor(ExecutorBase):
                 runner.assess_model_tick(t)
             else:
                 runner.assess_performance_tick(t)
-            if runner.state == "running":
+            if runner.state == "running" or (runner.restore_pending and kind == _ACT):
                 self._push(t + self._period(runner, kind), kind, idx)
             if progress is not None and t >= next_progress:
                 progress(t - self.start_time)

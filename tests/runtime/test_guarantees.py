@@ -385,3 +385,38 @@ def test_model_call_that_never_returns_quarantines_after_error_window() -> None:
     assert r.state == "quarantined" and "hung" in str(r.status["reason"])
     assert agent.cleanups == 1
     assert max(t for t, _ in r.actions) < 42
+
+
+def test_failed_quarantine_restore_is_retried_until_the_host_accepts_it(tmp_path: Path) -> None:
+    from sol.safety.journal import UndoJournal
+
+    knob = tmp_path / "knob"
+    knob.write_text("original\n")
+    refused_until = 30.0
+    attempts: list[float] = []
+
+    def flaky_restore(target: str, before: Any) -> None:
+        now = agent.ctx.clock.now()
+        attempts.append(now)
+        if now < refused_until:
+            raise PermissionError(1, "Operation not permitted", target)
+        Path(target).write_text(f"{before}\n")
+
+    def act(t: float, p: Prediction) -> None:
+        journal.record("scripted", "flaky", str(knob), "original")
+        knob.write_text("changed\n")
+        if t >= 10:
+            raise OSError("EIO")
+
+    journal = UndoJournal.open(tmp_path / "undo.journal")
+    agent = Scripted(act=act)
+    with capture_logs() as logs:
+        r = run(agent, 60, journal=journal, restorers={"flaky": flaky_restore})
+    assert r.state == "quarantined"
+    assert knob.read_text().strip() == "original"
+    # quarantined at 14; refused until 30; retried with backoff (4, 8, 16 s) in between
+    assert attempts[0] == 14.0 and any(a >= refused_until for a in attempts)
+    assert 2 <= len(attempts) <= 6
+    assert journal.open_records() == []
+    assert any(e["event"] == "agent.restored" and e.get("complete") is False for e in logs)
+    journal.close()
