@@ -38,6 +38,7 @@ fixed number of idle cores above the last observed need (benchmarks/cpu_harvest.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -227,8 +228,6 @@ class _RollingJumps:
         self._sorted: list[float] = []
 
     def add(self, t: float, v: float) -> None:
-        import bisect
-
         self._q.append((t, v))
         bisect.insort(self._sorted, v)
         while self._q[0][0] < t - self.horizon:
