@@ -955,6 +955,8 @@ class _Reporter:
                 if last and last.reason
                 else (last.source if last else None),
             )
+        if not final:
+            return  # the node's ground truth (dozens of figures) once, at the end
         truth = self.backend.ground_truth()
         if truth:
             log.info("node.ground_truth", **{k.replace(".", "_"): round(v, 3) for k, v in truth.items()})
