@@ -39,9 +39,12 @@ fixed number of idle cores above the last observed need (benchmarks/cpu_harvest.
 from __future__ import annotations
 
 import bisect
+import json
 import math
+import os
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from sol.facilities import CpuUsage, RunQueueDelay
@@ -64,6 +67,8 @@ __all__ = [
 ]
 
 Learner = Literal["quantile", "classifier"]
+#: the long-term profile's file in the agent's state directory
+PROFILE_FILE = "tod_profile.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +103,13 @@ class Params:
     #: seconds of history for the rolling features
     short_horizon_s: float = 1.0
     long_horizon_s: float = 60.0
-    #: the time-of-day profile (Coach): on/off, buckets per day, the length of a day (s)
+    #: the time-of-day profile (Coach): on/off, buckets per day, the length of a day (s);
+    #: kept in the agent's state directory across restarts, saved every ``profile_save_s``
     time_of_day: bool = True
     tod_buckets: int = 48
     day_s: float = 86400.0
+    persist_profile: bool = True
+    profile_save_s: float = 600.0
     #: learning rate of the quantile regression
     lr: float = 0.02
     #: validate: sample age limit (s), repeated-reading limit, relative usage tolerance
@@ -410,6 +418,48 @@ class CpuHarvestAgent(Agent):
         # lent since then
         self._perf_prev: tuple[float, float, float] | None = None
         self._lent_since_assess = False
+        # the long-term profile survives restarts (days of learning); the runtime gives each
+        # agent its own state directory, and none (".") in tests and simulations without one
+        self._profile_path: Path | None = None
+        self._profile_saved = ctx.clock.now()
+        if self.p.time_of_day and self.p.persist_profile and Path(ctx.state_dir) != Path("."):
+            self._profile_path = Path(ctx.state_dir) / PROFILE_FILE
+            self._load_profile()
+
+    # -- the long-term profile on disk ---------------------------------------------------
+    def _log(self, event: str, **kw: Any) -> None:
+        if self.ctx.log is not None:
+            self.ctx.log.warning(event, **kw)
+
+    def _load_profile(self) -> None:
+        path = self._profile_path
+        if path is None or not path.exists():
+            return
+        try:
+            saved = json.loads(path.read_text())
+            if saved.get("version") != 1:
+                raise ValueError(f"unknown version {saved.get('version')!r}")
+            if float(saved["saved_at"]) > self.ctx.clock.now():
+                # the clock is monotonic: a save "from the future" means the host rebooted and
+                # the day's buckets no longer line up with this clock
+                raise ValueError("saved before the clock's origin (host rebooted?)")
+            self.model.profile.load_state(saved["profile"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self._log("cpu_harvest.profile_discarded", path=str(path), reason=f"{type(exc).__name__}: {exc}")
+
+    def _save_profile(self) -> None:
+        path = self._profile_path
+        if path is None:
+            return
+        now = self.ctx.clock.now()
+        self._profile_saved = now
+        state = {"version": 1, "saved_at": now, "profile": self.model.profile.state()}
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(state))
+            os.replace(tmp, path)  # atomic: a crash leaves the old profile or the new one
+        except OSError as exc:
+            self._log("cpu_harvest.profile_not_saved", path=str(path), error=str(exc))
 
     # -- model side -------------------------------------------------------------------
     def collect(self) -> HarvestObservation:
@@ -472,6 +522,8 @@ class CpuHarvestAgent(Agent):
         self._win_need = self._win_used = self._win_wait = 0.0
         self._win_lent = False
         self._win_samples = 0
+        if self._profile_path is not None and obs.t - self._profile_saved >= self.p.profile_save_s:
+            self._save_profile()
 
     def predict(self) -> int:
         if not self.model.ready:
@@ -547,6 +599,8 @@ class CpuHarvestAgent(Agent):
 
     def clean_up(self) -> None:
         self.mitigate()
+        if getattr(self, "_profile_path", None) is not None:
+            self._save_profile()
 
 
 # ---------------------------------------------------------------------------------------

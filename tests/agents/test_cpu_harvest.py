@@ -26,6 +26,7 @@ from sol.agents.cpu_harvest import (
     WindowOutcome,
 )
 from sol.facilities import CpuPressure, CpuUsage, RunQueueDelay
+from sol.log import get_logger
 from sol.sdk import Context, Schedule
 from sol.testing import check_agent, simulate
 
@@ -454,3 +455,45 @@ def test_the_static_baseline_keeps_its_buffer() -> None:
         params=StaticParams(buffer_cores=2.0),
     )
     assert node.writes[-2][1] == 16 - 5  # the last write before stop's clean-up
+
+
+# -- the long-term profile survives restarts -------------------------------------------------
+
+
+def test_the_time_of_day_profile_survives_a_restart(tmp_path: Any) -> None:
+    params = Params(day_s=20.0, tod_buckets=4, profile_save_s=5.0)
+    simulate(
+        CpuHarvestAgent(),
+        duration=60.0,
+        backend=ScriptedCpu(16, flat(3.0)),
+        params=params,
+        state_dir=tmp_path,
+    )
+    saved = tmp_path / "agents" / "cpu_harvest" / "tod_profile.json"
+    assert saved.exists()
+    again = CpuHarvestAgent()
+    clock = SimpleNamespace(now=lambda: 100.0, consume=lambda s: None)
+    node = ScriptedCpu(16, flat(3.0))
+    again.setup(Context(clock, None, node.sensors, node.actuators, params, saved.parent))
+    assert again.model.profile.days_seen(100.0) >= 2
+    assert again.model.profile.predict_one({"t": 100.0}) == pytest.approx(3.0, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        pytest.param("{not json", "JSONDecodeError", id="corrupt"),
+        pytest.param('{"version": 1, "saved_at": 1e12, "profile": {}}', "rebooted", id="from-another-boot"),
+        pytest.param('{"version": 7}', "unknown version", id="unknown-version"),
+    ],
+)
+def test_a_bad_saved_profile_is_discarded_not_fatal(tmp_path: Any, content: str, reason: str) -> None:
+    (tmp_path / "tod_profile.json").write_text(content)
+    agent = CpuHarvestAgent()
+    clock = SimpleNamespace(now=lambda: 100.0, consume=lambda s: None)
+    node = ScriptedCpu(16, flat(3.0))
+    with capture_logs() as logs:
+        agent.setup(Context(clock, get_logger(), node.sensors, node.actuators, Params(), tmp_path))
+    events = [e for e in logs if e["event"] == "cpu_harvest.profile_discarded"]
+    assert events and reason in events[0]["reason"]
+    assert agent.model.profile.days_seen(100.0) == 0
