@@ -29,8 +29,10 @@ from sol.runtime.runner import AgentRunner, Outcome, Side
 _MODEL, _COLLECT, _PREDICT, _ASSESS_MODEL, _ACT, _ASSESS_PERF = range(6)
 
 #: A callback that really runs longer than this many wall seconds (or its timeout, if
-#: longer) is treated as hung even in virtual time.
-MIN_WALL_TIMEOUT = 0.25
+#: longer) is treated as hung even in virtual time. Generous on purpose: on a loaded machine
+#: an honest callback can take hundreds of ms of wall time, and a false alarm would make a
+#: simulation depend on the machine's load.
+MIN_WALL_TIMEOUT = 2.0
 #: ... and for ``setup``, which may import and probe (as the live executor's SETUP_TIMEOUT).
 SETUP_WALL_TIMEOUT = 10.0
 #: How often the wall-clock alarm checks for a really hung callback (seconds).

@@ -88,12 +88,12 @@ def test_sigkill_restores_every_before_image_and_the_daemon_restarts(cells: dict
     assert time_to_safe(on, SHORT) == 0.0
 
 
-def test_a_refused_restore_is_finished_by_sol_restore_after_the_fault(cells: dict[str, Cell]) -> None:
+def test_a_refused_restore_is_retried_and_finished_once_the_fault_clears(cells: dict[str, Cell]) -> None:
     on = cells["act.eperm"].on
     assert on.state == "quarantined"
-    assert on.left_open >= 1
-    assert on.final_restore_ok and on.knobs_restored
-    assert on.event_times("journal.restore_failed")
+    assert on.event_times("journal.restore_failed")  # refused while the fault lasted
+    assert on.left_open == 0  # the runtime's retry finished it before the run ended
+    assert on.final_restore_ok is None  # so no `sol restore` was needed afterwards
 
 
 def test_the_unprotected_baseline_is_what_the_docs_say() -> None:
