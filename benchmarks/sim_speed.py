@@ -147,29 +147,18 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     try:
-        from sol.sdk import Agent, Prediction, Schedule
+        from sol.agents.noop import NoopAgent
         from sol.testing import simulate
 
-        class NoOp(Agent):
-            name = "noop"
-            schedule = Schedule(collect_every=0.1, act_every=0.1, prediction_ttl=1.0, assess_every=1.0)
-
-            def collect(self) -> object:
-                return None
-
-            def predict(self) -> object:
-                return None
-
-            def default_predict(self) -> object:
-                return None
-
-            def act(self, prediction: Prediction) -> None:
-                return None
+        # the reference do-nothing agent, ticking at 10 Hz
+        ten_hz = NoopAgent.schedule.replace(
+            collect_every=0.1, predict_every=0.1, act_every=0.1, prediction_ttl=1.0, assess_every=1.0
+        )
 
         sim_s = min(600.0, args.max_sim_s)
         node = get_scenario("default").build(args.seed)
         t0, c0 = time.perf_counter(), time.process_time()
-        simulate(NoOp(), duration=sim_s, seed=args.seed, backend=node)
+        simulate(NoopAgent(), duration=sim_s, seed=args.seed, backend=node, schedule=ten_hz)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         print(
             f"{'default (runtime)':<18}{'sol.testing.simulate':<24}{sim_s:>9.0f}{wall:>9.3f}{cpu:>9.3f}"
