@@ -146,3 +146,47 @@ def test_stop_runs_clean_up_once() -> None:
     ex = run_live(probe, seconds=0.2)
     assert probe.cleaned == 1
     assert ex.loops_alive() is False  # stopped
+
+
+def test_watchdog_retries_a_refused_quarantine_restore(tmp_path: Any) -> None:
+    from pathlib import Path
+
+    from sol.safety.journal import UndoJournal
+
+    knob = Path(tmp_path) / "knob"
+    knob.write_text("original\n")
+    started = time.monotonic()
+    attempts: list[float] = []
+
+    def flaky(target: str, before: Any) -> None:
+        attempts.append(time.monotonic() - started)
+        if time.monotonic() - started < 0.5:
+            raise PermissionError(1, "Operation not permitted", target)
+        Path(target).write_text(f"{before}\n")
+
+    class Failing(Probe):
+        def act(self, prediction: Prediction) -> None:
+            journal.record(self.name, "flaky", str(knob), "original")
+            knob.write_text("changed\n")
+            raise OSError("EIO")
+
+    journal = UndoJournal.open(Path(tmp_path) / "undo.journal")
+    ex = LiveExecutor(
+        [AgentSpec(Failing())],
+        backend=NullBackend(),
+        log=get_logger(),
+        journal=journal,
+        restorers={"flaky": flaky},
+    )
+    ex.start()
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline and not (
+        ex.runners[0].state == "quarantined" and knob.read_text().strip() == "original"
+    ):
+        time.sleep(0.05)
+    restored_while_running = knob.read_text().strip() == "original"
+    ex.stop()
+    journal.close()
+    assert ex.runners[0].state == "quarantined"
+    assert restored_while_running, attempts
+    assert len(attempts) >= 2 and attempts[0] < 0.5 <= attempts[-1]
