@@ -26,6 +26,18 @@ STREAM_MEM_SETUP = 8
 STREAM_GPU_SETUP = 9
 
 
+def looped_slices(times: FloatArray, span: float, t0: float, t1: float) -> list[tuple[int, int, float]]:
+    """Index ranges ``[lo, hi)`` of sorted ``times`` (a trace of length ``span`` that repeats
+    end to end) falling in ``[t0, t1)``, each with the offset of its repetition."""
+    out: list[tuple[int, int, float]] = []
+    for c in range(math.floor(t0 / span), math.floor(t1 / span) + 1):
+        lo = int(np.searchsorted(times, t0 - c * span, side="left"))
+        hi = int(np.searchsorted(times, t1 - c * span, side="left"))
+        if hi > lo:
+            out.append((lo, hi, c * span))
+    return out
+
+
 def block_rng(seed: int, stream: int, block: int) -> np.random.Generator:
     """The generator of one block of one stream (random access in simulated time)."""
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, stream, int(block)])

@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from sol.facilities import CacheObject, Invocation, Prewarm, Residency
-from sol.sim._common import FacilityBase, FloatArray, IntArray, Series
+from sol.sim._common import FacilityBase, FloatArray, IntArray, Series, looped_slices
 
 _INF = math.inf
 
@@ -66,17 +66,10 @@ class InvocationList:
     source: str = "trace"
 
     def between(self, t0: float, t1: float) -> tuple[FloatArray, IntArray, FloatArray]:
-        ts: list[FloatArray] = []
-        fs: list[IntArray] = []
-        ds: list[FloatArray] = []
-        span = self.span_s
-        for c in range(math.floor(t0 / span), math.floor(t1 / span) + 1):
-            lo = np.searchsorted(self.start_s, t0 - c * span, side="left")
-            hi = np.searchsorted(self.start_s, t1 - c * span, side="left")
-            if hi > lo:
-                ts.append(self.start_s[lo:hi] + c * span)
-                fs.append(self.function[lo:hi])
-                ds.append(self.duration_s[lo:hi])
+        parts = looped_slices(self.start_s, self.span_s, t0, t1)
+        ts = [self.start_s[lo:hi] + off for lo, hi, off in parts]
+        fs = [self.function[lo:hi] for lo, hi, _ in parts]
+        ds = [self.duration_s[lo:hi] for lo, hi, _ in parts]
         if not ts:
             return np.empty(0), np.empty(0, np.int64), np.empty(0)
         return np.concatenate(ts), np.concatenate(fs), np.concatenate(ds)

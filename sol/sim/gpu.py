@@ -30,7 +30,7 @@ from typing import Protocol
 import numpy as np
 
 from sol.facilities import GpuUtilization
-from sol.sim._common import FacilityBase, FloatArray, IntArray, Series
+from sol.sim._common import FacilityBase, FloatArray, IntArray, Series, looped_slices
 
 #: (limit / uncapped mean power, throughput / uncapped throughput): medians over the Zeus
 #: NSDI'23 traces (V100, A40, P100, RTX6000; 218 configurations, 1,609 measurements), in
@@ -78,17 +78,10 @@ class LlmRequests:
     source: str = "trace"
 
     def between(self, t0: float, t1: float) -> tuple[FloatArray, IntArray, IntArray]:
-        outs_t: list[FloatArray] = []
-        outs_p: list[IntArray] = []
-        outs_o: list[IntArray] = []
-        span = self.span_s
-        for c in range(math.floor(t0 / span), math.floor(t1 / span) + 1):
-            lo = np.searchsorted(self.arrival_s, t0 - c * span, side="left")
-            hi = np.searchsorted(self.arrival_s, t1 - c * span, side="left")
-            if hi > lo:
-                outs_t.append(self.arrival_s[lo:hi] + c * span)
-                outs_p.append(self.prompt_tokens[lo:hi])
-                outs_o.append(self.output_tokens[lo:hi])
+        parts = looped_slices(self.arrival_s, self.span_s, t0, t1)
+        outs_t = [self.arrival_s[lo:hi] + off for lo, hi, off in parts]
+        outs_p = [self.prompt_tokens[lo:hi] for lo, hi, _ in parts]
+        outs_o = [self.output_tokens[lo:hi] for lo, hi, _ in parts]
         if not outs_t:
             return np.empty(0), np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(outs_t), np.concatenate(outs_p), np.concatenate(outs_o)
