@@ -411,14 +411,15 @@ class CpuHarvestAgent(Agent):
         self.frozen = NotFrozen(self.p.frozen_samples, what="primary cpu reading")
         # model side: the previous valid reading, and the window being accumulated
         self._prev: HarvestObservation | None = None
+        self._wait_rate = 0.0
         self._win_need = 0.0
         self._win_used = 0.0
         self._win_wait = 0.0
         self._win_lent = False
         self._win_samples = 0
-        # actuator side: the counters at the previous assessment, and whether any core was
-        # lent since then
-        self._perf_prev: tuple[float, float, float] | None = None
+        # actuator side: the counters at the previous assessment (usage t and total, delay t
+        # and total), and whether any core was lent since then
+        self._perf_prev: tuple[float, float, float, float] | None = None
         self._lent_since_assess = False
         # the long-term profile survives restarts (days of learning); the runtime gives each
         # agent its own state directory, and none (".") in tests and simulations without one
@@ -504,10 +505,16 @@ class CpuHarvestAgent(Agent):
             return
         dt = obs.t - prev.t
         used = (obs.usage.total_core_s - prev.usage.total_core_s) / dt
-        wait = (obs.delay.total_s - prev.delay.total_s) / dt
+        # The run-queue reading has its own time: a host sensor may serve one reading to
+        # several windows when a fresh one costs too much (sol.linux.cpu, a thread scan). A
+        # fresh reading gives the waiting rate over its own interval; until the next one,
+        # the windows keep that rate -- waiting seen is assumed to go on (the safe side).
+        d, d_prev = obs.delay, prev.delay
+        if d.t > d_prev.t:
+            self._wait_rate = (d.total_s - d_prev.total_s) / (d.t - d_prev.t)
         # clamp what a counter hiccup could produce: no more cores than the node has
         used = min(max(used, 0.0), float(self.total))
-        wait = min(max(wait, 0.0), 4.0 * self.total)
+        wait = min(max(self._wait_rate, 0.0), 4.0 * self.total)
         self._win_need = max(self._win_need, used + wait)
         self._win_used += used * dt
         self._win_wait += wait * dt
@@ -570,7 +577,7 @@ class CpuHarvestAgent(Agent):
         p = self.p
         usage = self.cpu.usage("primary")
         delay = self.cpu.run_queue_delay("primary")
-        prev, self._perf_prev = self._perf_prev, (usage.t, usage.total_core_s, delay.total_s)
+        prev, self._perf_prev = self._perf_prev, (usage.t, usage.total_core_s, delay.t, delay.total_s)
         lent = self._lent_since_assess or self.harvest.harvest_cores() > 0
         self._lent_since_assess = False
         if not lent:
@@ -583,14 +590,16 @@ class CpuHarvestAgent(Agent):
             if stall > p.max_primary_pressure:
                 limit = p.max_primary_pressure
                 return Verdict.fail(f"primaries stalled on CPU {stall:.0%} of the last 10 s, max {limit:.0%}")
-        if prev is None or usage.t <= prev[0]:
-            return Verdict.ok()
-        used = usage.total_core_s - prev[1]
-        waited = delay.total_s - prev[2]
-        if waited > p.max_primary_delay_share * (used + waited) and waited > 0.01 * (usage.t - prev[0]):
+        if prev is None or usage.t <= prev[0] or delay.t <= prev[2]:
+            return Verdict.ok()  # no new run-queue reading since the last assessment
+        # rates over each reading's own interval (a host may reuse run-queue readings)
+        span = delay.t - prev[2]
+        used = (usage.total_core_s - prev[1]) / (usage.t - prev[0])
+        waited = (delay.total_s - prev[3]) / span
+        if waited > p.max_primary_delay_share * (used + waited) and waited > 0.01:
             return Verdict.fail(
                 f"primaries waited for a CPU {waited / max(used + waited, 1e-9):.1%} of their CPU time "
-                f"over the last {usage.t - prev[0]:.2g} s (max {p.max_primary_delay_share:.0%})"
+                f"over the last {span:.2g} s (max {p.max_primary_delay_share:.0%})"
             )
         return Verdict.ok()
 

@@ -6,9 +6,17 @@ over-prediction ``c_o``, the decision with the least expected cost is the ``q = 
 c_o)`` quantile of the target's distribution given the features; the pinball (quantile) loss
 is minimised by exactly that quantile, so SGD on it learns a cost-sensitive regressor directly.
 
-``QuantileRegressor`` is river's ``LinearRegression`` with ``optim.losses.Quantile``, behind the
-``sol.predictors`` protocol: finite float predictions, ``initial`` before the first update, a
-non-finite target or prediction is a ``ValueError`` (the runtime then serves its default).
+``QuantileRegressor`` computes exactly what river's ``LinearRegression`` with
+``optim.SGD(lr)`` and ``optim.losses.Quantile(q)`` (behind a ``StandardScaler`` when ``scale``)
+computes -- the same updates in the same order, checked against river itself in
+``tests/predictors/test_quantile.py`` -- behind the ``sol.predictors`` protocol: finite float
+predictions, ``initial`` before the first update, a non-finite target or prediction is a
+``ValueError`` (the runtime then serves its default).
+
+Why not river's objects themselves: importing ``river.linear_model`` loads SciPy's statistics
+and ``river.preprocessing`` loads scikit-learn, ~90 MiB of resident memory for a dozen lines
+of arithmetic. The daemon's budget is 128 MiB in all (docs/operating.md), and this learner
+runs in it at 20 Hz.
 
 >>> import random
 >>> rng = random.Random(7)
@@ -24,9 +32,6 @@ True
 from __future__ import annotations
 
 import math
-from typing import Any
-
-from river import linear_model, optim, preprocessing
 
 from .base import Features, Learner, check_target
 
@@ -46,7 +51,7 @@ def cost_quantile(under_cost: float, over_cost: float) -> float:
 
 
 class QuantileRegressor(Learner):
-    """Linear regression on the pinball loss at quantile ``q``, trained online by SGD (river).
+    """Linear regression on the pinball loss at quantile ``q``, trained online by SGD (river's arithmetic).
 
     ``lr`` is the SGD step of the weights, ``intercept_lr`` that of the intercept (default
     ``lr``); ``scale`` puts a ``StandardScaler`` in front (features of very different ranges).
@@ -76,26 +81,57 @@ class QuantileRegressor(Learner):
         self.l2 = l2
         self.scale = scale
         self.initial = initial
-        self.model = self._build()
         self.n_seen = 0
+        self._lr_intercept = lr if intercept_lr is None else intercept_lr
+        self.weights: dict[str, float] = {}
+        self.intercept = 0.0
+        # StandardScaler state (Welford, population variance), per feature
+        self._counts: dict[str, int] = {}
+        self._means: dict[str, float] = {}
+        self._vars: dict[str, float] = {}
 
-    def _build(self) -> Any:
-        regression = linear_model.LinearRegression(
-            optimizer=optim.SGD(self.lr),
-            loss=optim.losses.Quantile(self.q),
-            intercept_lr=self.lr if self.intercept_lr is None else self.intercept_lr,
-            l2=self.l2,
-        )
-        return preprocessing.StandardScaler() | regression if self.scale else regression
+    def _learn_scaler(self, x: Features) -> None:
+        counts, means, vars_ = self._counts, self._means, self._vars
+        for i, xi in x.items():
+            n = counts[i] = counts.get(i, 0) + 1
+            old = means.get(i, 0.0)
+            new = means[i] = old + (xi - old) / n
+            v = vars_.get(i, 0.0)
+            vars_[i] = v + ((xi - old) * (xi - new) - v) / n
+
+    def _scaled(self, x: Features) -> Features:
+        means, vars_ = self._means, self._vars
+        out = {}
+        for i, xi in x.items():
+            v = vars_.get(i, 0.0)
+            out[i] = (xi - means.get(i, 0.0)) / v**0.5 if v else 0.0
+        return out
+
+    def _dot(self, x: Features) -> float:
+        w = self.weights
+        return sum(w.get(i, 0.0) * xi for i, xi in x.items()) + self.intercept
 
     def learn_one(self, x: Features, y: float) -> None:
-        self.model.learn_one(x, check_target(y))
+        y = check_target(y)
+        if self.scale:
+            self._learn_scaler(x)  # river's pipeline: the scaler learns, then transforms
+            x = self._scaled(x)
+        # d(pinball)/d(prediction): 1 - q above the target, -q below it
+        g = float((y < self._dot(x)) - self.q)
+        self.intercept -= self._lr_intercept * g
+        w, lr, l2 = self.weights, self.lr, self.l2
+        for i, xi in x.items():
+            wi = w.get(i, 0.0)
+            gi = xi * g
+            if l2:
+                gi += l2 * wi
+            w[i] = wi - lr * gi
         self.n_seen += 1
 
     def predict_one(self, x: Features) -> float:
         if self.n_seen == 0:
             return self.initial
-        value = float(self.model.predict_one(x))
+        value = float(self._dot(self._scaled(x) if self.scale else x))
         if not math.isfinite(value):
             raise ValueError(f"quantile regression predicted {value} (diverged?)")
         return value

@@ -162,6 +162,7 @@ class LinuxConfig:
     reserved_cores: tuple[int, ...] = ()  # cores never lent to the harvest cgroup
     harvest_mode: Literal["cpuset", "quota"] = "cpuset"  # lend whole cores (cpuset.cpus) or CFS quota
     run_delay_source: Literal["schedstat", "taskstats"] = "schedstat"  # per-task run-queue delay source
+    run_delay_cpu_share: float = 0.002  # most of a core the run-queue sensor spends (readings are reused)
     memory_pid: int | None = None  # the process mem_tier manages (DAMON target, move_pages)
     migrate_mb_s: float = 256.0  # cap on page migration bandwidth, MB/s
     far_nodes: tuple[int, ...] = ()  # NUMA nodes of the slow tier; empty: the memory-only nodes
@@ -170,6 +171,10 @@ class LinuxConfig:
     faas_cache_dir: Path | None = None  # local FaaS cache directory; None: no faas facility
     faas_origin_dir: Path | None = None  # where objects missing from the cache dir are copied from
     faas_invocation_log: Path | None = None  # JSON lines {"t": wall s, "function", "object"} per invocation
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.run_delay_cpu_share) and 0.0 < self.run_delay_cpu_share <= 1.0):
+            raise ValueError(f"run_delay_cpu_share must be in (0, 1], got {self.run_delay_cpu_share}")
 
 
 @dataclass(frozen=True, slots=True)

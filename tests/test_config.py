@@ -148,6 +148,11 @@ ERROR_CASES = [
         "sol.toml:2: linux.proc_root: expected a non-empty path string",
         id="empty-path",
     ),
+    pytest.param(
+        "[linux]\nrun_delay_cpu_share = 0.0",
+        "sol.toml:1: linux: run_delay_cpu_share must be in (0, 1], got 0.0",
+        id="run-delay-share-zero",
+    ),
     pytest.param('log = "json"', 'sol.toml:1: log: expected a table, got "json"', id="section-not-table"),
     pytest.param(
         "paths.state_dir = 1979-05-27",

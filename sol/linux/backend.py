@@ -142,6 +142,7 @@ class LinuxBackend:
             reserved_cores=tuple(lc.reserved_cores),
             harvest_mode=lc.harvest_mode,
             run_delay_source=lc.run_delay_source,
+            run_delay_cpu_share=lc.run_delay_cpu_share,
         )
         host = CpuHost(
             self.layout,
@@ -153,6 +154,7 @@ class LinuxBackend:
             taskstats=self.taskstats,
         )
         self._cpu_host = host
+        self._closers.append(("cpu", host.close))
         self.sensors.cpu = LinuxCpuSensors(host)
         problems = host.probe()
         primaries = (

@@ -11,7 +11,14 @@
   Documentation/accounting/psi.rst), else the system's ``/proc/pressure/cpu`` (logged once).
   Several primary groups: the worst group's averages, the sum of their totals.
 * **Run-queue delay** is the sum over the group's threads of ``/proc/TID/schedstat`` field 2
-  (Documentation/scheduler/sched-stats.rst), or of taskstats ``cpu_delay_total``.
+  (Documentation/scheduler/sched-stats.rst), or of taskstats ``cpu_delay_total``. When the
+  primaries are the whole host and the kernel has ``/proc/schedstat`` (CONFIG_SCHEDSTATS, as on
+  the common distribution kernels), theirs is the host's per-CPU run-queue wait minus the
+  harvest group's threads': a few lines per CPU instead of a file per thread. A thread scan
+  costs ~5 us of CPU per thread, so readings are reused: one that cost ``c`` seconds of CPU is
+  served again for ``c / run_delay_cpu_share`` seconds (at most ``run_delay_max_age_s``), which
+  keeps the sensor under that share of one core however often agents ask and however many
+  threads the host runs. A reused reading keeps its own ``t``.
 * **Harvest cores.** ``set_harvest_cores(n)`` gives the harvest group the ``n`` highest
   numbered cores not in ``linux.reserved_cores`` (``cpuset.cpus``) and lifts its CFS quota;
   ``n = 0`` parks it: quota 1 ms per period, one core. A populated v1 cpuset cannot have an
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,10 +54,12 @@ from sol.linux.cgroupfs import CgroupLayout
 from sol.linux.errors import SensorError, Unsupported, errno_name, os_problem
 from sol.linux.gate import check_writer, gated
 from sol.linux.procfs import (
+    KeptOpen,
     Psi,
     parse_cpulist,
     parse_flat_keyed,
     parse_int,
+    parse_proc_schedstat,
     parse_psi,
     parse_schedstat,
     read_file,
@@ -59,6 +69,8 @@ from sol.safety.guard import ActuationGuard
 
 __all__ = ["CgroupWriter", "CpuHost", "CpuSettings", "CpuThrottling", "LinuxCpuActuators", "LinuxCpuSensors"]
 
+#: seconds a harvest group's existence and the primary globs' matches are cached
+CACHE_S = 1.0
 #: A parked harvest group's quota: 1 ms per period, the kernel's minimum (sched-bwc.rst).
 PARK_QUOTA_US = 1_000
 _ZERO_PSI = Psi(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
@@ -85,6 +97,10 @@ class CpuSettings:
     cfs_period_us: int = 100_000
     harvest_weight: int = 1
     run_delay_source: Literal["schedstat", "taskstats"] = "schedstat"
+    #: the most of one core the run-queue delay sensor may spend (None: a fresh reading on
+    #: every call), and the longest a reading is reused to stay under it
+    run_delay_cpu_share: float | None = 0.002
+    run_delay_max_age_s: float = 2.0
     #: most cores one set_harvest_cores() may add or take (None: any step)
     max_step: int | None = None
     #: least seconds between two applied harvest changes (None: no limit)
@@ -151,6 +167,30 @@ class CpuHost:
         t = clock()
         self._usage = {g: DeltaTracker(t) for g in CPU_GROUPS}
         self._delay = {g: DeltaTracker(t) for g in CPU_GROUPS}
+        share = settings.run_delay_cpu_share
+        if share is not None and not 0.0 < share <= 1.0:
+            raise ValueError(f"run_delay_cpu_share must be in (0, 1] or None, got {share!r}")
+        #: per group: the last run-queue reading and until when it is served again
+        self._delay_cache: dict[str, tuple[RunQueueDelay, float]] = {}
+        self._proc = str(self.proc_root)
+        #: the CPU-time files read at every window, kept open (pread)
+        self._files = KeptOpen()
+        self._usage_paths: dict[str, str] = {}
+        #: what changes rarely but costs a directory walk or stats per read: cached briefly
+        self._exists_cache: tuple[bool, float] | None = None
+        self._match_cache: dict[str, tuple[list[str], float]] = {}
+        # whole-host primaries: the host's run-queue wait (one file) minus the harvest's
+        self._host_schedstat: str | None = None
+        self._host_wait = DeltaTracker(t)
+        self._harvest_wait = DeltaTracker(t)
+        if not settings.primary_cgroups and settings.run_delay_source == "schedstat":
+            path = f"{self._proc}/schedstat"
+            try:
+                parse_proc_schedstat(read_file(path), path)
+            except SensorError as exc:
+                log.info("linux.cpu.run_delay_per_thread", reason=str(exc))
+            else:
+                self._host_schedstat = path
         # Baselines now, so the first usage() covers the time since start.
         for g in CPU_GROUPS:
             try:
@@ -184,8 +224,30 @@ class CpuHost:
         raise Unsupported("cpu", f"no CPU list in {', '.join(map(str, candidates))}")
 
     def harvest_exists(self) -> bool:
+        """Whether the harvest group exists (cached for ``CACHE_S``: it is read at every window
+        and changes when sol creates it, which resets the cache, or an operator removes it)."""
+        now = self.now()
+        hit = self._exists_cache
+        if hit is not None and hit[1] <= now < hit[1] + CACHE_S:
+            return hit[0]
         controllers = ("cpuset", "cpu", "cpuacct") if self.layout.version == 1 else ("cpu",)
-        return all(self.layout.exists(c, self.harvest) for c in controllers if self.layout.has(c))
+        found = all(self.layout.exists(c, self.harvest) for c in controllers if self.layout.has(c))
+        self._exists_cache = (found, now)
+        return found
+
+    def matched(self, controller: str) -> list[str]:
+        """The primary groups matching ``linux.primary_cgroups`` (a directory walk, cached for
+        ``CACHE_S``: a new VM is counted within that)."""
+        now = self.now()
+        hit = self._match_cache.get(controller)
+        if hit is not None and hit[1] <= now < hit[1] + CACHE_S:
+            return hit[0]
+        groups = self.layout.match(controller, self.settings.primary_cgroups)
+        self._match_cache[controller] = (groups, now)
+        return groups
+
+    def close(self) -> None:
+        self._files.close()
 
     def probe(self) -> list[str]:
         """Problems that stop the harvest actuator on this host (empty: usable)."""
@@ -217,6 +279,7 @@ class CpuHost:
         before-image of every later write, so a restore parks it again.
         """
         with self._lock:
+            self._exists_cache = None
             if self.harvest_exists():
                 return
             problems = self.probe()
@@ -230,6 +293,7 @@ class CpuHost:
                 self._write_checked(CPUSET_CPUS, [self.park_core])
             self._write_checked(CPU_MAX, CpuMax(PARK_QUOTA_US, self.settings.cfs_period_us))
             self._write_checked(CPU_WEIGHT, self.settings.harvest_weight)
+            self._exists_cache = None
             self.log.info(
                 "linux.cpu.harvest_created",
                 group=self.harvest,
@@ -247,28 +311,36 @@ class CpuHost:
 
     # -- usage -------------------------------------------------------------------------
     def _group_usage_ns(self, group: str) -> float:
+        path = self._usage_paths.get(group)
+        if path is None:
+            name = "cpu.stat" if self.layout.version == 2 else "cpuacct.usage"
+            path = str(self.layout.path("cpuacct", group) / name)
+            if len(self._usage_paths) < 1024:
+                self._usage_paths[group] = path
+        text = self._files.read(path)
         if self.layout.version == 2:
-            path = self.layout.path("cpuacct", group) / "cpu.stat"
-            stat = parse_flat_keyed(read_file(path), path)
+            stat = parse_flat_keyed(text, path)
             if "usage_usec" not in stat:
                 raise SensorError(path, "no usage_usec line")
             return stat["usage_usec"] * 1e3
-        path = self.layout.path("cpuacct", group) / "cpuacct.usage"
-        return float(parse_int(read_file(path), path, what="nanoseconds of CPU time", lo=0))
+        return float(parse_int(text, path, what="nanoseconds of CPU time", lo=0))
 
     def _harvest_usage_ns(self) -> float:
-        if not self.layout.exists("cpuacct", self.harvest):
+        if not self.harvest_exists():
             return 0.0  # not created yet: no tasks, no time
-        return self._group_usage_ns(self.harvest)
+        try:
+            return self._group_usage_ns(self.harvest)
+        except SensorError as exc:
+            if exc.errno_name != "ENOENT":
+                raise
+            self._exists_cache = None  # removed since the cache said it was there
+            return 0.0
 
     def _usage_values(self, group: str) -> dict[Any, float]:
         if group == "harvest":
             return {"harvest": self._harvest_usage_ns()}
         if self.settings.primary_cgroups:
-            return {
-                g: self._group_usage_ns(g)
-                for g in self.layout.match("cpuacct", self.settings.primary_cgroups)
-            }
+            return {g: self._group_usage_ns(g) for g in self.matched("cpuacct")}
         return {"host-minus-harvest": self._group_usage_ns("") - self._harvest_usage_ns()}
 
     def usage(self, group: str) -> CpuUsage:
@@ -308,12 +380,8 @@ class CpuHost:
             return parse_psi(read_file(path), path) if path is not None else self._system_psi(group)
         if not self.settings.primary_cgroups:
             return self._system_psi(group)
-        paths = [
-            self._group_psi_path(g)
-            for g in self.layout.match(
-                "psi" if self.layout.has("psi") else "cpuacct", self.settings.primary_cgroups
-            )
-        ]
+        controller = "psi" if self.layout.has("psi") else "cpuacct"
+        paths = [self._group_psi_path(g) for g in self.matched(controller)]
         found = [p for p in paths if p is not None]
         if not found:
             return self._system_psi(group)
@@ -364,7 +432,7 @@ class CpuHost:
         if group == "harvest":
             groups = [self.harvest] if self.layout.exists("cpu", self.harvest) else []
         elif self.settings.primary_cgroups:
-            groups = self.layout.match("cpu", self.settings.primary_cgroups)
+            groups = self.matched("cpu")
         else:
             groups = [""]
         total = [0, 0, 0.0]
@@ -384,7 +452,7 @@ class CpuHost:
             return self.layout.task_ids(controller, self.harvest)
         if self.settings.primary_cgroups:
             tids: set[int] = set()
-            for g in self.layout.match(controller, self.settings.primary_cgroups):
+            for g in self.matched(controller):
                 tids.update(self.layout.task_ids(controller, g))
             return sorted(tids)
         harvest = set(self._tids("harvest"))
@@ -392,11 +460,12 @@ class CpuHost:
 
     def _all_tids(self) -> list[int]:
         out: list[int] = []
-        for pid in os.listdir(self.proc_root):
+        proc = self._proc
+        for pid in os.listdir(proc):
             if not pid.isdigit():
                 continue
             try:
-                out.extend(int(t) for t in os.listdir(self.proc_root / pid / "task") if t.isdigit())
+                out.extend(int(t) for t in os.listdir(f"{proc}/{pid}/task") if t.isdigit())
             except OSError:
                 continue  # exited while we listed
         return out
@@ -409,7 +478,7 @@ class CpuHost:
                 if exc.errno_name == "ESRCH":
                     return None
                 raise
-        path = self.proc_root / str(tid) / "schedstat"
+        path = f"{self._proc}/{tid}/schedstat"
         try:
             text = read_file(path)
         except SensorError as exc:
@@ -418,23 +487,48 @@ class CpuHost:
             raise
         return float(parse_schedstat(text, path).wait_ns)
 
+    def _waits(self, group: str) -> dict[Any, float]:
+        values: dict[Any, float] = {}
+        for tid in self._tids(group):
+            w = self._wait_ns(tid)
+            if w is not None:
+                values[tid] = w
+        return values
+
     def run_queue_delay(self, group: str) -> RunQueueDelay:
         check_group(group)
         with self._lock:
-            values: dict[Any, float] = {}
-            for tid in self._tids(group):
-                w = self._wait_ns(tid)
-                if w is not None:
-                    values[tid] = w
             now = self.now()
+            hit = self._delay_cache.get(group)
+            if hit is not None and hit[0].t <= now < hit[1]:
+                return hit[0]
+            cpu0 = time.thread_time()
             tracker = self._delay[group]
             first = not tracker.primed
-            delta, interval = tracker.update(values, now)
-            if first:
-                # No baseline yet: the threads' whole history is this group's total so far.
-                tracker.total = sum(values.values())
+            if group == "primary" and self._host_schedstat is not None:
+                path = self._host_schedstat
+                host_ns = float(parse_proc_schedstat(read_file(path), path))
+                harvest = self._waits("harvest")
+                host_delta, _ = self._host_wait.update({"host": host_ns}, now)
+                harvest_delta, _ = self._harvest_wait.update(harvest, now)
+                _, interval = tracker.update({}, now)
+                delta = max(0.0, host_delta - harvest_delta)
+                tracker.total += delta
+                if first:
+                    tracker.total = max(0.0, host_ns - sum(harvest.values()))
+            else:
+                values = self._waits(group)
+                delta, interval = tracker.update(values, now)
+                if first:
+                    # No baseline yet: the threads' whole history is this group's total so far.
+                    tracker.total = sum(values.values())
             rate = delta / 1e9 / interval if interval > 0 else 0.0
-            return RunQueueDelay(now, group, tracker.total / 1e9, rate, interval)
+            reading = RunQueueDelay(now, group, tracker.total / 1e9, rate, interval)
+            share = self.settings.run_delay_cpu_share
+            cost = time.thread_time() - cpu0
+            reuse = 0.0 if share is None else min(cost / share, self.settings.run_delay_max_age_s)
+            self._delay_cache[group] = (reading, now + reuse)
+            return reading
 
     # -- harvest state -----------------------------------------------------------------
     def harvest_cores(self) -> int:
@@ -507,8 +601,13 @@ class LinuxCpuActuators:
         self.guard = ActuationGuard(
             lo=0, hi=len(host.lendable), max_step=s.max_step, min_interval=s.min_interval
         )
+        #: in dry-run, the cores the owner's last decision would have lent: what it reads back,
+        #: so a decision that does not change is logged once, not at every window
+        self._dry_cores: int | None = None
 
     def harvest_cores(self) -> int:
+        if self._dry_cores is not None and self.cgroups.dry_run:
+            return self._dry_cores
         return self._h.harvest_cores()
 
     def set_harvest_cores(self, n: int) -> None:
@@ -519,7 +618,7 @@ class LinuxCpuActuators:
             raise ValueError(f"harvest cores must be in [0, {len(h.cores)}], got {n}")
         check_writer(self.cgroups.writer, f"cpu.harvest:{h.harvest}")
         now = h.now()
-        current = h.harvest_cores()
+        current = self.harvest_cores()
         decision = self.guard.check(current, n, now)
         if decision.rejected or decision.value is None:
             h.log.info(
@@ -541,9 +640,11 @@ class LinuxCpuActuators:
                 reason=decision.reason,
                 reserved_cores=list(h.settings.reserved_cores),
             )
-        if target == current and (target == 0 or h.harvest_exists()):
+        if target == current and (target == 0 or h.harvest_exists() or self._dry_cores is not None):
             return  # parked and absent are the same state: nothing to create for zero cores
         plan = h.plan(target)
+        if self.cgroups.dry_run:
+            self._dry_cores = target
         if self.cgroups.dry_run and not h.harvest_exists():
             h.log.info(
                 "actuation.dry_run",

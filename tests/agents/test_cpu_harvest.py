@@ -197,6 +197,50 @@ def test_a_spike_gets_its_cores_back_within_one_window() -> None:
     assert result.state == "stopped"
 
 
+class ReusedDelayCpu(ScriptedCpu):
+    """A host whose run-queue sensor serves one reading for ``every`` seconds (as the Linux
+    backend does to keep a costly thread scan under its CPU share), keeping its own time."""
+
+    def __init__(self, total: int, need: Callable[[float], float], every: float) -> None:
+        super().__init__(total, need)
+        self.every = every
+        self._reading: RunQueueDelay | None = None
+
+    def _delay(self, group: str) -> RunQueueDelay:
+        if self._reading is None or self.t >= self._reading.t + self.every - 1e-9:
+            self._reading = RunQueueDelay(self.t, group, self.wait_s, 0.0, WINDOW)
+        return self._reading
+
+
+def test_reused_run_queue_readings_neither_fake_nor_hide_a_shortage() -> None:
+    steady = ReusedDelayCpu(16, flat(3.0), every=0.5)
+    last = simulate(CpuHarvestAgent(), duration=30.0, backend=steady).actions[-1][1]
+    assert last.source == "model" and 8 <= last.value <= 12 and steady.unserved_windows == 0
+    spike_at = 20.0
+    node = ReusedDelayCpu(16, lambda t: 2.0 if t < spike_at else 14.0, every=0.5)
+    result = simulate(CpuHarvestAgent(), duration=25.0, backend=node)
+    after = [(t, v) for t, v in node.writes if t >= spike_at]
+    # the usage alone shows the primaries filling what they were left; the next fresh
+    # run-queue reading shows the rest: all of it comes back within one reuse period
+    assert after and after[0][0] <= spike_at + 2 * WINDOW + 1e-9
+    assert min(v for t, v in after if t <= spike_at + 0.5 + 2 * WINDOW) <= 16 - 14
+    assert node.granted <= 1 and result.state == "stopped"
+
+
+def test_a_reused_run_queue_reading_keeps_the_last_waiting_rate() -> None:
+    agent = ready_agent(now=20.0)
+    delay0 = RunQueueDelay(19.0, "primary", 1.0, 0.0, 1.0)
+    fresh = RunQueueDelay(19.5, "primary", 1.5, 1.0, 0.5)  # waited 0.5 s in 0.5 s: 1 core waiting
+    readings = [(19.0, delay0), (19.5, fresh), (19.55, fresh), (19.6, fresh)]
+    needs = []
+    for i, (t, d) in enumerate(readings):
+        agent.learn(HarvestObservation(t, CpuUsage(t, "primary", 2.0, 0.05, 10.0 + 2.0 * t), d, 0))
+        if i:
+            needs.append(agent.model.level)
+    # 2 cores used + 1 waiting, and the reused reading keeps saying so (not 0, not a lump)
+    assert needs == pytest.approx([3.0, 3.0, 3.0])
+
+
 def test_harm_mitigates_at_once_then_backs_off_lending_nothing() -> None:
     node = ScriptedCpu(16, flat(2.0))
     simulate(CpuHarvestAgent(), duration=12.0, backend=node)

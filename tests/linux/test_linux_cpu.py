@@ -144,6 +144,77 @@ def test_run_queue_delay_sums_schedstat_wait_of_the_groups_threads(
     assert sensors.run_queue_delay("primary").total_s == pytest.approx(5.0)
 
 
+def _proc_schedstat(cpu_wait_ns: list[int]) -> str:
+    lines = ["version 15", "timestamp 4294967296"]
+    for i, wait in enumerate(cpu_wait_ns):
+        lines += [f"cpu{i} 0 0 100 50 80 40 999000 {wait} 120", f"domain0 {i + 1:x} " + " ".join(["0"] * 45)]
+    return "\n".join(lines) + "\n"
+
+
+def test_whole_host_primaries_use_proc_schedstat_minus_the_harvest_threads(
+    v1: FakeV1, proc: FakeProc, fake_sys: Path, clock: StepClock
+) -> None:
+    v1.add_group(HARVEST, tasks="101\n")
+    proc.task(101, wait_ns=1_000_000_000)
+    proc.task(200, wait_ns=123)  # per-thread files are not read in this mode
+    (proc.root / "schedstat").write_text(_proc_schedstat([2_000_000_000, 3_000_000_000]))
+    sensors = LinuxCpuSensors(make_host(v1.root, proc, fake_sys, clock, run_delay_cpu_share=None))
+    first = sensors.run_queue_delay("primary")
+    assert first.total_s == pytest.approx(4.0)  # 5 s host-wide, 1 s of it the harvest's
+    clock.t += 2.0
+    (proc.root / "schedstat").write_text(_proc_schedstat([4_000_000_000, 4_000_000_000]))  # +3 s
+    proc.task(101, wait_ns=2_000_000_000)  # +1 s of that was the harvest's
+    second = sensors.run_queue_delay("primary")
+    assert second.total_s == pytest.approx(6.0) and second.rate == pytest.approx(1.0)
+    # a harvest thread that exits takes nothing away from the primaries
+    (v1.root / "cpu" / HARVEST / "tasks").write_text("")
+    clock.t += 1.0
+    assert sensors.run_queue_delay("primary").total_s == pytest.approx(6.0)
+
+
+def test_a_bad_proc_schedstat_falls_back_to_the_thread_scan(
+    v1: FakeV1, proc: FakeProc, fake_sys: Path, clock: StepClock
+) -> None:
+    (proc.root / "schedstat").write_text("version 12\ncpu0 0 0 0 0 0 0 1 2 3\n")  # jiffies
+    proc.task(200, wait_ns=5_000_000_000)
+    with capture_logs() as logs:
+        sensors = LinuxCpuSensors(make_host(v1.root, proc, fake_sys, clock, run_delay_cpu_share=None))
+    assert sensors.run_queue_delay("primary").total_s == pytest.approx(5.0)
+    assert any(e["event"] == "linux.cpu.run_delay_per_thread" and "jiffies" in e["reason"] for e in logs)
+
+
+def test_run_queue_readings_are_reused_to_keep_the_sensor_under_its_cpu_share(
+    v1: FakeV1, proc: FakeProc, fake_sys: Path, clock: StepClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cpu = [0.0]
+
+    def thread_time() -> float:  # every scan costs 2 ms of CPU
+        cpu[0] += 0.001
+        return cpu[0]
+
+    monkeypatch.setattr("sol.linux.cpu.time.thread_time", thread_time)
+    proc.task(200, wait_ns=1_000_000_000)
+    sensors = LinuxCpuSensors(make_host(v1.root, proc, fake_sys, clock, run_delay_cpu_share=0.01))
+    first = sensors.run_queue_delay("primary")  # cost 1 ms at 1 %: reused for 0.1 s
+    proc.task(200, wait_ns=3_000_000_000)
+    clock.t += 0.05
+    assert sensors.run_queue_delay("primary") is first  # reused, with its own time
+    clock.t += 0.06
+    fresh = sensors.run_queue_delay("primary")
+    assert fresh.t == clock.t and fresh.total_s == pytest.approx(3.0)
+    # the reuse never exceeds run_delay_max_age_s, however costly the scan
+    slow = LinuxCpuSensors(
+        make_host(v1.root, proc, fake_sys, clock, run_delay_cpu_share=1e-6, run_delay_max_age_s=0.5)
+    )
+    r = slow.run_queue_delay("primary")
+    clock.t += 0.4
+    assert slow.run_queue_delay("primary") is r
+    clock.t += 0.2
+    assert slow.run_queue_delay("primary") is not r
+    with pytest.raises(ValueError, match="run_delay_cpu_share"):
+        make_host(v1.root, proc, fake_sys, clock, run_delay_cpu_share=0.0)
+
+
 def test_a_thread_exiting_between_listing_and_reading_is_skipped(
     v1: FakeV1, proc: FakeProc, fake_sys: Path, clock: StepClock
 ) -> None:
@@ -283,6 +354,13 @@ def test_dry_run_logs_the_writes_and_changes_nothing(
         "cpu.cfs_quota_us",
     ]
     assert read(v1.root / "cpuset" / HARVEST / "cpuset.cpus") == "3"
+    # the owner reads its own decision back: the same decision again is not logged again
+    assert act.harvest_cores() == 2
+    with capture_logs() as logs:
+        act.set_harvest_cores(2)
+    assert not [e for e in logs if e["event"] == "actuation.dry_run"]
+    act.set_harvest_cores(0)  # the host's files already hold the parked values: nothing to log
+    assert act.harvest_cores() == 0 and read(v1.root / "cpuset" / HARVEST / "cpuset.cpus") == "3"
 
 
 def test_dry_run_with_no_harvest_group_logs_the_creation_and_creates_nothing(
@@ -293,6 +371,10 @@ def test_dry_run_with_no_harvest_group_logs_the_creation_and_creates_nothing(
         act.set_harvest_cores(1)
     assert [e["kind"] for e in logs if e["event"] == "actuation.dry_run"] == ["cgroup.create"]
     assert not (v1.root / "cpu" / HARVEST).exists()
+    with capture_logs() as logs:
+        act.set_harvest_cores(1)  # unchanged: nothing to log
+        act.set_harvest_cores(2)
+    assert [e["requested"] for e in logs if e["event"] == "actuation.dry_run"] == [2]
 
 
 def test_revoked_owner_cannot_write(

@@ -137,3 +137,28 @@ def test_real_cpuset_parent_narrower_than_child_is_ebusy(real_group_name: str, t
         assert info.value.errno_name == "EBUSY" and info.value.reason == "write-failed"
         assert parent.joinpath("cpuset.cpus").read_text().strip() != str(cores[0])
         assert journal.restore({"file": lambda t, b: Path(t).write_text(b)}).ok
+
+
+@pytest.mark.linux
+def test_a_kept_open_cgroup_file_follows_its_group_being_removed_and_recreated(real_group_name: str) -> None:
+    """``KeptOpen`` rereads a real cgroup file by pread; a removed group is an error naming the
+    file (not a stale number), and one recreated under the same name is read again."""
+    from sol.linux.errors import SensorError
+    from sol.linux.procfs import KeptOpen
+
+    group = REAL_CGROUP / "cpuacct" / real_group_name
+    group.mkdir()
+    path = str(group / "cpuacct.usage")
+    files = KeptOpen()
+    try:
+        assert files.read(path).strip() == "0" and len(files) == 1
+        (group / "cpuacct.usage").write_text("0\n")  # a reset reads back through the kept fd
+        assert files.read(path).strip() == "0"
+        group.rmdir()
+        with pytest.raises(SensorError, match=r"cpuacct\.usage"):
+            files.read(path)
+        assert len(files) == 0
+        group.mkdir()
+        assert files.read(path).strip() == "0" and len(files) == 1
+    finally:
+        files.close()

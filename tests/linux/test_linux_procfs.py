@@ -18,6 +18,7 @@ from sol.linux.procfs import (
     parse_flat_keyed,
     parse_node_meminfo,
     parse_numa_maps,
+    parse_proc_schedstat,
     parse_psi,
     parse_schedstat,
     read_file,
@@ -76,6 +77,10 @@ def test_cpulist_round_trips(text: str, expected: tuple[int, ...]) -> None:
         (parse_psi, "some avg10=101.00 avg60=0.00 avg300=0.00 total=0\n", "above 100%"),
         (parse_schedstat, "1 2\n", "three counters"),
         (parse_schedstat, "1 -2 3\n", "three counters"),
+        (parse_proc_schedstat, "cpu0 0 0 0 0 0 0 1 2 3\n", "no 'version' line"),
+        (parse_proc_schedstat, "version 12\ncpu0 0 0 0 0 0 0 1 2 3\n", "jiffies"),
+        (parse_proc_schedstat, "version 15\ncpu0 0 0 0 0 0 0 1 x 3\n", "line 2"),
+        (parse_proc_schedstat, "version 15\ntimestamp 4\n", "no 'cpuN' lines"),
         (parse_flat_keyed, "usage_usec twelve\n", "line 1"),
         (parse_node_meminfo, "Node 0 MemFree: 10 kB\n", "no MemTotal"),
         (parse_node_meminfo, "garbage\n", "line 1"),
@@ -90,6 +95,10 @@ def test_cpulist_round_trips(text: str, expected: tuple[int, ...]) -> None:
         "psi-over-100",
         "schedstat-short",
         "schedstat-negative",
+        "proc-schedstat-no-version",
+        "proc-schedstat-jiffies",
+        "proc-schedstat-garbage",
+        "proc-schedstat-no-cpus",
         "keyed-garbage",
         "meminfo-no-total",
         "meminfo-garbage",
@@ -129,3 +138,26 @@ def test_node_meminfo_golden() -> None:
     )
     info = parse_node_meminfo(text, "meminfo")
     assert info == {"MemTotal": 4286240 * 1024, "MemFree": 3798028 * 1024, "HugePages_Total": 0}
+
+
+def test_kept_open_rereads_in_place_and_bounds_its_descriptors(tmp_path: Path) -> None:
+    from sol.linux.procfs import KeptOpen
+
+    files = KeptOpen(limit=2)
+    paths = [tmp_path / f"f{i}" for i in range(3)]
+    for i, p in enumerate(paths):
+        p.write_text(f"{i}\n")
+    assert [files.read(str(p)) for p in paths] == ["0\n", "1\n", "2\n"]
+    assert len(files) == 2  # the oldest was closed to stay within the limit
+    paths[2].write_text("22\n")  # rewritten in place: the kept descriptor sees it
+    assert files.read(str(paths[2])) == "22\n"
+    big = tmp_path / "big"
+    big.write_text("x" * 5000)
+    assert len(files.read(str(big))) == 5000  # larger than one pread: by path, never kept
+    paths[1].write_bytes(b"1\0")
+    with pytest.raises(SensorError, match="NUL"):
+        files.read(str(paths[1]))
+    with pytest.raises(SensorError, match="missing"):
+        files.read(str(tmp_path / "absent"))
+    files.close()
+    assert len(files) == 0

@@ -66,3 +66,40 @@ def test_cost_quantile_is_the_critical_ratio() -> None:
     assert cost_quantile(3.0, 1.0) == 0.75
     with pytest.raises(ValueError):
         cost_quantile(0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"q": 0.99, "lr": 0.02}, id="agent-default"),
+        pytest.param({"q": 0.9, "lr": 0.05, "intercept_lr": 0.01, "l2": 0.001}, id="l2"),
+        pytest.param({"q": 0.75, "lr": 0.01, "scale": True}, id="scaled"),
+    ],
+)
+def test_computes_what_river_computes(kwargs: dict[str, float]) -> None:
+    """The hand-written arithmetic (kept off river.linear_model for memory) is river's: the
+    same predictions, step by step, over a stream with features coming and going."""
+    from river import linear_model, optim, preprocessing
+
+    q, lr = kwargs["q"], kwargs["lr"]
+    reference = linear_model.LinearRegression(
+        optimizer=optim.SGD(lr),
+        loss=optim.losses.Quantile(q),
+        intercept_lr=kwargs.get("intercept_lr", lr),
+        l2=kwargs.get("l2", 0.0),
+    )
+    river_model = preprocessing.StandardScaler() | reference if kwargs.get("scale") else reference
+    ours = QuantileRegressor(**kwargs)  # type: ignore[arg-type]
+    rng = np.random.default_rng(3)
+    worst = 0.0
+    for step in range(5000):
+        x = {"level": float(rng.random()), "jump": float(rng.normal()), "big": 50.0 * float(rng.random())}
+        if step % 7 == 0:
+            del x["jump"]  # a feature that is sometimes absent
+        y = 2.0 * x["level"] + 0.01 * x["big"] + float(rng.exponential())
+        if step:
+            expected = float(river_model.predict_one(x))
+            worst = max(worst, abs(ours.predict_one(x) - expected) / max(1.0, abs(expected)))
+        river_model.learn_one(x, y)
+        ours.learn_one(x, y)
+    assert worst < 1e-9

@@ -190,3 +190,26 @@ def test_watchdog_retries_a_refused_quarantine_restore(tmp_path: Any) -> None:
     assert ex.runners[0].state == "quarantined"
     assert restored_while_running, attempts
     assert len(attempts) >= 2 and attempts[0] < 0.5 <= attempts[-1]
+
+
+def test_halt_wakes_every_waiter_at_once_and_stays_set() -> None:
+    import threading
+    import time
+
+    from sol.runtime.live import Halt
+
+    halt = Halt()
+    t0 = time.monotonic()
+    assert halt.wait(0.02) is False and time.monotonic() - t0 >= 0.015
+    woke: list[bool] = []
+    waiters = [threading.Thread(target=lambda: woke.append(halt.wait(30.0))) for _ in range(3)]
+    for w in waiters:
+        w.start()
+    time.sleep(0.05)
+    t1 = time.monotonic()
+    halt.set()
+    halt.set()  # idempotent
+    for w in waiters:
+        w.join(5.0)
+    assert woke == [True, True, True] and time.monotonic() - t1 < 2.0
+    assert halt.is_set() and halt.wait(0.0) and halt.wait(None)
