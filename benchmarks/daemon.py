@@ -125,6 +125,47 @@ def config_text(root: Path, backend: str, agents: list[str], act_every: float | 
     return "\n".join(lines) + "\n"
 
 
+_FLOOR = """
+import sys, threading, time
+periods = [float(x) for x in sys.argv[1].split(",")]
+seconds = float(sys.argv[2])
+stop = False
+def lane(period):
+    gate = threading.Lock(); gate.acquire()  # how the runtime's lanes sleep (sol.runtime.live.Halt)
+    due = time.monotonic()
+    while not stop:
+        due += period
+        gate.acquire(timeout=max(0.0, due - time.monotonic()))
+threads = [threading.Thread(target=lane, args=(p,), daemon=True) for p in periods]
+for t in threads: t.start()
+time.sleep(1.0)
+t0, c0 = time.monotonic(), time.process_time()
+time.sleep(seconds)
+print(100.0 * (time.process_time() - c0) / (time.monotonic() - t0))
+"""
+
+
+def wake_floor(periods: list[float], seconds: float) -> float:
+    """% of one core used by threads that do nothing but wake on the runtime's schedule: the
+    part of the daemon's CPU that no agent or runtime code can remove on this machine."""
+    arg = ",".join(f"{p:g}" for p in periods)
+    out = subprocess.run(
+        [sys.executable, "-c", _FLOOR, arg, str(seconds)], capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.strip())
+
+
+def lane_periods(agents: list[str]) -> list[float]:
+    """The wake periods of the daemon's lanes: each agent's model and actuator lane (at its
+    collect and act periods) and the runtime's watchdog."""
+    classes = Registry(plugins=False).classes()
+    out = [0.25]
+    for name in agents:
+        sched = classes[name].schedule
+        out += [min(sched.collect_every, sched.assess_every), min(sched.act_every, sched.assess_every)]
+    return out
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -221,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         log.close()
 
     failed = "reload_failed" in (root / "daemon.log").read_text()
+    periods = lane_periods(agents)
+    floor = wake_floor(periods, min(args.seconds, 20.0))
     rows = [
         ("machine", machine()),
         ("backend / agents", f"{backend}, dry-run: {', '.join(agents)}" + (f"  [{note}]" if note else "")),
@@ -228,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         (f"CPU, steady state ({args.seconds:g} s)", f"{cpu_pct:.3f} % of one core  (target <= 1 %)"),
         *((f"  in {a}'s callbacks", f"{pct:.3f} %") for a, pct in per_agent.items()),
         ("  the rest (runtime, daemon)", f"{cpu_pct - sum(per_agent.values()):.3f} %"),
+        (
+            "  floor: idle threads waking alike",
+            f"{floor:.3f} %  ({sum(1 / p for p in periods):.0f} wakes/s, no work: the cost of waking here)",
+        ),
         ("RSS at end / peak", f"{rss / MIB:.1f} / {peak / MIB:.1f} MiB  (target <= 128 MiB)"),
         ("threads", str(threads)),
         (
