@@ -1,10 +1,11 @@
 """cpu_harvest decision quality: the agent against no harvesting, static buffers and an oracle.
 
-    .venv/bin/python benchmarks/cpu_harvest.py [--nodes 4] [--hours 2] [--window 0.1] [--jobs 2]
+    .venv/bin/python benchmarks/cpu_harvest.py [--nodes 4] [--hours 2] [--jobs 2] [--overcommit 1]
 
 Replays the Azure 2017 VM CPU sample (``../shared/data/azure-vm-cpu-2017``, both the 5-minute
 mean and max files) on simulated nodes: node ``i`` packs VMs ``12i .. 12i+11`` on their own
-cores (cores = their vCPUs, drawn per VM as in the ``cpu-azure`` scenario, seed ``seed + i``).
+cores (cores = their vCPUs, drawn per VM as in the ``cpu-azure`` scenario, seed ``seed + i``;
+``--overcommit k`` packs ``k`` vCPUs per core instead, as oversubscribed clusters do).
 Every policy runs on a fresh node built from the same seed, in the same simulator, through
 ``sol.testing.simulate`` (the virtual-time executor, the same runtime the daemon uses):
 
@@ -212,11 +213,12 @@ class MarginOnly(CpuHarvestAgent):
         self.model.learner = _NoJump()
 
 
-def build_node(table: VmCpuTable, index: int, seed: int, offset_s: float) -> SimNode:
+def build_node(table: VmCpuTable, index: int, seed: int, offset_s: float, overcommit: float = 1.0) -> SimNode:
     vms = slice(VMS_PER_NODE * index, VMS_PER_NODE * (index + 1))
     demand = vm_demand_from_table(table, seed + index, vms)
     node = SimNode(clock_start=0.0, label=f"azure-node{index}")
-    cfg = CpuConfig(cores=int(demand.vcpus.sum()), series_period_s=0.1, trace_offset_s=offset_s)
+    cores = max(1, math.ceil(int(demand.vcpus.sum()) / overcommit))
+    cfg = CpuConfig(cores=cores, series_period_s=0.1, trace_offset_s=offset_s)
     node.attach(CpuFacility(cfg, demand, seed=seed + index, lock=node.lock, now=node.now, origin=0.0))
     return node
 
@@ -247,14 +249,14 @@ def _table() -> VmCpuTable:
     return _TABLE
 
 
-Job = tuple[int, int, float, float, float, list[float], list[str], bool, int]
+Job = tuple[int, int, float, float, float, list[float], list[str], bool, int, float]
 
 
 def run_one(job: Job) -> Result:
-    index, seed, offset_s, duration, window, static_ks, learners, ablations, which = job
+    index, seed, offset_s, duration, window, static_ks, learners, ablations, which, overcommit = job
     configure(level="error")
     policy = policies(window, static_ks, learners, ablations)[which]
-    node = build_node(_table(), index, seed, offset_s)
+    node = build_node(_table(), index, seed, offset_s, overcommit)
     total = node.facilities["cpu"].config.cores
     agent, params, sched = policy.make(node, total)
     t0 = time.perf_counter()
@@ -297,6 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--learners", default="quantile,classifier", help="cpu_harvest learners to compare")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
     ap.add_argument("--ablations", action="store_true", help="also the agent without time of day / learner")
+    ap.add_argument(
+        "--overcommit",
+        type=float,
+        default=1.0,
+        help="vCPUs per core: 1 gives each VM its own cores; 2 packs twice as many vCPUs (Coach-style)",
+    )
     ap.add_argument("--only", default="", help="run only the policies whose label starts with one of these")
     args = ap.parse_args(argv)
     if not 1 <= args.nodes <= 8:
@@ -309,14 +317,14 @@ def main(argv: list[str] | None = None) -> int:
     duration = args.hours * 3600.0
     offset = args.start_day * 86400.0
     jobs: list[Job] = [
-        (i, args.seed, offset, duration, args.window, static_ks, learners, args.ablations, p)
+        (i, args.seed, offset, duration, args.window, static_ks, learners, args.ablations, p, args.overcommit)
         for p in chosen
         for i in range(args.nodes)
     ]
     print(
         f"cpu_harvest benchmark: Azure VM CPU 2017 sample, {args.nodes} node(s) x {VMS_PER_NODE} VMs, "
         f"{args.hours:g} h each from day {args.start_day:g}, {args.window * 1000:g} ms windows, "
-        f"seed {args.seed}",
+        f"seed {args.seed}, {args.overcommit:g} vCPU(s) per core",
         flush=True,
     )
     t0 = time.perf_counter()
