@@ -85,7 +85,7 @@ class CostSensitiveClassifier(Learner):
     def _default_classifier() -> Any:
         # Few, large leaves: a leaf's class counts are the distribution we take a tail
         # quantile of, so a leaf must hold many observations before it splits.
-        from river import tree  # lazily: river.tree pulls in SciPy and scikit-learn (~60 MiB)
+        from river import tree  # lazily: river.tree pulls in SciPy and scikit-learn (~70 MiB)
 
         return tree.HoeffdingTreeClassifier(grace_period=2000, max_depth=6, leaf_prediction="mc", delta=1e-5)
 
