@@ -109,7 +109,8 @@ class QuantileRegressor(Learner):
 
     def _dot(self, x: Features) -> float:
         w = self.weights
-        return sum(w.get(i, 0.0) * xi for i, xi in x.items()) + self.intercept
+        dot: float = sum(w.get(i, 0.0) * xi for i, xi in x.items())
+        return dot + self.intercept
 
     def learn_one(self, x: Features, y: float) -> None:
         y = check_target(y)
