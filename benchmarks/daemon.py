@@ -105,7 +105,13 @@ def linux_usable() -> tuple[bool, str]:
     return True, ""
 
 
-def config_text(root: Path, backend: str, agents: list[str], act_every: float | None = None) -> str:
+def config_text(
+    root: Path,
+    backend: str,
+    agents: list[str],
+    act_every: float | None = None,
+    schedules: dict[str, dict[str, float]] | None = None,
+) -> str:
     lines = [
         f'backend = "{backend}"',
         "[paths]",
@@ -120,8 +126,11 @@ def config_text(root: Path, backend: str, agents: list[str], act_every: float | 
     ]
     for i, name in enumerate(agents):
         lines += [f"[agents.{name}]", "dry_run = true"]
+        sched = dict((schedules or {}).get(name, {}))
         if i == 0 and act_every is not None:
-            lines += [f"[agents.{name}.schedule]", f"act_every = {act_every}"]
+            sched["act_every"] = act_every
+        if sched:
+            lines += [f"[agents.{name}.schedule]", *(f"{k} = {v!r}" for k, v in sched.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -155,13 +164,13 @@ def wake_floor(periods: list[float], seconds: float) -> float:
     return float(out.stdout.strip())
 
 
-def lane_periods(agents: list[str]) -> list[float]:
+def lane_periods(agents: list[str], schedules: dict[str, dict[str, float]]) -> list[float]:
     """The wake periods of the daemon's lanes: each agent's model and actuator lane (at its
     collect and act periods) and the runtime's watchdog."""
     classes = Registry(plugins=False).classes()
     out = [0.25]
     for name in agents:
-        sched = classes[name].schedule
+        sched = classes[name].schedule.replace(**schedules.get(name, {}))
         out += [min(sched.collect_every, sched.assess_every), min(sched.act_every, sched.assess_every)]
     return out
 
@@ -186,7 +195,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reloads", type=int, default=5, help="reloads of each kind (default 5)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (config, log)")
     ap.add_argument("--agents", help="comma-separated agents (default: every built-in agent)")
+    ap.add_argument(
+        "--schedule",
+        action="append",
+        default=[],
+        metavar="AGENT.KEY=SECONDS",
+        help="override a schedule entry, e.g. cpu_harvest.collect_every=0.2 (repeatable)",
+    )
     args = ap.parse_args(argv)
+    schedules: dict[str, dict[str, float]] = {}
+    for item in args.schedule:
+        try:
+            key, value = item.split("=", 1)
+            agent, field = key.split(".", 1)
+            schedules.setdefault(agent, {})[field] = float(value)
+        except ValueError:
+            ap.error(f"--schedule {item!r}: expected AGENT.KEY=SECONDS")
 
     backend = args.backend
     note = ""
@@ -205,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(tempfile.mkdtemp(prefix="sol-bench-", dir="/tmp"))
     cfg = root / "sol.toml"
-    cfg.write_text(config_text(root, backend, agents))
+    cfg.write_text(config_text(root, backend, agents, schedules=schedules))
     os.chmod(cfg, 0o600)
     sink = Sink(root / "notify")
     env = {k: v for k, v in os.environ.items() if k not in ("SOL_CONFIG", "WATCHDOG_USEC")}
@@ -248,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         restart_one: list[float] = []
         unchanged: list[float] = []
         for i in range(args.reloads):
-            restart_one.append(reload(config_text(root, backend, agents, act_every=0.5 + 0.25 * (i % 2))))
+            text = config_text(root, backend, agents, act_every=0.5 + 0.25 * (i % 2), schedules=schedules)
+            restart_one.append(reload(text))
             unchanged.append(reload(cfg.read_text()))
         t_stop = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -262,11 +287,15 @@ def main(argv: list[str] | None = None) -> int:
         log.close()
 
     failed = "reload_failed" in (root / "daemon.log").read_text()
-    periods = lane_periods(agents)
+    periods = lane_periods(agents, schedules)
     floor = wake_floor(periods, min(args.seconds, 20.0))
     rows = [
         ("machine", machine()),
         ("backend / agents", f"{backend}, dry-run: {', '.join(agents)}" + (f"  [{note}]" if note else "")),
+        *(
+            (f"  schedule of {a}", ", ".join(f"{k}={v:g}" for k, v in kv.items()))
+            for a, kv in schedules.items()
+        ),
         ("start -> READY=1", f"{startup:.2f} s"),
         (f"CPU, steady state ({args.seconds:g} s)", f"{cpu_pct:.3f} % of one core  (target <= 1 %)"),
         *((f"  in {a}'s callbacks", f"{pct:.3f} %") for a, pct in per_agent.items()),
