@@ -1,17 +1,13 @@
 """Hooks that drive the simulated node: load spikes, memory pressure, a power emergency.
 
-Environment faults change the *world*, not the agent's view of it. ``sol.sim`` exposes no
-"change the workload now" API, so these hooks use the facility objects' own attributes, in
-one place, each with a clear error if the simulator's shape changes under them:
+Environment faults change the *world*, not the agent's view of it, through the simulated
+facilities' public setters (``sol.sim``):
 
-* CPU: ``CpuFacility.demand`` (a frozen ``VmCpuDemand``) is swapped for a scaled copy and the
-  facility's caches of what it derived from it are dropped, so the new load applies from the
-  swap on.
-* Memory: ``MemoryFacility.w`` (the workload's access frequencies) is swapped, and the rate
-  tables the facility derives from it in its constructor are rebuilt the same way.
-* GPU / FaaS: the request / invocation stream (``requests`` / ``stream``) is wrapped so each
-  event is replicated ``factor`` times (the fractional part by a deterministic subset).
-* GPU power budget: ``GpuFacility.config`` (frozen) is swapped for one with a lower budget.
+* CPU: ``CpuFacility.set_demand`` with a scaled copy of its ``VmCpuDemand``.
+* Memory: ``MemoryFacility.set_workload`` with the workload's access frequencies raised.
+* GPU / FaaS: ``set_requests`` / ``set_stream`` with the stream wrapped so each event is
+  replicated ``factor`` times (the fractional part by a deterministic subset).
+* GPU power budget: ``GpuFacility.set_budget_w``.
 
 Every hook returns its undo. The caller brings the node up to the switch time first
 (``SimNode.advance`` + ``sync``), so a switch happens at an exact virtual time and the
@@ -70,70 +66,14 @@ def scale_cpu_demand(facility: Any, factor: float) -> Undo:
             avg_pct=np.minimum(demand.avg_pct * factor, 100.0),
             max_pct=np.minimum(demand.max_pct * factor, 100.0),
         )
+        set_demand = facility.set_demand
     except (AttributeError, TypeError) as exc:
         raise NodeHookUnavailable(f"cannot scale the simulated CPU demand (sol.sim changed?): {exc}") from exc
-    _settle(facility)
-    facility.demand = scaled
-    _forget_derived(facility)
-
-    def undo() -> None:
-        _settle(facility)
-        facility.demand = demand
-        _forget_derived(facility)
-
-    return undo
-
-
-def _settle(facility: Any) -> None:
-    """Close the facility's lazily integrated pending segment at the old workload.
-
-    The CPU model integrates a block's cells from a precomputed table and keeps the segment
-    since the last commit pending; a grant change commits it first (``set_granted``), and so
-    must a workload change, or the rest of the block would be integrated at the old load.
-    """
-    commit = getattr(facility, "_commit", None)
-    if callable(commit):
-        commit()
-
-
-def _forget_derived(facility: Any) -> None:
-    """Drop what the facility cached from its workload (the simulator precomputes blocks).
-
-    Every cache a simulated facility keeps is an instance dict whose name says so; clearing
-    one only costs a recomputation, so clearing them all is always correct.
-    """
-    for name, value in vars(facility).items():
-        if isinstance(value, dict) and ("cache" in name or "table" in name):
-            value.clear()
+    set_demand(scaled)
+    return lambda: set_demand(demand)
 
 
 # -- memory ----------------------------------------------------------------------------
-
-#: Attributes MemoryFacility derives from its workload in its constructor.
-_MEMORY_DERIVED = ("_rate", "_rate_total", "_hot_bytes", "_weighted_bytes", "_last_change")
-
-
-def _set_memory_workload(facility: Any, workload: Any) -> None:
-    try:
-        twin = type(facility)(
-            facility.config,
-            workload,
-            seed=facility.seed,
-            lock=facility._lock,
-            now=facility._now,
-            origin=facility.origin,
-        )
-        derived = {name: getattr(twin, name) for name in _MEMORY_DERIVED}
-    except (AttributeError, TypeError) as exc:
-        raise NodeHookUnavailable(
-            f"cannot change the simulated memory workload (sol.sim changed?): {exc}"
-        ) from exc
-    _settle(facility)
-    facility.w = workload
-    for name, value in derived.items():
-        setattr(facility, name, value)
-    _forget_derived(facility)
-
 
 def scale_memory_access(facility: Any, factor: float, floor: float = 0.0) -> Undo:
     """Per-page access rates x ``factor``; every region at least ``floor`` access frequency.
@@ -146,14 +86,11 @@ def scale_memory_access(facility: Any, factor: float, floor: float = 0.0) -> Und
         freq = 1.0 - np.power(1.0 - w.freq, factor)
         freq = np.clip(np.maximum(freq, floor), 0.0, 1.0)
         hot = dataclasses.replace(w, freq=freq)
+        set_workload = facility.set_workload
     except (AttributeError, TypeError) as exc:
         raise NodeHookUnavailable(f"cannot scale simulated memory access (sol.sim changed?): {exc}") from exc
-    _set_memory_workload(facility, hot)
-
-    def undo() -> None:
-        _set_memory_workload(facility, w)
-
-    return undo
+    set_workload(hot)
+    return lambda: set_workload(w)
 
 
 # -- event streams (GPU requests, FaaS invocations) --------------------------------------
@@ -198,19 +135,15 @@ class ReplicatedStream:
         return tuple(m[order][keep] for m in merged)
 
 
-def _scale_stream(facility: Any, attr: str, factor: float) -> Undo:
+def _scale_stream(facility: Any, attr: str, setter: str, factor: float) -> Undo:
     try:
         inner = getattr(facility, attr)
+        set_stream = getattr(facility, setter)
     except AttributeError as exc:
-        raise NodeHookUnavailable(f"the simulated {facility.name} facility has no `{attr}`") from exc
-    _settle(facility)
-    setattr(facility, attr, ReplicatedStream(inner, factor))
-
-    def undo() -> None:
-        _settle(facility)
-        setattr(facility, attr, inner)
-
-    return undo
+        what = f"the simulated {facility.name} facility has no `{attr}`/`{setter}`"
+        raise NodeHookUnavailable(what) from exc
+    set_stream(ReplicatedStream(inner, factor))
+    return lambda: set_stream(inner)
 
 
 # -- the hooks faults use -----------------------------------------------------------------
@@ -228,9 +161,9 @@ def scale_load(node: Any, factor: float, facilities: tuple[str, ...] | None = No
         elif name == "memory":
             undos.append(scale_memory_access(facility, factor))
         elif name == "gpu":
-            undos.append(_scale_stream(facility, "requests", factor))
+            undos.append(_scale_stream(facility, "requests", "set_requests", factor))
         elif name == "faas":
-            undos.append(_scale_stream(facility, "stream", factor))
+            undos.append(_scale_stream(facility, "stream", "set_stream", factor))
     return _chain(undos) if undos else _noop
 
 
@@ -247,17 +180,11 @@ def lower_gpu_budget(node: Any, share: float) -> Undo:
     if facility is None:
         return _noop
     try:
-        config = facility.config
-        budget = config.budget_w
+        budget = facility.config.budget_w
+        set_budget = facility.set_budget_w
     except AttributeError as exc:
         raise NodeHookUnavailable(f"cannot read the simulated GPU config (sol.sim changed?): {exc}") from exc
     if budget is None:
         raise NodeHookUnavailable("the simulated node has no GPU power budget to lower")
-    _settle(facility)
-    facility.config = dataclasses.replace(config, budget_w=budget * share)
-
-    def undo() -> None:
-        _settle(facility)
-        facility.config = config
-
-    return undo
+    set_budget(budget * share)
+    return lambda: set_budget(budget)

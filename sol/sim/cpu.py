@@ -485,6 +485,26 @@ class CpuFacility(FacilityBase):
         some = np.where(pos, some, 0.0)
         return unserved, some
 
+    # -- the world changing (fault injection, what-if runs) -----------------------------
+    def set_demand(self, demand: VmCpuDemand) -> None:
+        """From now on the primaries' demand is ``demand`` (the same VMs, e.g. scaled).
+
+        What was integrated so far stays at the old demand; the blocks precomputed from it are
+        dropped. The caller brings the node up to the switch time first (``SimNode.advance``).
+        """
+        with self._lock:
+            old = self.demand
+            if demand.window_s != old.window_s or demand.n_vms != old.n_vms:
+                raise ValueError(
+                    f"set_demand needs the same VMs and window ({old.n_vms} VMs, {old.window_s:g} s), "
+                    f"got {demand.n_vms} VMs, {demand.window_s:g} s"
+                )
+            self._commit()  # the pending segment was at the old demand
+            self.demand = demand
+            self._vcpu_share = demand.vcpus.astype(np.float64) / 100.0
+            self._demand_cache.clear()
+            self._tables.clear()
+
     # -- actuation ---------------------------------------------------------------------
     def set_granted(self, n: int) -> None:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):

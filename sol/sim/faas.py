@@ -156,6 +156,14 @@ class FaasFacility(FacilityBase):
         self._ready[o] = _INF
         self._expires[o] = -_INF
 
+    def set_stream(self, stream: InvocationStream) -> None:
+        """From now on invocations come from ``stream`` (the same functions and objects, e.g.
+        a surge); the caller brings the node up to the switch time first."""
+        with self._lock:
+            if list(stream.objects) != list(self.stream.objects):
+                raise ValueError("set_stream needs the same objects (only the invocations change)")
+            self.stream = stream
+
     def sync(self, now: float) -> None:
         if now <= self.t:
             return

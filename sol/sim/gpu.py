@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import threading
@@ -215,6 +216,22 @@ class GpuFacility(FacilityBase):
         self.actuators = GpuActuatorsSim(self)
 
     # -- stepping ----------------------------------------------------------------------
+    def set_requests(self, requests: RequestStream) -> None:
+        """From now on requests arrive from ``requests`` (e.g. a surge); the caller brings the
+        node up to the switch time first (``SimNode.advance``)."""
+        with self._lock:
+            self.requests = requests
+
+    def set_budget_w(self, budget_w: float) -> None:
+        """The node's GPU power budget (W) from now on, e.g. a power emergency. Only a node
+        built with a budget has one to change (its series carry the budget)."""
+        if not (isinstance(budget_w, (int, float)) and math.isfinite(budget_w) and budget_w > 0):
+            raise ValueError(f"budget_w must be a number of watts > 0, got {budget_w!r}")
+        with self._lock:
+            if self.config.budget_w is None:
+                raise ValueError("this GPU node was built without a power budget: there is none to change")
+            self.config = dataclasses.replace(self.config, budget_w=float(budget_w))
+
     def sync(self, now: float) -> None:
         cfg = self.config
         dt = cfg.step_s

@@ -101,22 +101,9 @@ class MemoryFacility(FacilityBase):
                 f"({config.local_bytes} local + {config.far_bytes} far)"
             )
         self.config = config
-        self.w = workload
         self.seed = seed
-        n = workload.max_nr_accesses
-        sample_s = workload.aggregation_s / n
-        pages = workload.size.astype(np.float64) / 4096.0
-        p = np.minimum(workload.freq, 1.0 - 0.5 / n)
-        lam = -np.log1p(-p) / sample_s
-        self._rate = lam * pages  # page accesses/s, [phases, regions]
-        self._rate_total = self._rate.sum(axis=1)
+        self._derive(workload)
         size = workload.size.astype(np.float64)
-        self._hot_bytes = (workload.freq > 0).astype(np.float64) @ size
-        self._weighted_bytes = workload.freq @ size
-        # phase index at which each region's frequency last changed (DAMON age)
-        changed = np.vstack([np.ones((1, workload.start.size), bool), np.diff(workload.freq, axis=0) != 0])
-        idx = np.where(changed, np.arange(workload.phase_t.size)[:, None], 0)
-        self._last_change = np.maximum.accumulate(idx, axis=0)
         # placement: share of each region on the far node
         self._far = np.zeros(workload.start.size)
         if config.initial == "far":
@@ -293,6 +280,39 @@ class MemoryFacility(FacilityBase):
                 length * (hot / gib),
             ),
         )
+
+    def _derive(self, workload: MemoryWorkload) -> None:
+        """Everything the facility computes from its workload's access frequencies."""
+        self.w = workload
+        n = workload.max_nr_accesses
+        sample_s = workload.aggregation_s / n
+        pages = workload.size.astype(np.float64) / 4096.0
+        p = np.minimum(workload.freq, 1.0 - 0.5 / n)
+        lam = -np.log1p(-p) / sample_s
+        self._rate = lam * pages  # page accesses/s, [phases, regions]
+        self._rate_total = self._rate.sum(axis=1)
+        size = workload.size.astype(np.float64)
+        self._hot_bytes = (workload.freq > 0).astype(np.float64) @ size
+        self._weighted_bytes = workload.freq @ size
+        # phase index at which each region's frequency last changed (DAMON age)
+        changed = np.vstack([np.ones((1, workload.start.size), bool), np.diff(workload.freq, axis=0) != 0])
+        idx = np.where(changed, np.arange(workload.phase_t.size)[:, None], 0)
+        self._last_change = np.maximum.accumulate(idx, axis=0)
+
+    def set_workload(self, workload: MemoryWorkload) -> None:
+        """From now on the workload touches its regions as ``workload`` says (the same regions,
+        e.g. hotter): placement and what was integrated so far stay. The caller brings the
+        node up to the switch time first (``SimNode.advance``)."""
+        with self._lock:
+            old = self.w
+            if not (
+                np.array_equal(workload.start, old.start)
+                and np.array_equal(workload.size, old.size)
+                and np.array_equal(workload.phase_t, old.phase_t)
+            ):
+                raise ValueError("set_workload needs the same regions and phases (only frequencies change)")
+            self._derive(workload)
+            self._far_rate.clear()  # far access rates per phase, from the old rates
 
     def sync(self, now: float) -> None:
         while self.t < now:
