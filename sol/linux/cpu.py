@@ -174,7 +174,7 @@ class CpuHost:
         self._delay_cache: dict[str, tuple[RunQueueDelay, float]] = {}
         self._proc = str(self.proc_root)
         #: the CPU-time files read at every window, kept open (pread)
-        self._files = KeptOpen()
+        self._files = KeptOpen(limit=256)
         self._usage_paths: dict[str, str] = {}
         #: what changes rarely but costs a directory walk or stats per read: cached briefly
         self._exists_cache: tuple[bool, float] | None = None
@@ -315,8 +315,9 @@ class CpuHost:
         if path is None:
             name = "cpu.stat" if self.layout.version == 2 else "cpuacct.usage"
             path = str(self.layout.path("cpuacct", group) / name)
-            if len(self._usage_paths) < 1024:
-                self._usage_paths[group] = path
+            if len(self._usage_paths) >= 1024:
+                self._usage_paths.clear()  # groups come and go (VMs): start over
+            self._usage_paths[group] = path
         text = self._files.read(path)
         if self.layout.version == 2:
             stat = parse_flat_keyed(text, path)
