@@ -41,7 +41,10 @@ def _fmt(value: object) -> str:
 
 def _as_float(value: object) -> float | None:
     """``value`` as a float if it is a real number (bool excluded), else None."""
-    if isinstance(value, bool) or not isinstance(value, Real):
+    t = type(value)
+    if t is float or t is int:  # the common case, without the ABC check (validators run per sample)
+        return float(value)  # type: ignore[arg-type]
+    if t is bool or not isinstance(value, Real):
         return None
     return float(value)
 
@@ -109,14 +112,19 @@ def _first_non_finite(value: object, where: str) -> str | None:
         index = tuple(int(i) for i in np.argwhere(~np.isfinite(value))[0])
         at = index[0] if len(index) == 1 else index
         return f"{where}[{at}] is {_fmt(value[index])}"
+    # (plain floats inside are checked inline: no path string is built for a good element)
     if isinstance(value, Mapping):
         for key, item in value.items():
+            if type(item) is float and math.isfinite(item):
+                continue
             bad = _first_non_finite(item, f"{where}[{key!r}]")
             if bad is not None:
                 return bad
         return None
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
         for i, item in enumerate(value):
+            if type(item) is float and math.isfinite(item):
+                continue
             bad = _first_non_finite(item, f"{where}[{i}]")
             if bad is not None:
                 return bad

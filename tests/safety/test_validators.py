@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sol.safety.validators
 from sol.safety.validators import Fresh, NotFrozen, all_of, finite, in_range
@@ -160,3 +162,43 @@ def test_all_of(verdicts: list[Verdict | bool], reason: str | None) -> None:
 def test_doctests() -> None:
     result = doctest.testmod(sol.safety.validators)
     assert result.attempted > 0 and result.failed == 0
+
+
+_leaf = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**6), 10**6),
+    st.booleans(),
+)
+_nested = st.recursive(
+    _leaf,
+    lambda kids: st.one_of(
+        st.lists(kids, max_size=4),
+        st.tuples(kids, kids),
+        st.dictionaries(st.text(max_size=3), kids, max_size=3),
+    ),
+    max_leaves=12,
+)
+
+
+def _reference_bad(value: object, where: str) -> str | None:
+    """The slow, obvious definition: the path of the first non-finite number, depth first."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return None if math.isfinite(value) else where
+    items = value.items() if isinstance(value, dict) else enumerate(value)  # type: ignore[attr-defined]
+    for key, item in items:
+        bad = _reference_bad(item, f"{where}[{key!r}]" if isinstance(value, dict) else f"{where}[{key}]")
+        if bad is not None:
+            return bad
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(_nested)
+def test_finite_agrees_with_the_obvious_definition(value: object) -> None:
+    verdict = finite(value, "obs")
+    bad = _reference_bad(value, "obs")
+    assert bool(verdict) == (bad is None)
+    if bad is not None:
+        assert (verdict.reason or "").startswith(bad + " is ")
