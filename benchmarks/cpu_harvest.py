@@ -28,6 +28,7 @@ those with no more short windows than the agent.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import multiprocessing
 import sys
@@ -288,6 +289,16 @@ def run_one(job: Job) -> Result:
     )
 
 
+def static_at(rows: dict[str, dict[str, float]], short: float) -> float | None:
+    """The harvest of the ``static+k`` buffers linearly interpolated at ``short`` short windows
+    (None outside the range the buffers tried)."""
+    pts = sorted((v["short"], v["harvest"]) for k, v in rows.items() if k.startswith("static+"))
+    for (s0, h0), (s1, h1) in itertools.pairwise(pts):
+        if s0 <= short <= s1:
+            return h0 if s1 == s0 else h0 + (short - s0) / (s1 - s0) * (h1 - h0)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=4, help="simulated nodes (12 VMs each, max 8)")
@@ -383,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
             verdicts.append("no static buffer tried was as safe (add larger --static k)")
         bound = oracle / max((v[0] for v in matched), default=math.nan)
         verdicts.append(f"oracle / matched static = {bound:.2f}x")
+        same = static_at(rows, agent["short"])
+        if same is not None:
+            # the stricter view: the static buffers' harvest-vs-short curve at the agent's
+            # short rate (the matched static above is the safer neighbour on a 0.5-core grid)
+            verdicts.append(f"{agent['harvest'] / same:.2f}x the static curve at the same short rate")
         print(f"{label}: " + "; ".join(verdicts))
     for r in sorted(results, key=lambda r: (r.label, r.node)):
         if r.label.startswith("cpu_harvest") or r.state != "stopped" or r.errors:
