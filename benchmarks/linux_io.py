@@ -123,11 +123,25 @@ def sensor_rows(n: int, tmp: Path) -> list[tuple[str, ...]]:
                     *_fmt(timed(lambda: cpu.pressure("primary"), n)),
                 )
             )
+            host = backend.cpu_host
+            if host is not None:
+                source = (
+                    "/proc/schedstat - harvest threads"
+                    if host.uses_proc_schedstat
+                    else f"schedstat, all {len(os.listdir('/proc'))} /proc entries' threads"
+                )
+                rows.append(
+                    (
+                        "cpu.run_queue_delay('primary'), fresh",
+                        source,
+                        *_fmt(timed(lambda: host.run_queue_delay("primary", fresh=True), max(10, n // 20))),
+                    )
+                )
             rows.append(
                 (
                     "cpu.run_queue_delay('primary')",
-                    f"schedstat, all {len(os.listdir('/proc'))} /proc entries' threads",
-                    *_fmt(timed(lambda: cpu.run_queue_delay("primary"), max(10, n // 20))),
+                    "as agents read it (reused under run_delay_cpu_share)",
+                    *_fmt(timed(lambda: cpu.run_queue_delay("primary"), n)),
                 )
             )
         ss = Path(f"/proc/{pid}/schedstat")

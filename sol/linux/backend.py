@@ -106,6 +106,11 @@ class LinuxBackend:
         # A namespace for code that ignores actuators_for: dry-run only, it can change nothing.
         self.actuators = self.actuators_for("unbound", dry_run=True)
 
+    @property
+    def cpu_host(self) -> CpuHost | None:
+        """The CPU facility's host side (what its sensors and actuators share), if built."""
+        return self._cpu_host
+
     @classmethod
     def from_config(cls, config: Config, *, journal: UndoJournal | None, clock: Clock | None) -> LinuxBackend:
         return cls(config.linux, journal=journal, clock=clock)

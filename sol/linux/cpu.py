@@ -235,6 +235,11 @@ class CpuHost:
         self._exists_cache = (found, now)
         return found
 
+    @property
+    def uses_proc_schedstat(self) -> bool:
+        """Whole-host primaries' run-queue delay comes from ``/proc/schedstat`` (not a scan)."""
+        return self._host_schedstat is not None
+
     def matched(self, controller: str) -> list[str]:
         """The primary groups matching ``linux.primary_cgroups`` (a directory walk, cached for
         ``CACHE_S``: a new VM is counted within that)."""
@@ -496,12 +501,13 @@ class CpuHost:
                 values[tid] = w
         return values
 
-    def run_queue_delay(self, group: str) -> RunQueueDelay:
+    def run_queue_delay(self, group: str, *, fresh: bool = False) -> RunQueueDelay:
+        """The group's run-queue delay; a recent reading is served again unless ``fresh``."""
         check_group(group)
         with self._lock:
             now = self.now()
             hit = self._delay_cache.get(group)
-            if hit is not None and hit[0].t <= now < hit[1]:
+            if not fresh and hit is not None and hit[0].t <= now < hit[1]:
                 return hit[0]
             cpu0 = time.thread_time()
             tracker = self._delay[group]

@@ -158,7 +158,9 @@ def test_whole_host_primaries_use_proc_schedstat_minus_the_harvest_threads(
     proc.task(101, wait_ns=1_000_000_000)
     proc.task(200, wait_ns=123)  # per-thread files are not read in this mode
     (proc.root / "schedstat").write_text(_proc_schedstat([2_000_000_000, 3_000_000_000]))
-    sensors = LinuxCpuSensors(make_host(v1.root, proc, fake_sys, clock, run_delay_cpu_share=None))
+    host = make_host(v1.root, proc, fake_sys, clock, run_delay_cpu_share=None)
+    assert host.uses_proc_schedstat
+    sensors = LinuxCpuSensors(host)
     first = sensors.run_queue_delay("primary")
     assert first.total_s == pytest.approx(4.0)  # 5 s host-wide, 1 s of it the harvest's
     clock.t += 2.0
@@ -194,14 +196,18 @@ def test_run_queue_readings_are_reused_to_keep_the_sensor_under_its_cpu_share(
 
     monkeypatch.setattr("sol.linux.cpu.time.thread_time", thread_time)
     proc.task(200, wait_ns=1_000_000_000)
-    sensors = LinuxCpuSensors(make_host(v1.root, proc, fake_sys, clock, run_delay_cpu_share=0.01))
+    host = make_host(v1.root, proc, fake_sys, clock, run_delay_cpu_share=0.01)
+    sensors = LinuxCpuSensors(host)
     first = sensors.run_queue_delay("primary")  # cost 1 ms at 1 %: reused for 0.1 s
     proc.task(200, wait_ns=3_000_000_000)
     clock.t += 0.05
     assert sensors.run_queue_delay("primary") is first  # reused, with its own time
-    clock.t += 0.06
+    asked = host.run_queue_delay("primary", fresh=True)  # unless asked for a fresh one,
+    assert asked.total_s == pytest.approx(3.0) and sensors.run_queue_delay("primary") is asked  # served on
+    proc.task(200, wait_ns=4_000_000_000)
+    clock.t += 0.11
     fresh = sensors.run_queue_delay("primary")
-    assert fresh.t == clock.t and fresh.total_s == pytest.approx(3.0)
+    assert fresh.t == clock.t and fresh.total_s == pytest.approx(4.0)
     # the reuse never exceeds run_delay_max_age_s, however costly the scan
     slow = LinuxCpuSensors(
         make_host(v1.root, proc, fake_sys, clock, run_delay_cpu_share=1e-6, run_delay_max_age_s=0.5)
