@@ -460,19 +460,26 @@ def request(path: Path, payload: Mapping[str, Any], *, timeout: float = 30.0) ->
             ) from None
         except OSError as exc:
             raise ControlError(f"cannot connect to {path}: {exc.strerror or exc}") from None
-        sock.sendall((json.dumps(dict(payload)) + "\n").encode())
+        # The daemon may answer without reading (``busy``) and close at once: its reply is
+        # then still in our receive buffer.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall((json.dumps(dict(payload)) + "\n").encode())
         buf = bytearray()
         while b"\n" not in buf:
             try:
                 chunk = sock.recv(65536)
             except TimeoutError:
                 raise ControlError(f"the daemon on {path} did not answer within {timeout:g}s") from None
+            except ConnectionResetError:
+                break  # closed with our request unread: what it sent before is all there is
             if not chunk:
                 break
             buf += chunk
     finally:
         sock.close()
     line = bytes(buf).split(b"\n", 1)[0]
+    if not line:
+        raise ControlError(f"the daemon on {path} closed the connection without a reply")
     try:
         reply = json.loads(line)
     except ValueError:

@@ -320,3 +320,48 @@ def test_without_the_group_others_cannot_even_connect(root: Path) -> None:
         assert proc.returncode != 0 and "PermissionError" in proc.stderr
     finally:
         srv.close()
+
+
+def test_a_reply_sent_before_the_server_closes_is_read_even_if_the_request_hits_a_closed_pipe(
+    tmp_path: Path,
+) -> None:
+    """The server answers ``busy`` without reading and closes: the client's send fails with
+    EPIPE, and the reply waiting in its buffer is still what ``request`` returns."""
+    import threading
+
+    path = tmp_path / "s.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.sendall(b'{"ok": false, "code": "busy", "error": "try again"}\n')
+        time.sleep(0.2)  # the client is still pushing its (large) request
+        conn.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        reply_ = request(path, {"cmd": "status", "pad": "x" * (4 << 20)}, timeout=10.0)
+    finally:
+        t.join(5.0)
+        listener.close()
+    assert reply_["code"] == "busy"
+
+
+def test_a_server_that_closes_without_a_reply_is_a_clear_error(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "s.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    t = threading.Thread(target=lambda: listener.accept()[0].close())
+    t.start()
+    try:
+        with pytest.raises(ControlError, match="closed the connection without a reply"):
+            request(path, {"cmd": "status"}, timeout=10.0)
+    finally:
+        t.join(5.0)
+        listener.close()
