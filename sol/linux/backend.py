@@ -252,6 +252,11 @@ class LinuxBackend:
             gate.revoked = True
             self.log.error("linux.revoke_timeout", owner=owner, waited_s=REVOKE_WAIT_S)
 
+    def restored(self, owner: str) -> None:
+        """The journal restored ``owner``'s knobs directly: forget cached host state."""
+        if self._cpu_host is not None:
+            self._cpu_host.forget_harvest_state()
+
     def unrevoke(self, owner: str) -> None:
         """Let ``owner`` write again (an agent restarted after a quarantine was lifted)."""
         gate = self._gate(owner)

@@ -71,6 +71,9 @@ __all__ = ["CgroupWriter", "CpuHost", "CpuSettings", "CpuThrottling", "LinuxCpuA
 
 #: seconds a harvest group's existence and the primary globs' matches are cached
 CACHE_S = 1.0
+#: seconds the harvest group's cores (its cgroup files, read at every window) are cached;
+#: sol's own writes and journal restores forget them at once
+HARVEST_STATE_S = 0.25
 #: A parked harvest group's quota: 1 ms per period, the kernel's minimum (sched-bwc.rst).
 PARK_QUOTA_US = 1_000
 _ZERO_PSI = Psi(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
@@ -178,6 +181,7 @@ class CpuHost:
         self._usage_paths: dict[str, str] = {}
         #: what changes rarely but costs a directory walk or stats per read: cached briefly
         self._exists_cache: tuple[bool, float] | None = None
+        self._harvest_state: tuple[int, float] | None = None
         self._match_cache: dict[str, tuple[list[str], float]] = {}
         # whole-host primaries: the host's run-queue wait (one file) minus the harvest's
         self._host_schedstat: str | None = None
@@ -284,7 +288,7 @@ class CpuHost:
         before-image of every later write, so a restore parks it again.
         """
         with self._lock:
-            self._exists_cache = None
+            self._exists_cache = self._harvest_state = None
             if self.harvest_exists():
                 return
             problems = self.probe()
@@ -539,6 +543,22 @@ class CpuHost:
 
     # -- harvest state -----------------------------------------------------------------
     def harvest_cores(self) -> int:
+        """The cores the harvest group holds now. Read at every window by the agent and its
+        actuator (three cgroup files), so cached for ``HARVEST_STATE_S``; sol's actuator
+        writes and journal restores forget it (``forget_harvest_state``), so only a change
+        made outside sol is seen up to that late."""
+        now = self.now()
+        hit = self._harvest_state
+        if hit is not None and hit[1] <= now < hit[1] + HARVEST_STATE_S:
+            return hit[0]
+        n = self._read_harvest_cores()
+        self._harvest_state = (n, now)
+        return n
+
+    def forget_harvest_state(self) -> None:
+        self._harvest_state = None
+
+    def _read_harvest_cores(self) -> int:
         if not self.harvest_exists():
             return 0
         cpu_max: CpuMax = CPU_MAX.read(self.layout, self.harvest)
@@ -674,8 +694,11 @@ class LinuxCpuActuators:
                     reason="create-failed",
                     errno_name=errno_name(exc),
                 ) from exc
-        for resource, value in plan:
-            self.cgroups.set(resource, h.harvest, value, now=now)
+        try:
+            for resource, value in plan:
+                self.cgroups.set(resource, h.harvest, value, now=now)
+        finally:
+            h.forget_harvest_state()  # what the files hold now (even after a failed write)
         self.guard.applied(target, now)
 
 

@@ -88,7 +88,13 @@ class ExecutorBase:
             revoke: Callable[[str], None] | None = getattr(backend, "revoke", None)
             if revoke is not None:
                 revoke(owner)
-            return journal.restore(restorers or {}, owner=owner, log=self.log)
+            try:
+                return journal.restore(restorers or {}, owner=owner, log=self.log)
+            finally:
+                # the restorers wrote knobs behind the backend's back: drop what it cached
+                restored: Callable[[str], None] | None = getattr(backend, "restored", None)
+                if restored is not None:
+                    restored(owner)
 
         return restore
 

@@ -67,12 +67,17 @@ class ScriptedHost:
         self.t = 0.0
         self.used_ns = 0.0
         self.wait_ns = 0.0
+        self.restores: list[str] = []
 
     def actuators_for(self, owner: str, *, dry_run: bool) -> Any:
         return self.b.actuators_for(owner, dry_run=dry_run)
 
     def revoke(self, owner: str) -> None:
         self.b.revoke(owner)
+
+    def restored(self, owner: str) -> None:
+        self.restores.append(owner)
+        self.b.restored(owner)
 
     def advance(self, now: float) -> None:
         dt = now - self.t
@@ -175,5 +180,6 @@ def test_the_harvest_group_follows_the_agent_and_is_restored(version: int, mode:
 
         executor.run(spike_at + 3.0, stop=True)
         assert runner.state == "stopped"
+        assert host.restores == ["cpu_harvest"]  # the runtime told the backend after restoring
         assert harvest_files(fake, version) == before
         assert not journal.open_records()

@@ -296,6 +296,27 @@ def test_v1_grant_takes_the_highest_cores_lifts_quota_and_journals_each_file(
     assert act.harvest_cores() == 0
 
 
+def test_the_harvest_state_is_cached_briefly_and_forgotten_on_every_write_of_sols(
+    v1: FakeV1, proc: FakeProc, fake_sys: Path, clock: StepClock, journal: UndoJournal
+) -> None:
+    from sol.linux.cpu import HARVEST_STATE_S
+
+    v1.add_group(HARVEST)
+    host = make_host(v1.root, proc, fake_sys, clock)
+    act = actuators(host, journal)
+    act.set_harvest_cores(2)
+    assert act.harvest_cores() == 2  # sol's own write: seen at once
+    (v1.root / "cpu" / HARVEST / "cpu.cfs_quota_us").write_text("1000\n")  # parked from outside
+    assert act.harvest_cores() == 2  # within the cache period: not yet
+    clock.t += HARVEST_STATE_S
+    assert act.harvest_cores() == 0  # then seen
+    act.set_harvest_cores(1)
+    assert act.harvest_cores() == 1
+    (v1.root / "cpu" / HARVEST / "cpu.cfs_quota_us").write_text("1000\n")
+    host.forget_harvest_state()  # what a journal restore does (LinuxBackend.restored)
+    assert act.harvest_cores() == 0
+
+
 def test_restore_returns_the_harvest_group_to_parked(
     v2: FakeV2, proc: FakeProc, fake_sys: Path, clock: StepClock, journal: UndoJournal
 ) -> None:
