@@ -1,4 +1,4 @@
-"""Small shared pieces of the Linux backend: a once-only logger, delta tracking."""
+"""Small shared pieces of the Linux backend: a once-only logger, delta tracking, expiring values."""
 
 from __future__ import annotations
 
@@ -51,3 +51,25 @@ class DeltaTracker:
         self.last_t = now
         self.total += delta
         return delta, interval
+
+
+class Expiring:
+    """Values kept until a deadline on the caller's clock (host state read at every window
+    that changes rarely). A clock that went back (a test's, a reset) reads afresh."""
+
+    def __init__(self) -> None:
+        self._d: dict[Hashable, tuple[Any, float, float]] = {}
+
+    def get(self, key: Hashable, now: float) -> tuple[bool, Any]:
+        """``(True, value)`` while ``key``'s value is still valid at ``now``, else ``(False, None)``."""
+        hit = self._d.get(key)
+        if hit is not None and hit[1] <= now < hit[2]:
+            return True, hit[0]
+        return False, None
+
+    def put(self, key: Hashable, value: Any, now: float, ttl: float) -> None:
+        self._d[key] = (value, now, now + ttl)
+
+    def forget(self, *keys: Hashable) -> None:
+        for key in keys:
+            self._d.pop(key, None)

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sol.actuators.base import HostWriter, WriteError
 from sol.actuators.cgroup import (
@@ -49,7 +49,7 @@ from sol.actuators.cgroup import (
 )
 from sol.actuators.file import read_text, write_existing
 from sol.facilities import CPU_GROUPS, CpuPressure, CpuUsage, RunQueueDelay
-from sol.linux._util import DeltaTracker, LogOnce
+from sol.linux._util import DeltaTracker, Expiring, LogOnce
 from sol.linux.cgroupfs import CgroupLayout
 from sol.linux.errors import SensorError, Unsupported, errno_name, os_problem
 from sol.linux.gate import check_writer, gated
@@ -174,15 +174,13 @@ class CpuHost:
         if share is not None and not 0.0 < share <= 1.0:
             raise ValueError(f"run_delay_cpu_share must be in (0, 1] or None, got {share!r}")
         #: per group: the last run-queue reading and until when it is served again
-        self._delay_cache: dict[str, tuple[RunQueueDelay, float]] = {}
         self._proc = str(self.proc_root)
         #: the CPU-time files read at every window, kept open (pread)
         self._files = KeptOpen(limit=256)
         self._usage_paths: dict[str, str] = {}
         #: what changes rarely but costs a directory walk or stats per read: cached briefly
-        self._exists_cache: tuple[bool, float] | None = None
-        self._harvest_state: tuple[int, float] | None = None
-        self._match_cache: dict[str, tuple[list[str], float]] = {}
+        #: keys: "exists", "harvest" (its cores), ("match", controller), ("delay", group)
+        self._recent = Expiring()
         # whole-host primaries: the host's run-queue wait (one file) minus the harvest's
         self._host_schedstat: str | None = None
         self._host_wait = DeltaTracker(t)
@@ -231,13 +229,13 @@ class CpuHost:
         """Whether the harvest group exists (cached for ``CACHE_S``: it is read at every window
         and changes when sol creates it, which resets the cache, or an operator removes it)."""
         now = self.now()
-        hit = self._exists_cache
-        if hit is not None and hit[1] <= now < hit[1] + CACHE_S:
-            return hit[0]
+        hit, found = self._recent.get("exists", now)
+        if hit:
+            return bool(found)
         controllers = ("cpuset", "cpu", "cpuacct") if self.layout.version == 1 else ("cpu",)
         found = all(self.layout.exists(c, self.harvest) for c in controllers if self.layout.has(c))
-        self._exists_cache = (found, now)
-        return found
+        self._recent.put("exists", found, now, CACHE_S)
+        return bool(found)
 
     @property
     def uses_proc_schedstat(self) -> bool:
@@ -248,12 +246,11 @@ class CpuHost:
         """The primary groups matching ``linux.primary_cgroups`` (a directory walk, cached for
         ``CACHE_S``: a new VM is counted within that)."""
         now = self.now()
-        hit = self._match_cache.get(controller)
-        if hit is not None and hit[1] <= now < hit[1] + CACHE_S:
-            return hit[0]
-        groups = self.layout.match(controller, self.settings.primary_cgroups)
-        self._match_cache[controller] = (groups, now)
-        return groups
+        hit, groups = self._recent.get(("match", controller), now)
+        if not hit:
+            groups = self.layout.match(controller, self.settings.primary_cgroups)
+            self._recent.put(("match", controller), groups, now, CACHE_S)
+        return list(groups)
 
     def close(self) -> None:
         self._files.close()
@@ -288,7 +285,7 @@ class CpuHost:
         before-image of every later write, so a restore parks it again.
         """
         with self._lock:
-            self._exists_cache = self._harvest_state = None
+            self._recent.forget("exists", "harvest")
             if self.harvest_exists():
                 return
             problems = self.probe()
@@ -302,7 +299,7 @@ class CpuHost:
                 self._write_checked(CPUSET_CPUS, [self.park_core])
             self._write_checked(CPU_MAX, CpuMax(PARK_QUOTA_US, self.settings.cfs_period_us))
             self._write_checked(CPU_WEIGHT, self.settings.harvest_weight)
-            self._exists_cache = None
+            self._recent.forget("exists")
             self.log.info(
                 "linux.cpu.harvest_created",
                 group=self.harvest,
@@ -343,7 +340,7 @@ class CpuHost:
         except SensorError as exc:
             if exc.errno_name != "ENOENT":
                 raise
-            self._exists_cache = None  # removed since the cache said it was there
+            self._recent.forget("exists")  # removed since the cache said it was there
             return 0.0
 
     def _usage_values(self, group: str) -> dict[Any, float]:
@@ -510,9 +507,9 @@ class CpuHost:
         check_group(group)
         with self._lock:
             now = self.now()
-            hit = self._delay_cache.get(group)
-            if not fresh and hit is not None and hit[0].t <= now < hit[1]:
-                return hit[0]
+            hit, reading = self._recent.get(("delay", group), now)
+            if hit and not fresh:
+                return cast(RunQueueDelay, reading)
             cpu0 = time.thread_time()
             tracker = self._delay[group]
             first = not tracker.primed
@@ -538,7 +535,7 @@ class CpuHost:
             share = self.settings.run_delay_cpu_share
             cost = time.thread_time() - cpu0
             reuse = 0.0 if share is None else min(cost / share, self.settings.run_delay_max_age_s)
-            self._delay_cache[group] = (reading, now + reuse)
+            self._recent.put(("delay", group), reading, now, reuse)
             return reading
 
     # -- harvest state -----------------------------------------------------------------
@@ -548,15 +545,14 @@ class CpuHost:
         writes and journal restores forget it (``forget_harvest_state``), so only a change
         made outside sol is seen up to that late."""
         now = self.now()
-        hit = self._harvest_state
-        if hit is not None and hit[1] <= now < hit[1] + HARVEST_STATE_S:
-            return hit[0]
-        n = self._read_harvest_cores()
-        self._harvest_state = (n, now)
-        return n
+        hit, n = self._recent.get("harvest", now)
+        if not hit:
+            n = self._read_harvest_cores()
+            self._recent.put("harvest", n, now, HARVEST_STATE_S)
+        return int(n)
 
     def forget_harvest_state(self) -> None:
-        self._harvest_state = None
+        self._recent.forget("harvest")
 
     def _read_harvest_cores(self) -> int:
         if not self.harvest_exists():

@@ -437,3 +437,19 @@ def test_v2_without_the_cpuset_controller_delegated_is_reported_unsupported(
     problems = make_host(v2.root, proc, fake_sys, clock).probe()
     assert any("controller cpuset not enabled" in p for p in problems)
     assert any("controller cpu not enabled" in p for p in problems)
+
+
+def test_expiring_values_hold_until_their_deadline_and_a_clock_going_back_reads_afresh() -> None:
+    from sol.linux._util import Expiring
+
+    recent = Expiring()
+    assert recent.get("k", 10.0) == (False, None)
+    recent.put("k", 3, 10.0, 0.5)
+    assert recent.get("k", 10.0) == (True, 3) and recent.get("k", 10.49) == (True, 3)
+    assert recent.get("k", 10.5) == (False, None)  # expired
+    assert recent.get("k", 9.0) == (False, None)  # the clock went back
+    recent.put("k", 4, 10.0, 0.5)
+    recent.forget("k", "absent")
+    assert recent.get("k", 10.1) == (False, None)
+    recent.put("z", 1, 10.0, 0.0)
+    assert recent.get("z", 10.0) == (False, None)  # no lifetime: never served
