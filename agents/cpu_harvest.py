@@ -58,6 +58,11 @@ from sol.predictors.seasonal import TimeOfDayProfile
 from sol.safety.validators import Fresh, NotFrozen, all_of, finite, in_range
 from sol.sdk import Agent, Context, Prediction, Schedule, Verdict
 
+#: windows with nothing lent whose waiting makes the noise floor (``short_delay_floor``)
+NOISE_WINDOWS = 200
+#: the noise floor over the 95th percentile of those windows' waiting (wake-ups come in bursts)
+NOISE_MULT = 3.0
+
 __all__ = [
     "CpuHarvestAgent",
     "HarvestObservation",
@@ -97,9 +102,18 @@ class Params:
     max_harvest_cores: int | None = None
     #: readings per decision window (collect_every = act_every / samples_per_window)
     samples_per_window: int = 1
-    #: a window is short when run-queue delay exceeds this share of the need (plus the floor)
+    #: a window is short when run-queue delay exceeds this share of the need, plus the host's
+    #: noise floor while the primaries have a core to spare. Every wake-up waits a little for
+    #: its CPU: that is noise, not a shortage. The floor is learnt from windows in which
+    #: nothing was lent and a core stayed free (three times the 95th percentile of their
+    #: waiting, in cores), at most
+    #: ``short_delay_floor``. Measured on the 2-vCPU build VM: idle, the whole host waits
+    #: 0.0008 cores for 0.002 busy (40 %); sol itself at 20 Hz waits 0.006 for 0.02 busy,
+    #: in bursts. Without a floor an idle host read short in ~90 % of windows and nothing was
+    #: lent (tests/daemon/test_daemon_systemd_live.py found it). A simulated node has no
+    #: such noise: its floor stays 0.
     short_delay_share: float = 0.01
-    short_delay_floor: float = 0.0
+    short_delay_floor: float = 0.05
     #: windows observed before the first core is lent
     warmup_windows: int = 20
     #: seconds of history for the rolling features
@@ -415,8 +429,12 @@ class CpuHarvestAgent(Agent):
         self._win_need = 0.0
         self._win_used = 0.0
         self._win_wait = 0.0
+        self._win_free = 0.0
         self._win_lent = False
         self._win_samples = 0
+        #: waiting (cores) of the last windows in which nothing was lent, and the floor from it
+        self._noise: deque[float] = deque(maxlen=NOISE_WINDOWS)
+        self.noise_floor = 0.0
         # actuator side: the counters at the previous assessment (usage t and total, delay t
         # and total), and whether any core was lent since then
         self._perf_prev: tuple[float, float, float, float] | None = None
@@ -518,21 +536,32 @@ class CpuHarvestAgent(Agent):
         self._win_need = max(self._win_need, used + wait)
         self._win_used += used * dt
         self._win_wait += wait * dt
+        # cores neither used by the primaries nor lent: while at least one is free, waiting
+        # is wake-up noise rather than a shortage (the floor below)
+        self._win_free += min(1.0, max(0.0, self.total - prev.harvest - used)) * dt
         self._win_lent = self._win_lent or prev.harvest > 0
         self._win_samples += 1
         if self._win_samples < self.p.samples_per_window:
             return
         need_s = self._win_used + self._win_wait
-        short = (
-            self._win_wait
-            > self.p.short_delay_share * need_s + self.p.short_delay_floor * dt * self._win_samples
-        )
+        window_s = dt * self._win_samples
+        if not self._win_lent and self._win_free >= 0.999 * window_s:
+            # nothing lent and a core to spare all along: what they waited was noise
+            self._learn_noise(self._win_wait / window_s)
+        short = self._win_wait > self.p.short_delay_share * need_s + self.noise_floor * self._win_free
         self.model.update(WindowOutcome(obs.t, self._win_need, short, self._win_lent))
-        self._win_need = self._win_used = self._win_wait = 0.0
+        self._win_need = self._win_used = self._win_wait = self._win_free = 0.0
         self._win_lent = False
         self._win_samples = 0
         if self._profile_path is not None and obs.t - self._profile_saved >= self.p.profile_save_s:
             self._save_profile()
+
+    def _learn_noise(self, waiting: float) -> None:
+        """One more window with nothing lent: what its primaries waited is the host's noise."""
+        self._noise.append(waiting)
+        ranked = sorted(self._noise)
+        p95 = ranked[int(0.95 * (len(ranked) - 1))]
+        self.noise_floor = min(self.p.short_delay_floor, NOISE_MULT * p95)
 
     def predict(self) -> int:
         if not self.model.ready:
@@ -596,7 +625,9 @@ class CpuHarvestAgent(Agent):
         span = delay.t - prev[2]
         used = (usage.total_core_s - prev[1]) / (usage.t - prev[0])
         waited = (delay.total_s - prev[3]) / span
-        if waited > p.max_primary_delay_share * (used + waited) and waited > 0.01:
+        # below 0.01 cores, or the host's wake-up noise (learnt by the model side), waiting is
+        # not harm whatever its share of a small need
+        if waited > p.max_primary_delay_share * (used + waited) and waited > max(0.01, self.noise_floor):
             return Verdict.fail(
                 f"primaries waited for a CPU {waited / max(used + waited, 1e-9):.1%} of their CPU time "
                 f"over the last {span:.2g} s (max {p.max_primary_delay_share:.0%})"

@@ -44,7 +44,11 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``command`` (the one being run), the ``data`` and ``faults``
+    subcommands get their arguments only when they are that command: their modules import
+    the simulator and the fault harness (numpy and more), which ``sol restore`` under
+    ``ExecStopPost=`` must not wait for (5x the start-up of a bare command)."""
     p = argparse.ArgumentParser(
         prog="sol",
         description="SOL node agents: safe on-node learning agents and their daemon.",
@@ -161,18 +165,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     data = sub.add_parser("data", help="public traces: list and fetch")
-    try:
-        from sol.sim.datasets import add_data_arguments
-    except ImportError:  # pragma: no cover - the simulator ships with the package
-        pass
-    else:
-        add_data_arguments(data)
+    if command in (None, "data"):
+        try:
+            from sol.sim.datasets import add_data_arguments
+        except ImportError:  # pragma: no cover - the simulator ships with the package
+            pass
+        else:
+            add_data_arguments(data)
 
     faults = sub.add_parser("faults", help="fault injection: list faults, run one, run the matrix")
-    from sol.fault_injection.cli import add_faults_arguments
+    if command in (None, "faults"):
+        from sol.fault_injection.cli import add_faults_arguments
 
-    add_faults_arguments(faults)
+        add_faults_arguments(faults)
     return p
+
+
+def _command(argv: Sequence[str]) -> str:
+    """The subcommand ``argv`` names ("" when none: the top-level help or an error)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+    return ""
 
 
 class LazyAgents(Mapping[str, "type[Agent]"]):
@@ -219,7 +233,8 @@ def _load(path: Path | None, registry: Registry, err: TextIO) -> Config | None:
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_command(argv)).parse_args(argv)
     registry = Registry()
     try:
         return _dispatch(args, registry, out, err)

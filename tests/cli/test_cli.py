@@ -186,6 +186,23 @@ def test_restore_command_is_idempotent(tmp_path: Path) -> None:
     assert "nothing to restore" in second.stdout.lower() or "0 restored" in second.stdout.lower()
 
 
+def test_restore_loads_neither_the_simulator_nor_the_fault_harness(tmp_path: Path) -> None:
+    # ExecStopPost= runs it after every crash, under the unit's CPUQuota=: what it imports is
+    # how long the host stays as the dead daemon left it
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from sol.cli import main
+        rc = main(["restore", "--journal", {str(tmp_path / "undo.journal")!r}])
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("numpy", "river") or
+                       m.startswith(("sol.sim", "sol.fault_injection", "sol.agents")))
+        print(rc, heavy)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip().splitlines()[-1] == "0 []", proc.stdout + proc.stderr
+
+
 def test_faults_list_names_every_fault_boundary() -> None:
     proc = sol("faults", "list")
     assert proc.returncode == 0, proc.stderr
