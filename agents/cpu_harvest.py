@@ -434,6 +434,7 @@ class CpuHarvestAgent(Agent):
         self._win_samples = 0
         #: waiting (cores) of the last windows in which nothing was lent, and the floor from it
         self._noise: deque[float] = deque(maxlen=NOISE_WINDOWS)
+        self._noise_ranked: list[float] = []  # the same values, sorted
         self.noise_floor = 0.0
         # actuator side: the counters at the previous assessment (usage t and total, delay t
         # and total), and whether any core was lent since then
@@ -558,8 +559,11 @@ class CpuHarvestAgent(Agent):
 
     def _learn_noise(self, waiting: float) -> None:
         """One more window with nothing lent: what its primaries waited is the host's noise."""
-        self._noise.append(waiting)
-        ranked = sorted(self._noise)
+        noise, ranked = self._noise, self._noise_ranked
+        if len(noise) == noise.maxlen:
+            del ranked[bisect.bisect_left(ranked, noise[0])]
+        noise.append(waiting)
+        bisect.insort(ranked, waiting)
         p95 = ranked[int(0.95 * (len(ranked) - 1))]
         self.noise_floor = min(self.p.short_delay_floor, NOISE_MULT * p95)
 

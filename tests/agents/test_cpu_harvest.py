@@ -13,10 +13,12 @@ from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
 from sol.agents.cpu_harvest import (
+    NOISE_WINDOWS,
     CpuHarvestAgent,
     HarvestObservation,
     Params,
@@ -584,3 +586,14 @@ def test_wake_up_noise_on_an_idle_host_is_not_a_shortage_but_a_real_one_still_is
     before = agent.model.shorts.count
     noisy_idle_windows(agent, 100, t0=t + WINDOW, lent=14, waiting=lambda i: 1.0)
     assert agent.model.shorts.count - before >= 99
+
+
+def test_the_noise_floor_is_three_times_the_95th_percentile_of_the_last_windows() -> None:
+    agent = ready_agent()
+    rng = np.random.default_rng(7)
+    values = rng.exponential(0.002, size=1000)
+    for v in values:
+        agent._learn_noise(float(v))
+    last = np.sort(values[-NOISE_WINDOWS:])
+    assert agent._noise_ranked == sorted(agent._noise) == list(last)
+    assert agent.noise_floor == pytest.approx(min(0.05, 3 * last[int(0.95 * (len(last) - 1))]))
