@@ -137,7 +137,9 @@ def _show(text: str, limit: int = 60) -> str:
 def parse_int(text: str, path: Path | str, *, what: str = "an integer", lo: int | None = None) -> int:
     """One integer (surrounding whitespace allowed), as in ``cpuacct.usage`` or ``cpu.shares``."""
     s = text.strip()
-    if not re.fullmatch(r"-?\d+", s):
+    digits = s[1:] if s.startswith("-") else s
+    # str methods, not a regex: read at every window, and 20x slower cold than warm
+    if not (digits.isascii() and digits.isdigit()):
         raise SensorError(path, f"expected {what}, got {_show(s)}")
     value = int(s)
     if lo is not None and value < lo:
