@@ -582,6 +582,7 @@ class CpuHarvestAgent(Agent):
                 self.model.short_rate(),
                 "share of recent windows with cores lent that ran short",
             )
+            m.gauge("noise_floor", self.noise_floor, "waiting taken as wake-up noise, not a shortage (cores)")
         return self.model.verdict()
 
     def default_predict(self) -> int:
