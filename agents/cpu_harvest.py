@@ -165,6 +165,11 @@ class Params:
             raise ValueError("buffers must be >= 0 cores")
         if not 0 < self.short_horizon_s <= self.long_horizon_s:
             raise ValueError("need 0 < short_horizon_s <= long_horizon_s")
+        if not (0.0 <= self.short_delay_share < 1.0 and 0.0 <= self.short_delay_floor < math.inf):
+            raise ValueError(
+                "short_delay_share must be in [0, 1) and short_delay_floor a finite number of cores >= 0, "
+                f"got {self.short_delay_share!r} and {self.short_delay_floor!r}"
+            )
 
 
 # ---------------------------------------------------------------------------------------

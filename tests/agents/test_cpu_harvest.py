@@ -488,6 +488,10 @@ def test_params_are_validated() -> None:
         Params(target_short_rate=1.5)
     with pytest.raises(ValueError, match="margin"):
         Params(margin_initial=5.0)
+    with pytest.raises(ValueError, match="short_delay_floor"):
+        Params(short_delay_floor=-0.01)
+    with pytest.raises(ValueError, match="short_delay_share"):
+        Params(short_delay_share=math.nan)
 
 
 def test_the_static_baseline_keeps_its_buffer() -> None:
