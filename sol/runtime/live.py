@@ -200,7 +200,6 @@ class LiveExecutor(ExecutorBase):
     ) -> Outcome:
         gen = lane.generation
         start = time.monotonic()
-        cpu0 = time.thread_time()
         with agent.lock:
             lane.call, lane.started, lane.deadline, lane.reported = name, start, start + timeout, False
         value: Any = None
@@ -210,8 +209,9 @@ class LiveExecutor(ExecutorBase):
         except Exception as exc:
             err = f"{type(exc).__name__}: {exc}"
         end = time.monotonic()
-        cpu = time.thread_time() - cpu0
-        agent.stats.observe(name, lane.side, end - start, cpu)
+        # CPU is charged per tick by the lane loop (_charge), not per call: a thread-CPU clock
+        # read is a system call, and cold after a lane's sleep it costs more than the call
+        agent.stats.observe(name, lane.side, end - start, 0.0)
         with agent.lock:
             if lane.generation != gen:
                 # replaced while hung: the lane now belongs to a new thread; touch nothing
@@ -220,8 +220,8 @@ class LiveExecutor(ExecutorBase):
             lane.call, lane.deadline = None, float("inf")
         duration = end - start
         if duration > timeout:
-            return Outcome(False, None, f"took {duration:.3f}s > {timeout:g}s", duration, cpu, True, reported)
-        return Outcome(err is None, value, err, duration, cpu)
+            return Outcome(False, None, f"took {duration:.3f}s > {timeout:g}s", duration, 0.0, True, reported)
+        return Outcome(err is None, value, err, duration)
 
     def _invoke_detached(
         self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float
@@ -296,6 +296,7 @@ class LiveExecutor(ExecutorBase):
             if wait > 0 and halt.wait(wait):
                 return
             now = time.monotonic()
+            cpu0 = time.thread_time()
             ready = {k for k, d in due.items() if d <= now}
             for k in ready:
                 due[k] = _next_due(due[k], periods[k], now)
@@ -303,6 +304,7 @@ class LiveExecutor(ExecutorBase):
                 r.model_tick(now, collect="collect" in ready, predict="predict" in ready)
             if "assess" in ready and r.state == "running":
                 r.assess_model_tick(time.monotonic())
+            self._charge(agent, "model", time.thread_time() - cpu0)
 
     def _actuator_loop(self, agent: _Agent, lane: _Lane, gen: int, mitigate_first: str | None = None) -> None:
         r, s = agent.runner, agent.runner.schedule
@@ -319,6 +321,7 @@ class LiveExecutor(ExecutorBase):
             if wait > 0 and halt.wait(wait):
                 return
             now = time.monotonic()
+            cpu0 = time.thread_time()
             if due["act"] <= now:
                 lane.lateness.append(now - due["act"])
                 due["act"] = _next_due(due["act"], periods["act"], now)
@@ -326,6 +329,15 @@ class LiveExecutor(ExecutorBase):
             if due["assess"] <= now and r.state == "running":
                 due["assess"] = _next_due(due["assess"], periods["assess"], now)
                 r.assess_performance_tick(time.monotonic())
+            self._charge(agent, "actuator", time.thread_time() - cpu0)
+
+    @staticmethod
+    def _charge(agent: _Agent, side: Side, cpu: float) -> None:
+        """Charge one lane tick's CPU (its callbacks and their bookkeeping) to the agent: the
+        model side's budget (guarantee 6, checked at the start of each model tick) and the
+        per-side CPU metrics."""
+        agent.runner.charge(side, cpu)
+        agent.stats.cpu[side] = agent.stats.cpu.get(side, 0.0) + cpu
 
     def _watchdog(self) -> None:
         period = 0.1

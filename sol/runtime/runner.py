@@ -39,7 +39,8 @@ class Outcome:
     error: str | None = None
     #: seconds of the clock the call took (virtual: consumed; live: measured)
     duration: float = 0.0
-    #: CPU seconds the call used (virtual: equal to duration)
+    #: CPU seconds the call used (virtual: equal to duration; live: 0, the executor charges
+    #: whole lane ticks through ``AgentRunner.charge``)
     cpu: float = 0.0
     timed_out: bool = False
     #: the executor already reported this timeout to the runner (live watchdog)
@@ -133,6 +134,13 @@ class AgentRunner:
             self._tokens -= out.cpu
             self.model_cpu_s += out.cpu
         return out
+
+    def charge(self, side: Side, cpu: float) -> None:
+        """CPU seconds an executor measured for this agent outside ``Outcome.cpu`` (the live
+        executor times whole lane ticks): the model side's spend counts against its budget."""
+        if side == "model" and cpu > 0:
+            self._tokens -= cpu
+            self.model_cpu_s += cpu
 
     def _publish(self, prediction: Prediction, effective: float) -> None:
         with self.lock:
