@@ -11,7 +11,8 @@ endpoint are on, as in production; ``report_every`` is 60 s as in the example co
 1. Steady state: after READY=1 and a warm-up, the daemon's own CPU time (user + system, all
    threads, from /proc) over the window, as % of one core, and its RSS at the end and peak.
    Targets: <= 1 % of a core, <= 128 MiB. The CPU is split, from the daemon's own metrics
-   (``sol_agent_cpu_seconds_total``), into each agent's callbacks and the rest (runtime,
+   (``sol_agent_cpu_seconds_total``), into each agent's lane ticks (its callbacks and the runner's
+   bookkeeping around them, timed per tick by the live executor) and the rest (lane wake-ups, runtime,
    sensors' backend threads, control socket, metrics, logging).
 2. Reload latency: SIGHUP -> READY=1 (systemd's view of a reload), for a reload that restarts
    one agent (its schedule changed) and for one that changes nothing. Median and max.
@@ -84,7 +85,7 @@ class Sink:
 
 
 def agent_cpu(url: str) -> dict[str, float]:
-    """CPU seconds in each agent's callbacks, both sides, from the daemon's metrics."""
+    """CPU seconds in each agent's lane ticks, both sides, from the daemon's metrics."""
     text = urllib.request.urlopen(url, timeout=10).read().decode()
     out: dict[str, float] = {}
     for line in text.splitlines():
@@ -298,8 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("start -> READY=1", f"{startup:.2f} s"),
         (f"CPU, steady state ({args.seconds:g} s)", f"{cpu_pct:.3f} % of one core  (target <= 1 %)"),
-        *((f"  in {a}'s callbacks", f"{pct:.3f} %") for a, pct in per_agent.items()),
-        ("  the rest (runtime, daemon)", f"{cpu_pct - sum(per_agent.values()):.3f} %"),
+        *((f"  in {a}'s ticks", f"{pct:.3f} %") for a, pct in per_agent.items()),
+        ("  the rest (wake-ups, daemon)", f"{cpu_pct - sum(per_agent.values()):.3f} %"),
         (
             "  floor: idle threads waking alike",
             f"{floor:.3f} %  ({sum(1 / p for p in periods):.0f} wakes/s, no work: the cost of waking here)",

@@ -236,7 +236,9 @@ class _HotCounters(Collector):
             "sol_agent_callback_seconds", "Callback latency", labels=["agent", "callback"]
         )
         cpu = CounterMetricFamily(
-            "sol_agent_cpu_seconds", "CPU seconds spent in the agent's callbacks", labels=["agent", "side"]
+            "sol_agent_cpu_seconds",
+            "CPU seconds of the agent's callbacks and the runtime's bookkeeping around them",
+            labels=["agent", "side"],
         )
         for name, stats in sorted(list(m._stats.items())):
             for callback in stats.callbacks():
