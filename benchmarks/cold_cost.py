@@ -116,7 +116,6 @@ class Setup:
 
 def loop_20hz(seconds: float, work: Callable[[float], None]) -> float:
     """Run ``work`` every 50 ms on a fresh thread; % of one core the process used."""
-    done = threading.Event()
 
     def run() -> None:
         end = time.monotonic() + seconds
@@ -130,7 +129,6 @@ def loop_20hz(seconds: float, work: Callable[[float], None]) -> float:
             if now > end:
                 break
             work(now)
-        done.set()
 
     t0, c0 = time.monotonic(), time.process_time()
     t = threading.Thread(target=run, daemon=True)
@@ -191,9 +189,14 @@ def cold_steps(backend: str) -> list[tuple[str, float, float]]:
     cpu = agent.cpu
     obs = agent.collect()
     lock = threading.Lock()
+
+    def take_and_release() -> None:
+        with lock:
+            pass
+
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("time.monotonic()", time.monotonic),
-        ("take and release a lock", lambda: lock.acquire() and lock.release()),
+        ("take and release a lock", take_and_release),
         ('cpu.usage("primary")', lambda: cpu.usage("primary")),
         ("cpu_harvest.collect()", agent.collect),
         ("cpu_harvest.validate(obs)", lambda: agent.validate(obs)),
@@ -219,6 +222,15 @@ def cold_steps(backend: str) -> list[tuple[str, float, float]]:
     return out
 
 
+def cpu_model() -> str:
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        for line in info.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "?"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=15.0, help="length of each 20 Hz run")
@@ -227,21 +239,9 @@ def main() -> None:
     args = ap.parse_args()
     configure("json", "error", open(os.devnull, "w"))  # noqa: SIM115 - for the whole run
     backend, note = pick_backend(args.backend)
-    cpu_model = (
-        next(
-            (
-                ln.split(":", 1)[1].strip()
-                for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if "model name" in ln
-            ),
-            platform.processor() or "?",
-        )
-        if Path("/proc/cpuinfo").exists()
-        else platform.processor()
-    )
     print("sol at 20 Hz: what runs cold costs")
     print(
-        f"machine  {cpu_model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"machine  {cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}"
     )
     print(f"backend  {backend}{' (' + note + ')' if note else ''}, dry-run")
