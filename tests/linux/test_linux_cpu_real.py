@@ -162,3 +162,43 @@ def test_a_kept_open_cgroup_file_follows_its_group_being_removed_and_recreated(r
         assert files.read(path).strip() == "0" and len(files) == 1
     finally:
         files.close()
+
+
+def test_an_operator_removing_the_lent_harvest_group_costs_no_failed_write(
+    real_group_name: str, tmp_path: Path
+) -> None:
+    """The group is sol's to create, the operator's to remove (an empty cgroup can go at any
+    time). The 1 s caches of its existence and state must not turn that into a failed write
+    (an actuator error: mitigation, backoff): the next decision re-creates it."""
+    layout = CgroupLayout.detect(REAL_CGROUP)
+    host = CpuHost(
+        layout,
+        proc_root=Path("/proc"),
+        sys_root=Path("/sys"),
+        clock=time.monotonic,
+        settings=CpuSettings(harvest_cgroup=real_group_name),
+        log=structlog.get_logger("test"),
+    )
+    if len(host.cores) < 2:
+        pytest.skip("needs at least 2 CPUs")
+    with UndoJournal.open(tmp_path / "undo.journal", fsync=False) as journal:
+        writer = OwnerWriter(gate=Gate(), journal=journal, owner="harvester")
+        act = LinuxCpuActuators(host, CgroupWriter(layout, writer))
+        act.set_harvest_cores(1)
+        assert host.harvest_exists() and act.harvest_cores() == 1
+        for controller in ("cpuset", "cpu", "cpuacct"):
+            (REAL_CGROUP / controller / real_group_name).rmdir()  # the operator, while lent
+        # the same decision again: nothing to write, whatever the caches still say
+        act.set_harvest_cores(1)
+        # a new decision before the caches expire: the group is made again, then written
+        act.set_harvest_cores(0)
+        act.set_harvest_cores(1)
+        assert (REAL_CGROUP / "cpuset" / real_group_name / "cpuset.cpus").read_text().strip() == str(
+            max(host.lendable)
+        )
+        assert (REAL_CGROUP / "cpu" / real_group_name / "cpu.cfs_quota_us").read_text().strip() == "-1"
+        # the usage sensor follows the group away and back without an error
+        LinuxCpuSensors(host).usage("harvest")
+        report = writer.restore()
+        assert report.ok, report.summary()
+        assert (REAL_CGROUP / "cpu" / real_group_name / "cpu.cfs_quota_us").read_text().strip() == "1000"
