@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -53,19 +54,24 @@ def move(pid: int, group: str) -> None:
         (REAL_CGROUP / controller / group / "cgroup.procs").write_text(str(pid))
 
 
-def test_real_harvest_group_grant_usage_delay_park_and_restore(
-    real_group_name: str, tmp_path: Path, busy: list[subprocess.Popen[bytes]]
-) -> None:
-    layout = CgroupLayout.detect(REAL_CGROUP)
-    host = CpuHost(
-        layout,
+def real_host(harvest: str, **settings: Any) -> CpuHost:
+    """The CPU facility on this host's real v1 hierarchies, harvesting into ``harvest``."""
+    return CpuHost(
+        CgroupLayout.detect(REAL_CGROUP),
         proc_root=Path("/proc"),
         sys_root=Path("/sys"),
         clock=time.monotonic,
-        # a heavy weight, so that other load on this shared machine cannot starve the test
-        settings=CpuSettings(harvest_cgroup=real_group_name, harvest_weight=10_000),
+        settings=CpuSettings(harvest_cgroup=harvest, **settings),
         log=structlog.get_logger("test"),
     )
+
+
+def test_real_harvest_group_grant_usage_delay_park_and_restore(
+    real_group_name: str, tmp_path: Path, busy: list[subprocess.Popen[bytes]]
+) -> None:
+    # a heavy weight, so that other load on this shared machine cannot starve the test
+    host = real_host(real_group_name, harvest_weight=10_000)
+    layout = host.layout
     if len(host.cores) < 2:
         pytest.skip("needs at least 2 CPUs")
     sensors = LinuxCpuSensors(host)
@@ -170,15 +176,8 @@ def test_an_operator_removing_the_lent_harvest_group_costs_no_failed_write(
     """The group is sol's to create, the operator's to remove (an empty cgroup can go at any
     time). The 1 s caches of its existence and state must not turn that into a failed write
     (an actuator error: mitigation, backoff): the next decision re-creates it."""
-    layout = CgroupLayout.detect(REAL_CGROUP)
-    host = CpuHost(
-        layout,
-        proc_root=Path("/proc"),
-        sys_root=Path("/sys"),
-        clock=time.monotonic,
-        settings=CpuSettings(harvest_cgroup=real_group_name),
-        log=structlog.get_logger("test"),
-    )
+    host = real_host(real_group_name)
+    layout = host.layout
     if len(host.cores) < 2:
         pytest.skip("needs at least 2 CPUs")
     with UndoJournal.open(tmp_path / "undo.journal", fsync=False) as journal:
