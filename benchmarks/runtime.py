@@ -11,7 +11,11 @@ Prints a table per measurement. What each one is:
    node with 4 agents at 10 Hz (NullBackend, so it is the runtime's speed alone).
 3. Live actuation lateness at 20 Hz (due time → act() start), p50/p99, without and with a
    second agent whose ``learn`` burns CPU continuously (pure Python, holding the GIL between
-   switches). Target: p99 <= 5 ms with the hog; the ratio to the run without is printed.
+   switches). Target: p99 <= 5 ms with the hog; the ratio to the run without is printed. The
+   due time is the window's start: an act runs as soon as the model tick due with it is done,
+   or ``act_phase`` (5 ms) later at the latest. Also printed: *sample → act*, from the start
+   of the model chain (its ``collect``) to the ``act()`` that applied its prediction, and the
+   share of acts that applied their own window's (sampled less than half a window before).
 4. Daemon cost with 4 idle agents (1 Hz no-op agents, the live executor): RSS and CPU % of
    one core over the run. Target <= 1 %.
 """
@@ -49,8 +53,15 @@ def make_agent(name: str, hz: float, *, burn: float = 0.0) -> Agent:
             callback_timeout=max(1.0, 2 * burn),
         )
 
+        def __init__(self) -> None:
+            #: when each model chain began (its window's sample)
+            self.begun: list[float] = []
+            #: per act of a model prediction: seconds since that prediction's sample
+            self.applied: list[float] = []
+
         def collect(self) -> object:
-            return 1.0
+            self.begun.append(time.monotonic())
+            return len(self.begun)
 
         def learn(self, obs: Any) -> None:
             if burn:
@@ -60,13 +71,14 @@ def make_agent(name: str, hz: float, *, burn: float = 0.0) -> Agent:
                     x += 1
 
         def predict(self) -> object:
-            return 1
+            return len(self.begun)
 
         def default_predict(self) -> object:
             return 0
 
         def act(self, prediction: Prediction) -> None:
-            return None
+            if prediction.source == "model":
+                self.applied.append(time.monotonic() - self.begun[int(prediction.value) - 1])
 
     Bench.name = name
     return Bench()
@@ -93,8 +105,9 @@ def virtual_bench(duration: float) -> tuple[float, float, float]:
     return per_cb_us, callbacks / run.wall_s, run.speedup
 
 
-def live_lateness(seconds: float, hog: bool) -> list[float]:
-    specs = [AgentSpec(make_agent("actor", 20.0))]
+def live_lateness(seconds: float, hog: bool) -> tuple[list[float], list[float]]:
+    actor = make_agent("actor", 20.0)
+    specs = [AgentSpec(actor)]
     if hog:
         # learn() burns 45 ms of every 50 ms: the model side is busy ~90 % of the time
         specs.append(AgentSpec(make_agent("hog", 20.0, burn=0.045)))
@@ -102,7 +115,7 @@ def live_lateness(seconds: float, hog: bool) -> list[float]:
     ex.start()
     time.sleep(seconds)
     ex.stop()
-    return ex.lateness("actor")
+    return ex.lateness("actor"), actor.applied  # type: ignore[attr-defined]
 
 
 def live_overhead(seconds: float) -> float:
@@ -163,8 +176,8 @@ def main() -> None:
         ],
     )
     secs = 3.0 if q else 15.0
-    base = live_lateness(secs, hog=False)
-    hog = live_lateness(secs, hog=True)
+    base, base_applied = live_lateness(secs, hog=False)
+    hog, hog_applied = live_lateness(secs, hog=True)
     rows = []
     for label, lat in (("without hog", base), ("with CPU hog", hog)):
         rows.append(
@@ -172,6 +185,15 @@ def main() -> None:
                 label,
                 f"p50 {pct(lat, 0.5) * 1e3:.3f} ms  p99 {pct(lat, 0.99) * 1e3:.3f} ms  "
                 f"max {max(lat) * 1e3:.3f} ms  (n={len(lat)})",
+            )
+        )
+    for label, ages in (("without hog", base_applied), ("with CPU hog", hog_applied)):
+        own = sum(a < 0.025 for a in ages) / max(len(ages), 1)  # sampled less than half a window ago
+        rows.append(
+            (
+                f"sample -> act, {label}",
+                f"p50 {pct(ages, 0.5) * 1e3:.3f} ms  p99 {pct(ages, 0.99) * 1e3:.3f} ms; "
+                f"{own:.0%} of acts apply their own window's prediction",
             )
         )
     rows.append(("p99 ratio hog/without", f"{pct(hog, 0.99) / max(pct(base, 0.99), 1e-9):.2f}x"))

@@ -3,7 +3,12 @@
 Each agent gets a *model lane* (collect → validate → learn → predict, assess_model) and an
 *actuator lane* (act, assess_performance), each its own thread, so a slow or hung learner can
 never delay actuation (DESIGN §4): the actuator lane only reads the newest published
-prediction. One watchdog thread enforces ``callback_timeout`` on every lane:
+prediction. Both lanes tick on one grid per agent; an act tick is due ``act_phase`` (5 ms at
+most) after the model tick of the same instant, and the model lane wakes the actuator lane as
+soon as its tick is done, so ``act()`` applies the prediction made for its window, as under
+the virtual executor (where the model runs first at equal times). Before, the two lanes woke
+together and raced for the GIL, and most acts of ``cpu_harvest`` applied the previous
+window's prediction. One watchdog thread enforces ``callback_timeout`` on every lane:
 
 - a model call past its deadline publishes a default (``reason="error"``) at once; the lane
   stays blocked until the call returns (its result is then discarded);
@@ -29,6 +34,8 @@ never mutated in place.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import sys
 import threading
 import time
@@ -49,6 +56,17 @@ SETUP_TIMEOUT = 10.0
 LOOP_STALL = 10.0
 #: Seconds added to an agent's callback timeout when joining its lanes on a single-agent stop.
 JOIN_SLACK = 0.5
+#: How far (seconds) an agent's act ticks trail its model ticks on their common grid, at most
+#: (and at most a tenth of ``act_every``). The model lane wakes the actuator lane as soon as
+#: its tick is done, so ``act()`` runs right after the chain due at the same instant and
+#: applies the prediction made for its window, as under the virtual executor; a chain that
+#: takes longer than this is not waited for (the act applies the newest prediction, as ever).
+ACT_PHASE = 0.005
+
+
+def act_phase(schedule: Any) -> float:
+    """Seconds an agent's act ticks trail its model ticks at most (see ``ACT_PHASE``)."""
+    return float(min(ACT_PHASE, schedule.act_every / 10))
 
 
 class AgentControlError(LookupError):
@@ -82,7 +100,8 @@ class _Lane:
     started: float = 0.0
     deadline: float = float("inf")
     reported: bool = False
-    #: seconds between the due time of an actuator tick and the moment it ran
+    #: seconds between the start of an act tick's window (the model tick due with it) and
+    #: the moment the act ran
     lateness: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
     #: when the loop means to wake next (monotonic); a loop far past it is stalled
     wake_by: float = float("inf")
@@ -98,10 +117,15 @@ class _Agent:
         self.model = _Lane("model")
         self.actuator = _Lane("actuator")
         self.lock = threading.Lock()
+        #: wakes the actuator lane early: a model tick is done (or a stop)
+        self.nudge = Nudge()
         #: set when this agent's lanes must end (executor stop, or this agent stops alone)
-        self.halt = Halt()
+        self.halt = Halt(wakes=(self.nudge,))
         #: every lane thread ever started for this instance (replaced ones included)
         self.threads: list[threading.Thread] = []
+        #: the origin of both lanes' tick grids (set when the lanes start): model ticks fall
+        #: on ``epoch + k*period``, act ticks ``act_phase`` after them
+        self.epoch = time.monotonic()
 
     def busy_threads(self) -> list[str]:
         return [t.name for t in self.threads if t.is_alive() and t is not threading.current_thread()]
@@ -113,20 +137,24 @@ class Halt:
     ``threading.Event.wait`` builds a ``Condition`` waiter lock at every call; this waits on one
     pre-made lock with a timeout. A lane wakes 20-40 times a second, and on a small VM each wake
     of an ``Event`` cost ~55 us of CPU more than this (benchmarks/daemon.py measures the daemon).
-    ``set()`` unlocks the gate for good: every waiter, present and future, returns at once.
+    ``set()`` unlocks the gate for good: every waiter, present and future, returns at once, and
+    each of ``wakes`` is nudged (lanes that sleep on a :class:`Nudge` check the flag when woken).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, wakes: Sequence[Nudge] = ()) -> None:
         self._flag = False
         self._gate = threading.Lock()
         self._gate.acquire()
         self._setting = threading.Lock()
+        self._wakes = tuple(wakes)
 
     def set(self) -> None:
         with self._setting:
             if not self._flag:
                 self._flag = True
                 self._gate.release()
+        for w in self._wakes:
+            w.set()
 
     def is_set(self) -> bool:
         return self._flag
@@ -139,6 +167,23 @@ class Halt:
             self._gate.release()  # pass it on: every waiter must see the flag
             return True
         return self._flag
+
+
+class Nudge:
+    """Wakes one sleeping lane before its timeout; a wake given while it is awake is kept for
+    its next wait (one at most). One pre-made lock, as :class:`Halt`."""
+
+    def __init__(self) -> None:
+        self._gate = threading.Lock()
+        self._gate.acquire()
+
+    def set(self) -> None:
+        with contextlib.suppress(RuntimeError):  # a wake is already pending: one is enough
+            self._gate.release()
+
+    def wait(self, timeout: float) -> bool:
+        """True when woken (the wake is used up), False when ``timeout`` seconds pass first."""
+        return self._gate.acquire(timeout=max(timeout, 0.0))
 
 
 class LiveExecutor(ExecutorBase):
@@ -281,7 +326,7 @@ class LiveExecutor(ExecutorBase):
 
     def _model_loop(self, agent: _Agent, lane: _Lane, gen: int) -> None:
         r, s = agent.runner, agent.runner.schedule
-        t0 = time.monotonic()
+        t0 = agent.epoch
         due = {"collect": t0, "predict": t0, "assess": t0 + s.assess_every}
         periods = {
             "collect": s.collect_every,
@@ -302,6 +347,7 @@ class LiveExecutor(ExecutorBase):
                 due[k] = _next_due(due[k], periods[k], now)
             if "collect" in ready or "predict" in ready:
                 r.model_tick(now, collect="collect" in ready, predict="predict" in ready)
+                agent.nudge.set()  # the actuator lane acts now if this was its window's chain
             if "assess" in ready and r.state == "running":
                 r.assess_model_tick(time.monotonic())
             self._charge(agent, "model", time.thread_time() - cpu0)
@@ -309,25 +355,43 @@ class LiveExecutor(ExecutorBase):
     def _actuator_loop(self, agent: _Agent, lane: _Lane, gen: int, mitigate_first: str | None = None) -> None:
         r, s = agent.runner, agent.runner.schedule
         halt = agent.halt
-        if mitigate_first and r.state == "running" and not halt.is_set():
-            r.run_mitigate(cause=mitigate_first)
-        t0 = time.monotonic()
+        # on the model lane's grid, at most act_phase behind it (sooner when the model lane's
+        # tick ends first); a lane started in place of a hung one acts at once after its
+        # mitigation, then joins the grid
+        phase = act_phase(s)
+        t0 = agent.epoch + phase
         due = {"act": t0, "assess": t0 + s.assess_every}
         periods = {"act": s.act_every, "assess": s.assess_every}
+        if mitigate_first and r.state == "running" and not halt.is_set():
+            r.run_mitigate(cause=mitigate_first)
+            now = time.monotonic()
+            due = {k: _grid_next(d, periods[k], now) for k, d in due.items()}
+            due["act"] = now
         while not halt.is_set() and r.state == "running" and lane.generation == gen:
             nxt = min(due.values())
             lane.wake_by = nxt
             wait = nxt - time.monotonic()
-            if wait > 0 and halt.wait(wait):
-                return
+            early = 0.0
+            # woken by the model lane (its tick is done), by a stop, or by the timer
+            if wait > 0 and agent.nudge.wait(wait):
+                if halt.is_set():
+                    return
+                early = phase
             now = time.monotonic()
+            act = due["act"] - now <= early
+            assess = due["assess"] <= now
+            if not (act or assess):
+                continue  # a model tick outside this act's window: keep sleeping
             cpu0 = time.thread_time()
-            if due["act"] <= now:
-                lane.lateness.append(now - due["act"])
-                due["act"] = _next_due(due["act"], periods["act"], now)
+            if act:
+                # from the window's start (the model tick due with this act), as before the
+                # act trailed it: an act that ran early, on the model lane's wake, counts its
+                # wait for the chain; one that waited out act_phase counts that too
+                lane.lateness.append(max(0.0, now - (due["act"] - phase)))
+                due["act"] = _grid_next(t0, periods["act"], max(now, due["act"]))
                 r.act_tick(now)
-            if due["assess"] <= now and r.state == "running":
-                due["assess"] = _next_due(due["assess"], periods["assess"], now)
+            if assess and r.state == "running":
+                due["assess"] = _grid_next(t0 + s.assess_every, periods["assess"], now)
                 r.assess_performance_tick(time.monotonic())
             self._charge(agent, "actuator", time.thread_time() - cpu0)
 
@@ -443,6 +507,7 @@ class LiveExecutor(ExecutorBase):
         if runner.start(ctx):
             with agent.lock:
                 if not agent.halt.is_set():
+                    agent.epoch = time.monotonic()
                     self._spawn(agent, agent.model, self._model_loop)
                     self._spawn(agent, agent.actuator, self._actuator_loop)
         return agent
@@ -663,6 +728,15 @@ class LiveExecutor(ExecutorBase):
     def agent_specs(self) -> dict[str, AgentSpec]:
         """name -> spec of every agent the executor knows (running or not), in order."""
         return {a.runner.name: a.spec for a in self._agents}
+
+
+def _grid_next(anchor: float, period: float, now: float) -> float:
+    """The first tick after ``now`` on the grid ``anchor + k*period`` (k >= 0). A tick within
+    a nanosecond of ``now`` counts as ``now`` itself (``anchor + k*period`` computed again may
+    land a rounding error below a due time it was computed from)."""
+    if anchor > now + 1e-9:
+        return anchor
+    return anchor + (math.floor((now - anchor) / period + 1e-9) + 1) * period
 
 
 def _next_due(due: float, period: float, now: float) -> float:

@@ -13,7 +13,7 @@ from sol import Agent, Prediction, Schedule
 from sol.backend import NullBackend
 from sol.log import get_logger
 from sol.runtime.base import AgentSpec
-from sol.runtime.live import LiveExecutor
+from sol.runtime.live import LiveExecutor, act_phase
 
 pytestmark = pytest.mark.live
 
@@ -162,6 +162,63 @@ def test_model_cpu_budget_holds_on_real_threads() -> None:
     stats = ex.metrics.callback_stats("probe")
     assert stats.cpu["model"] == pytest.approx(r.model_cpu_s)
     assert stats.cpu["actuator"] > 0
+
+
+def test_act_applies_the_prediction_made_for_its_own_window() -> None:
+    """The model and actuator lanes tick on one grid and the model lane wakes the actuator lane
+    when its tick is done, so a chain that publishes within ``act_phase`` of its due time is
+    what the act of that window applies (as under the virtual executor, where the model
+    publishes first). The lanes once kept their own grids and raced for the GIL: a 2 ms chain
+    lost to the act in most windows, which applied the window before's prediction (one window
+    more to react to a spike)."""
+    from dataclasses import replace
+
+    period = 0.1
+    phase = act_phase(replace(FAST, act_every=period))
+
+    class Counting(Probe):
+        schedule = replace(
+            FAST, collect_every=period, predict_every=None, act_every=period, prediction_ttl=0.4
+        )
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.windows = 0  # model chains begun
+            self.begun: list[float] = []  # when each chain began
+            self.published: list[float] = []  # when each chain's prediction was ready
+            self.applied: list[tuple[int, int]] = []  # (prediction's window, chains begun)
+
+        def collect(self) -> object:
+            self.windows += 1
+            self.begun.append(time.monotonic())
+            return self.windows
+
+        def learn(self, obs: Any) -> None:
+            # quick at first (the lanes' start-up does not line them up by chance), then 2 ms
+            self.learn_s = 0.002 if obs > 2 else 0.0
+            super().learn(obs)
+
+        def predict(self) -> object:
+            self.published.append(time.monotonic())
+            return len(self.published)
+
+        def act(self, prediction: Prediction) -> None:
+            if prediction.source == "model":
+                self.applied.append((int(prediction.value), self.windows))
+
+    probe = Counting()
+    run_live(probe, seconds=3.0)
+    assert 20 <= len(probe.applied) <= 31, probe.applied  # one act per window, no extra ones
+    # the grid's origin: the chain that began least late (a loaded machine wakes lanes late)
+    origin = min(t - k * period for k, t in enumerate(probe.begun))
+    # windows whose chain was ready well within the phase after its due time
+    in_time = {k + 1 for k, t in enumerate(probe.published) if t - (origin + k * period) <= 0.8 * phase}
+    judged = [(made, begun) for made, begun in probe.applied if begun in in_time]
+    if len(judged) < 10:
+        ms = 0.8 * phase * 1e3
+        pytest.skip(f"only {len(judged)} model chains finished within {ms:.0f} ms: machine too loaded")
+    stale = [(made, begun) for made, begun in judged if made != begun]
+    assert len(stale) <= 0.1 * len(judged), (stale, len(judged))
 
 
 def test_stop_runs_clean_up_once() -> None:
