@@ -221,6 +221,41 @@ def test_act_applies_the_prediction_made_for_its_own_window() -> None:
     assert len(stale) <= 0.1 * len(judged), (stale, len(judged))
 
 
+def test_model_wakes_add_no_acts_when_acting_every_other_window() -> None:
+    """act_every twice collect_every: the model lane wakes the actuator lane after every tick,
+    but only the tick due with an act lets it act early; acts stay one per act_every and each
+    applies the prediction of the chain due with it."""
+    from dataclasses import replace
+
+    class Half(Probe):
+        schedule = replace(FAST, collect_every=0.05, predict_every=None, act_every=0.1, prediction_ttl=0.4)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.windows = 0
+            self.applied: list[tuple[int, int]] = []
+
+        def collect(self) -> object:
+            self.windows += 1
+            return self.windows
+
+        def predict(self) -> object:
+            return self.windows
+
+        def act(self, prediction: Prediction) -> None:
+            self.actions.append((time.monotonic(), prediction))
+            if prediction.source == "model":
+                self.applied.append((int(prediction.value), self.windows))
+
+    probe = Half()
+    run_live(probe, seconds=2.0)
+    assert 17 <= len(probe.actions) <= 21, len(probe.actions)  # 2 s / 0.1 s, +1 at start
+    fresh = sum(made == begun for made, begun in probe.applied)
+    assert fresh >= 0.8 * len(probe.applied), probe.applied
+    # the acts fall on every other model tick: odd windows (1, 3, 5, ...)
+    assert sum(made % 2 == 1 for made, _ in probe.applied) >= 0.8 * len(probe.applied), probe.applied
+
+
 def test_stop_runs_clean_up_once() -> None:
     probe = Probe()
     ex = run_live(probe, seconds=0.2)
