@@ -30,12 +30,18 @@ import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-
+from sol.lazy import LazyModule
 from sol.linux.errors import Unsupported
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    IntArray = npt.NDArray[np.int64]
+else:
+    np = LazyModule("numpy")  # only page moves use it: not imported at every daemon start
 
 __all__ = [
     "MPOL_MF_MOVE",
@@ -51,7 +57,6 @@ __all__ = [
     "runs_of",
 ]
 
-IntArray = npt.NDArray[np.int64]
 MPOL_MF_MOVE = 1 << 1
 #: move_pages syscall numbers (glibc has no wrapper; libnuma does, but we avoid the dependency)
 _SYSCALL_MOVE_PAGES = {"x86_64": 279, "aarch64": 239, "ppc64le": 301, "s390x": 310, "riscv64": 239}

@@ -20,9 +20,14 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from sol.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = LazyModule("numpy")  # only residency scans use it: not imported at every daemon start
 
 __all__ = ["PageCacheKnob", "Residency", "advise", "copy_into_cache", "residency", "restore_advice"]
 

@@ -4,7 +4,8 @@ Coach (ASPLOS'25) observes that most cloud VMs follow daily patterns and predict
 utilisation per time window of the day from its history over many days, then oversubscribes
 against that prediction. ``TimeOfDayProfile`` is that long-term component as an online
 learner: the day (``period`` seconds) is cut into ``buckets``; within a bucket it tracks a high
-quantile ``q`` of the target (river's P² estimator, constant memory), and when the bucket ends
+quantile ``q`` of the target (the P² estimator, constant memory: ``p2.P2Quantile``, which
+gives river's ``stats.Quantile`` estimates without importing SciPy), and when the bucket ends
 the value is folded into the bucket's profile with weight ``day_alpha`` (an EWMA over days).
 
 Features carry the clock time: ``x = {"t": seconds}``. Any time origin works (the runtime's
@@ -27,9 +28,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from river import stats
-
 from .base import Features, Learner, check_target
+from .p2 import P2Quantile
 
 __all__ = ["TimeOfDayProfile"]
 
@@ -63,7 +63,7 @@ class TimeOfDayProfile(Learner):
         self._days: list[int] = [0] * buckets
         #: the bucket being observed: its absolute index (time // width) and its estimator
         self._current: int | None = None
-        self._estimator: Any = None
+        self._estimator: P2Quantile | None = None
 
     def _slot(self, t: float) -> int:
         return math.floor(t / self._width)
@@ -89,7 +89,7 @@ class TimeOfDayProfile(Learner):
             self._close()
             self._current = slot
         if self._estimator is None:
-            self._estimator = stats.Quantile(self.q)
+            self._estimator = P2Quantile(self.q)
         self._estimator.update(value)
 
     def predict_one(self, x: Features) -> float:
