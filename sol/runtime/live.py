@@ -6,9 +6,8 @@ never delay actuation (DESIGN §4): the actuator lane only reads the newest publ
 prediction. Both lanes tick on one grid per agent; an act tick is due ``act_phase`` (5 ms at
 most) after the model tick of the same instant, and the model lane wakes the actuator lane as
 soon as its tick is done, so ``act()`` applies the prediction made for its window, as under
-the virtual executor (where the model runs first at equal times). Before, the two lanes woke
-together and raced for the GIL, and most acts of ``cpu_harvest`` applied the previous
-window's prediction. One watchdog thread enforces ``callback_timeout`` on every lane:
+the virtual executor (where the model runs first at equal times), instead of racing the
+model lane for the GIL. One watchdog thread enforces ``callback_timeout`` on every lane:
 
 - a model call past its deadline publishes a default (``reason="error"``) at once; the lane
   stays blocked until the call returns (its result is then discarded);
@@ -344,7 +343,7 @@ class LiveExecutor(ExecutorBase):
             cpu0 = time.thread_time()
             ready = {k for k, d in due.items() if d <= now}
             for k in ready:
-                due[k] = _next_due(due[k], periods[k], now)
+                due[k] = _grid_next(due[k], periods[k], now)
             if "collect" in ready or "predict" in ready:
                 r.model_tick(now, collect="collect" in ready, predict="predict" in ready)
                 agent.nudge.set()  # the actuator lane acts now if this was its window's chain
@@ -731,17 +730,10 @@ class LiveExecutor(ExecutorBase):
 
 
 def _grid_next(anchor: float, period: float, now: float) -> float:
-    """The first tick after ``now`` on the grid ``anchor + k*period`` (k >= 0). A tick within
-    a nanosecond of ``now`` counts as ``now`` itself (``anchor + k*period`` computed again may
-    land a rounding error below a due time it was computed from)."""
+    """The first tick after ``now`` on the grid ``anchor + k*period`` (k >= 0; missed ticks
+    are skipped). A tick within a nanosecond of ``now`` counts as ``now`` itself
+    (``anchor + k*period`` computed again may land a rounding error below a due time it was
+    computed from)."""
     if anchor > now + 1e-9:
         return anchor
     return anchor + (math.floor((now - anchor) / period + 1e-9) + 1) * period
-
-
-def _next_due(due: float, period: float, now: float) -> float:
-    """The next tick after ``now`` on the grid ``due + k*period`` (missed ticks are skipped)."""
-    nxt = due + period
-    if nxt <= now:
-        nxt += ((now - nxt) // period + 1) * period
-    return nxt
