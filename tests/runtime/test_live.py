@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -144,7 +145,6 @@ def test_cpu_hungry_learner_does_not_delay_another_agents_actuation() -> None:
 def test_model_cpu_budget_holds_on_real_threads() -> None:
     """Guarantee 6 live: the executor charges each lane tick's thread CPU, so a learner that
     burns 10 ms every 20 ms (50 % of a core) is held near its 10 % budget."""
-    from dataclasses import replace
 
     class Hungry(Probe):
         schedule = replace(FAST, cpu_budget=0.1, budget_window=0.5)
@@ -164,6 +164,26 @@ def test_model_cpu_budget_holds_on_real_threads() -> None:
     assert stats.cpu["actuator"] > 0
 
 
+class Windows(Probe):
+    """Counts the model chains begun (``collect``) and records, per act of a model prediction,
+    (the window it was made in, the chains begun by then): equal when the act applied the
+    prediction of the newest window."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.windows = 0
+        self.applied: list[tuple[int, int]] = []
+
+    def collect(self) -> object:
+        self.windows += 1
+        return self.windows
+
+    def act(self, prediction: Prediction) -> None:
+        self.actions.append((time.monotonic(), prediction))
+        if prediction.source == "model":
+            self.applied.append((int(prediction.value), self.windows))
+
+
 def test_act_applies_the_prediction_made_for_its_own_window() -> None:
     """The model and actuator lanes tick on one grid and the model lane wakes the actuator lane
     when its tick is done, so a chain that publishes within ``act_phase`` of its due time is
@@ -171,27 +191,22 @@ def test_act_applies_the_prediction_made_for_its_own_window() -> None:
     publishes first). The lanes once kept their own grids and raced for the GIL: a 2 ms chain
     lost to the act in most windows, which applied the window before's prediction (one window
     more to react to a spike)."""
-    from dataclasses import replace
-
     period = 0.1
     phase = act_phase(replace(FAST, act_every=period))
 
-    class Counting(Probe):
+    class Counting(Windows):
         schedule = replace(
             FAST, collect_every=period, predict_every=None, act_every=period, prediction_ttl=0.4
         )
 
         def __init__(self) -> None:
             super().__init__()
-            self.windows = 0  # model chains begun
             self.begun: list[float] = []  # when each chain began
             self.published: list[float] = []  # when each chain's prediction was ready
-            self.applied: list[tuple[int, int]] = []  # (prediction's window, chains begun)
 
         def collect(self) -> object:
-            self.windows += 1
             self.begun.append(time.monotonic())
-            return self.windows
+            return super().collect()
 
         def learn(self, obs: Any) -> None:
             # quick at first (the lanes' start-up does not line them up by chance), then 2 ms
@@ -201,10 +216,6 @@ def test_act_applies_the_prediction_made_for_its_own_window() -> None:
         def predict(self) -> object:
             self.published.append(time.monotonic())
             return len(self.published)
-
-        def act(self, prediction: Prediction) -> None:
-            if prediction.source == "model":
-                self.applied.append((int(prediction.value), self.windows))
 
     probe = Counting()
     run_live(probe, seconds=3.0)
@@ -225,27 +236,12 @@ def test_model_wakes_add_no_acts_when_acting_every_other_window() -> None:
     """act_every twice collect_every: the model lane wakes the actuator lane after every tick,
     but only the tick due with an act lets it act early; acts stay one per act_every and each
     applies the prediction of the chain due with it."""
-    from dataclasses import replace
 
-    class Half(Probe):
+    class Half(Windows):
         schedule = replace(FAST, collect_every=0.05, predict_every=None, act_every=0.1, prediction_ttl=0.4)
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.windows = 0
-            self.applied: list[tuple[int, int]] = []
-
-        def collect(self) -> object:
-            self.windows += 1
-            return self.windows
 
         def predict(self) -> object:
             return self.windows
-
-        def act(self, prediction: Prediction) -> None:
-            self.actions.append((time.monotonic(), prediction))
-            if prediction.source == "model":
-                self.applied.append((int(prediction.value), self.windows))
 
     probe = Half()
     run_live(probe, seconds=2.0)
