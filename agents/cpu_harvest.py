@@ -62,6 +62,12 @@ from sol.sdk import Agent, Context, Prediction, Schedule, Verdict
 NOISE_WINDOWS = 200
 #: the noise floor over the 95th percentile of those windows' waiting (wake-ups come in bursts)
 NOISE_MULT = 3.0
+#: run-queue readings measured (each a waiting rate over its own interval) before the first
+#: core is lent, so the floor is learnt from waiting seen, not assumed. A host may serve one
+#: reading for seconds (sol.linux.cpu, a thread scan): on the build VM, idle, one every
+#: ~1.7 s, from 0.00005 to 0.003 cores of waiting, so a few readings miss the loud ones. A
+#: simulated node reads every window: there this is within ``warmup_windows``.
+NOISE_READINGS = 20
 
 __all__ = [
     "CpuHarvestAgent",
@@ -431,11 +437,17 @@ class CpuHarvestAgent(Agent):
         # model side: the previous valid reading, and the window being accumulated
         self._prev: HarvestObservation | None = None
         self._wait_rate = 0.0
+        #: waiting rates measured so far; whether the one in use was measured over an interval
+        #: with nothing lent (so it may teach the noise floor); cores lent since that reading
+        self.wait_readings = 0
+        self._wait_clean = False
+        self._lent_since_reading = False
         self._win_need = 0.0
         self._win_used = 0.0
         self._win_wait = 0.0
         self._win_free = 0.0
         self._win_lent = False
+        self._win_clean = True
         self._win_samples = 0
         #: waiting (cores) of the last windows in which nothing was lent, and the floor from it
         self._noise: deque[float] = deque(maxlen=NOISE_WINDOWS)
@@ -534,8 +546,12 @@ class CpuHarvestAgent(Agent):
         # fresh reading gives the waiting rate over its own interval; until the next one,
         # the windows keep that rate -- waiting seen is assumed to go on (the safe side).
         d, d_prev = obs.delay, prev.delay
+        self._lent_since_reading = self._lent_since_reading or prev.harvest > 0
         if d.t > d_prev.t:
             self._wait_rate = (d.total_s - d_prev.total_s) / (d.t - d_prev.t)
+            self.wait_readings += 1
+            self._wait_clean = not self._lent_since_reading
+            self._lent_since_reading = False
         # clamp what a counter hiccup could produce: no more cores than the node has
         used = min(max(used, 0.0), float(self.total))
         wait = min(max(self._wait_rate, 0.0), 4.0 * self.total)
@@ -546,18 +562,21 @@ class CpuHarvestAgent(Agent):
         # is wake-up noise rather than a shortage (the floor below)
         self._win_free += min(1.0, max(0.0, self.total - prev.harvest - used)) * dt
         self._win_lent = self._win_lent or prev.harvest > 0
+        self._win_clean = self._win_clean and self._wait_clean
         self._win_samples += 1
         if self._win_samples < self.p.samples_per_window:
             return
         need_s = self._win_used + self._win_wait
         window_s = dt * self._win_samples
-        if not self._win_lent and self._win_free >= 0.999 * window_s:
-            # nothing lent and a core to spare all along: what they waited was noise
+        if not self._win_lent and self._win_clean and self._win_free >= 0.999 * window_s:
+            # nothing lent and a core to spare all along, and the waiting measured (not
+            # assumed) over a time with nothing lent: what they waited was noise
             self._learn_noise(self._win_wait / window_s)
         short = self._win_wait > self.p.short_delay_share * need_s + self.noise_floor * self._win_free
         self.model.update(WindowOutcome(obs.t, self._win_need, short, self._win_lent))
         self._win_need = self._win_used = self._win_wait = self._win_free = 0.0
         self._win_lent = False
+        self._win_clean = True
         self._win_samples = 0
         if self._profile_path is not None and obs.t - self._profile_saved >= self.p.profile_save_s:
             self._save_profile()
@@ -573,8 +592,8 @@ class CpuHarvestAgent(Agent):
         self.noise_floor = min(self.p.short_delay_floor, NOISE_MULT * p95)
 
     def predict(self) -> int:
-        if not self.model.ready:
-            return 0
+        if not self.model.ready or self.wait_readings < NOISE_READINGS:
+            return 0  # warming up, or the host's wake-up noise not measured yet
         keep = math.ceil(self.model.cores_needed() - 1e-9)
         return int(min(self.max_lend, max(0, self.total - max(keep, self.p.min_primary_cores))))
 

@@ -18,6 +18,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from sol.agents.cpu_harvest import (
+    NOISE_MULT,
+    NOISE_READINGS,
     NOISE_WINDOWS,
     CpuHarvestAgent,
     HarvestObservation,
@@ -601,3 +603,41 @@ def test_the_noise_floor_is_three_times_the_95th_percentile_of_the_last_windows(
     last = np.sort(values[-NOISE_WINDOWS:])
     assert agent._noise_ranked == sorted(agent._noise) == list(last)
     assert agent.noise_floor == pytest.approx(min(0.05, 3 * last[int(0.95 * (len(last) - 1))]))
+
+
+def test_the_noise_floor_is_measured_before_anything_is_lent_when_readings_last_many_windows() -> None:
+    # A Linux host without /proc/schedstat serves one run-queue reading (a scan of every thread)
+    # for up to seconds (sol.linux.cpu). On the build VM, idle: a reading every ~1.7 s, its
+    # waiting 0.00005-0.003 cores for 0.015 cores busy. Before, the floor was learnt from the
+    # warm-up's windows, whose waiting was not measured yet (0): the floor stayed 0, every
+    # reading above 1 % of the need read short, and the model was rejected within seconds --
+    # nothing was ever lent on an idle host.
+    agent = ready_agent(total=2)
+    waits = (0.0001, 0.00008, 0.0002, 0.003, 0.0001, 0.001, 0.00005, 0.0028, 0.0004, 0.0015)
+    every = 34  # windows per reading
+    used_s = wait_s = 0.0
+    delay_t = t0 = 10.0
+    lent: list[int] = []
+    for i in range(3000):
+        t = t0 + i * WINDOW
+        if i % every == 0 and i:
+            wait_s += waits[(i // every) % len(waits)] * (t - delay_t)
+            delay_t = t
+        harvest = lent[-1] if lent else 0
+        agent.learn(
+            HarvestObservation(
+                t,
+                CpuUsage(t, "primary", 0.015, WINDOW, used_s),
+                RunQueueDelay(delay_t, "primary", wait_s, 0.0, WINDOW),
+                harvest,
+            )
+        )
+        used_s += 0.015 * WINDOW
+        lent.append(agent.predict())
+    first = lent.index(1)
+    assert agent.wait_readings >= NOISE_READINGS
+    assert first >= NOISE_READINGS * every, "lent before the host's waiting was measured"
+    assert NOISE_MULT * 0.0028 * 0.99 <= agent.noise_floor <= NOISE_MULT * 0.003
+    # then it lends: no window read short, the model is accepted
+    assert sum(lent[first:]) == len(lent) - first
+    assert agent.model.shorts.count == 0 and agent.model.verdict()
