@@ -89,6 +89,11 @@ def test_the_example_config_is_valid() -> None:
     text = (UNITS / "sol.toml.example").read_text()
     config = loads_config(text, source="sol.toml.example", agents=registry.classes())
     assert config.backend == "linux" and config.daemon.metrics_address == "127.0.0.1"
+    # every agent stanza it shows commented out is one an operator can uncomment as it is
+    agents = text.index("\n# [agents.")
+    stanzas = re.sub(r"(?m)^# (\[agents\..*|[a-z_]+ = .*)$", r"\1", text[agents:])
+    assert "[agents.cpu_harvest]" in stanzas
+    loads_config(text[:agents] + stanzas, source="sol.toml.example, uncommented", agents=registry.classes())
 
 
 @needs_analyze
