@@ -552,6 +552,14 @@ class CpuHarvestAgent(Agent):
             self.wait_readings += 1
             self._wait_clean = not self._lent_since_reading
             self._lent_since_reading = False
+            if self.wait_readings == NOISE_READINGS and self.ctx.log is not None:
+                # an operator sees why nothing was lent until now (seconds on a host that
+                # scans threads for run-queue delay), and what waiting will not count as harm
+                self.ctx.log.info(
+                    "cpu_harvest.noise_measured",
+                    readings=self.wait_readings,
+                    noise_floor=round(self.noise_floor, 5),
+                )
         # clamp what a counter hiccup could produce: no more cores than the node has
         used = min(max(used, 0.0), float(self.total))
         wait = min(max(self._wait_rate, 0.0), 4.0 * self.total)
@@ -607,6 +615,11 @@ class CpuHarvestAgent(Agent):
                 "share of recent windows with cores lent that ran short",
             )
             m.gauge("noise_floor", self.noise_floor, "waiting taken as wake-up noise, not a shortage (cores)")
+            m.gauge(
+                "wait_readings",
+                min(self.wait_readings, NOISE_READINGS),
+                f"run-queue readings measured, up to the {NOISE_READINGS} needed before any core is lent",
+            )
         return self.model.verdict()
 
     def default_predict(self) -> int:

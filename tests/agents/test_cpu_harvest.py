@@ -612,29 +612,35 @@ def test_the_noise_floor_is_measured_before_anything_is_lent_when_readings_last_
     # warm-up's windows, whose waiting was not measured yet (0): the floor stayed 0, every
     # reading above 1 % of the need read short, and the model was rejected within seconds --
     # nothing was ever lent on an idle host.
-    agent = ready_agent(total=2)
+    agent = CpuHarvestAgent()
+    node = ScriptedCpu(2, flat(0.015))
+    clock = SimpleNamespace(now=lambda: 10.0, consume=lambda s: None)
+    agent.setup(Context(clock, get_logger(), node.sensors, node.actuators, Params()))
     waits = (0.0001, 0.00008, 0.0002, 0.003, 0.0001, 0.001, 0.00005, 0.0028, 0.0004, 0.0015)
     every = 34  # windows per reading
     used_s = wait_s = 0.0
     delay_t = t0 = 10.0
     lent: list[int] = []
-    for i in range(3000):
-        t = t0 + i * WINDOW
-        if i % every == 0 and i:
-            wait_s += waits[(i // every) % len(waits)] * (t - delay_t)
-            delay_t = t
-        harvest = lent[-1] if lent else 0
-        agent.learn(
-            HarvestObservation(
-                t,
-                CpuUsage(t, "primary", 0.015, WINDOW, used_s),
-                RunQueueDelay(delay_t, "primary", wait_s, 0.0, WINDOW),
-                harvest,
+    with capture_logs() as events:
+        for i in range(3000):
+            t = t0 + i * WINDOW
+            if i % every == 0 and i:
+                wait_s += waits[(i // every) % len(waits)] * (t - delay_t)
+                delay_t = t
+            agent.learn(
+                HarvestObservation(
+                    t,
+                    CpuUsage(t, "primary", 0.015, WINDOW, used_s),
+                    RunQueueDelay(delay_t, "primary", wait_s, 0.0, WINDOW),
+                    lent[-1] if lent else 0,
+                )
             )
-        )
-        used_s += 0.015 * WINDOW
-        lent.append(agent.predict())
+            used_s += 0.015 * WINDOW
+            lent.append(agent.predict())
     first = lent.index(1)
+    # the operator is told when (and with what floor) lending may start
+    (told,) = [e for e in events if e["event"] == "cpu_harvest.noise_measured"]
+    assert told["readings"] == NOISE_READINGS
     assert agent.wait_readings >= NOISE_READINGS
     assert first >= NOISE_READINGS * every, "lent before the host's waiting was measured"
     assert NOISE_MULT * 0.0028 * 0.99 <= agent.noise_floor <= NOISE_MULT * 0.003
