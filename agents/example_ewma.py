@@ -10,7 +10,8 @@ Everything an agent needs to be safe is here, in a few lines each:
 - ``validate`` rejects NaN, out-of-range and stale readings (they are never learned from);
 - ``assess_model`` fails when the EWMA under-predicted too often lately;
 - ``default_predict`` lends nothing, the decision that cannot hurt the primaries;
-- ``assess_performance`` fails when the primaries stall waiting for a CPU (PSI);
+- ``assess_performance`` fails when the primaries stall waiting for a CPU (their PSI, or their
+  run-queue delay where the kernel keeps PSI only for the whole host);
 - ``mitigate`` and ``clean_up`` give every core back.
 """
 
@@ -35,7 +36,8 @@ class Params:
     #: assess_model fails above this share of under-predicted windows
     max_under_rate: float = 0.2
     #: assess_performance fails when primaries stall on CPU more than this share of the
-    #: time (PSI ``some`` over the last 10 s)
+    #: time (PSI ``some`` over the last 10 s), or, where only the host's PSI exists, wait for
+    #: more than this many cores on average (run-queue delay)
     max_primary_pressure: float = 0.10
 
 
@@ -97,9 +99,17 @@ class ExampleEwmaAgent(Agent):
             self.harvest.set_harvest_cores(cores)
 
     def assess_performance(self) -> Verdict:
-        stall = self.cpu.pressure("primary").some_avg10
-        if stall > self.p.max_primary_pressure:
-            return Verdict.fail(f"primaries stalled on CPU {stall:.0%} of the last 10 s")
+        pressure = self.cpu.pressure("primary")
+        if pressure.scope == "group":
+            stall = pressure.some_avg10
+            if stall > self.p.max_primary_pressure:
+                return Verdict.fail(f"primaries stalled on CPU {stall:.0%} of the last 10 s")
+            return Verdict.ok()
+        # host-wide pressure also counts the harvest group's own waiting: judge the primaries
+        # by their run-queue delay instead (cores' worth of waiting)
+        waiting = self.cpu.run_queue_delay("primary").rate
+        if waiting > self.p.max_primary_pressure:
+            return Verdict.fail(f"primaries waited for CPUs ({waiting:.2f} cores on average)")
         return Verdict.ok()
 
     def mitigate(self) -> None:

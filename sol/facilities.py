@@ -91,6 +91,12 @@ class CpuPressure:
     ``some_*`` is the share of time (0..1, not percent as the file prints it) in which at
     least one runnable task of the group waited for a CPU; ``full_*`` the share in which
     all of them did. ``*_total_s`` are the cumulative stall times.
+
+    ``scope`` says whose tasks these are: ``"group"``, the group's own; ``"host"``, every
+    task of the host, when the kernel keeps no pressure file for the group (a cgroup v1
+    host: ``/proc/pressure/cpu``). A host figure counts the waiting of every group, the
+    harvest group's own batch tasks included, so it cannot tell whether the primaries
+    suffer: an agent judging harm to the primaries must not read it as theirs.
     """
 
     t: float
@@ -103,6 +109,7 @@ class CpuPressure:
     full_avg60: float
     full_avg300: float
     full_total_s: float
+    scope: str = "group"
 
 
 @dataclass(frozen=True, slots=True)

@@ -379,19 +379,22 @@ class CpuHost:
             )
         return parse_psi(read_file(path), path)
 
-    def _psi(self, group: str) -> Psi:
+    def _psi(self, group: str) -> tuple[Psi, str]:
+        """The group's PSI and its scope: ``"group"``, or ``"host"`` from ``/proc/pressure``."""
         if group == "harvest":
             if not self.harvest_exists():
-                return _ZERO_PSI
+                return _ZERO_PSI, "group"
             path = self._group_psi_path(self.harvest)
-            return parse_psi(read_file(path), path) if path is not None else self._system_psi(group)
+            if path is None:
+                return self._system_psi(group), "host"
+            return parse_psi(read_file(path), path), "group"
         if not self.settings.primary_cgroups:
-            return self._system_psi(group)
+            return self._system_psi(group), "host"
         controller = "psi" if self.layout.has("psi") else "cpuacct"
         paths = [self._group_psi_path(g) for g in self.matched(controller)]
         found = [p for p in paths if p is not None]
         if not found:
-            return self._system_psi(group)
+            return self._system_psi(group), "host"
         values = [parse_psi(read_file(p), p) for p in found]
         return Psi(
             max(v.some_avg10 for v in values),
@@ -402,11 +405,11 @@ class CpuHost:
             max(v.full_avg60 for v in values),
             max(v.full_avg300 for v in values),
             sum(v.full_total_s for v in values),
-        )
+        ), "group"
 
     def pressure(self, group: str) -> CpuPressure:
         check_group(group)
-        psi = self._psi(group)
+        psi, scope = self._psi(group)
         return CpuPressure(
             self.now(),
             group,
@@ -418,6 +421,7 @@ class CpuHost:
             psi.full_avg60,
             psi.full_avg300,
             psi.full_total_s,
+            scope,
         )
 
     # -- throttling --------------------------------------------------------------------

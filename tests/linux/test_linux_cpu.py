@@ -107,10 +107,13 @@ def test_pressure_prefers_the_groups_v2_file_and_falls_back_to_system_once(
     sensors = LinuxCpuSensors(make_host(v1.root, proc, fake_sys, clock))
     harvest = sensors.pressure("harvest")
     assert harvest.some_avg10 == pytest.approx(0.125) and harvest.some_total_s == pytest.approx(3.0)
+    assert harvest.scope == "group"
     with capture_logs() as logs:
         for _ in range(3):
             primary = sensors.pressure("primary")
     assert primary.some_avg10 == pytest.approx(0.4) and primary.some_avg60 == pytest.approx(0.2)
+    # the host's figure, not the primaries': it says so (it counts the harvest's waiting too)
+    assert primary.scope == "host"
     assert [e["event"] for e in logs] == ["linux.cpu.psi_system_fallback"]
 
 
@@ -123,6 +126,7 @@ def test_pressure_of_several_primaries_is_the_worst_group(
         "primary"
     )
     assert p.some_avg10 == pytest.approx(0.30) and p.some_total_s == pytest.approx(3.0)
+    assert p.scope == "group"
 
 
 def test_run_queue_delay_sums_schedstat_wait_of_the_groups_threads(
