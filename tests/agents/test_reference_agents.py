@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
-from sol.agents.example_ewma import ExampleEwmaAgent
+from sol.agents.example_ewma import ExampleEwmaAgent, Params
 from sol.agents.noop import NoopAgent
+from sol.facilities import CpuPressure, RunQueueDelay
+from sol.sdk import Context
 from sol.testing import check_agent, simulate
 
 
@@ -25,3 +29,29 @@ def test_example_ewma_lends_what_primaries_leave_idle() -> None:
     harvested = [v for k, v in truth.items() if "harvest" in k and "core" in k]
     assert harvested and max(harvested) > 0, truth
     assert r.state == "stopped"
+
+
+@pytest.mark.parametrize(
+    ("scope", "waiting", "harm"),
+    [
+        pytest.param("group", 0.0, True, id="the-primaries-own-pressure"),
+        pytest.param("host", 0.0, False, id="host-pressure-primaries-not-waiting"),
+        pytest.param("host", 0.5, True, id="host-pressure-primaries-waiting"),
+    ],
+)
+def test_example_ewma_judges_the_primaries_by_readings_that_are_theirs(
+    scope: str, waiting: float, harm: bool
+) -> None:
+    # On a cgroup v1 host the only CPU pressure is the whole host's: it counts the harvest
+    # group's own waiting, so the example falls back to the primaries' run-queue delay.
+    cpu = SimpleNamespace(
+        total_cores=lambda: 8,
+        pressure=lambda g: CpuPressure(1.0, g, 0.9, 0.9, 0.9, 9.0, 0.0, 0.0, 0.0, 0.0, scope),
+        run_queue_delay=lambda g: RunQueueDelay(1.0, g, 5.0, waiting, 1.0),
+    )
+    agent = ExampleEwmaAgent()
+    clock = SimpleNamespace(now=lambda: 1.0, consume=lambda s: None)
+    harvest = SimpleNamespace(harvest_cores=lambda: 2, set_harvest_cores=lambda n: None)
+    actuators = SimpleNamespace(cpu=harvest)
+    agent.setup(Context(clock, None, SimpleNamespace(cpu=cpu), actuators, Params()))
+    assert bool(agent.assess_performance()) is not harm
