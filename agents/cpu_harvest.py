@@ -58,8 +58,11 @@ from sol.predictors.seasonal import TimeOfDayProfile
 from sol.safety.validators import Fresh, NotFrozen, all_of, finite, in_range
 from sol.sdk import Agent, Context, Prediction, Schedule, Verdict
 
-#: windows with nothing lent whose waiting makes the noise floor (``short_delay_floor``)
-NOISE_WINDOWS = 200
+#: the last run-queue readings with nothing lent and a core free whose waiting makes the noise
+#: floor (``short_delay_floor``): readings, not windows, because a host may serve one reading
+#: to dozens of windows -- 200 windows of this VM held ~6 readings, and the floor learnt from
+#: them swung from 0.011 to 0.033 cores within a minute
+NOISE_KEPT = 200
 #: the noise floor over the 95th percentile of those windows' waiting (wake-ups come in bursts)
 NOISE_MULT = 3.0
 #: run-queue readings measured (each a waiting rate over its own interval) before the first
@@ -241,6 +244,12 @@ class _RollingRate:
         q = self._q
         while q and (len(q) > self.n or q[0][0] < now - self.horizon):
             self._true -= q.popleft()[1]
+
+    def replace(self, items: list[tuple[float, bool]], now: float) -> None:
+        """Start over from these (time, outcome) pairs, oldest first, as of ``now``."""
+        self._q = deque(items)
+        self._true = sum(hit for _, hit in items)
+        self.prune(now)
 
     def __len__(self) -> int:
         return len(self._q)
@@ -437,22 +446,25 @@ class CpuHarvestAgent(Agent):
         # model side: the previous valid reading, and the window being accumulated
         self._prev: HarvestObservation | None = None
         self._wait_rate = 0.0
-        #: waiting rates measured so far; whether the one in use was measured over an interval
-        #: with nothing lent (so it may teach the noise floor); cores lent since that reading
+        #: waiting rates measured so far; since the last one: cores lent, a core not free
         self.wait_readings = 0
-        self._wait_clean = False
         self._lent_since_reading = False
+        self._busy_since_reading = False
         self._win_need = 0.0
         self._win_used = 0.0
         self._win_wait = 0.0
         self._win_free = 0.0
         self._win_lent = False
-        self._win_clean = True
         self._win_samples = 0
-        #: waiting (cores) of the last windows in which nothing was lent, and the floor from it
-        self._noise: deque[float] = deque(maxlen=NOISE_WINDOWS)
+        #: waiting (cores) of the last readings with nothing lent, and the floor from it
+        self._noise: deque[float] = deque(maxlen=NOISE_KEPT)
         self._noise_ranked: list[float] = []  # the same values, sorted
         self.noise_floor = 0.0
+        #: the windows with cores lent behind ``model.shorts`` (time, waiting, need, cores
+        #: free; core-seconds), so they can be judged again when the floor moves, and the
+        #: floor they were last judged against
+        self._lent_windows: deque[tuple[float, float, float, float]] = deque(maxlen=self.p.assess_windows)
+        self._judged_floor = self.noise_floor
         # actuator side: the counters at the previous assessment (usage t and total, delay t
         # and total), and whether any core was lent since then
         self._perf_prev: tuple[float, float, float, float] | None = None
@@ -547,12 +559,21 @@ class CpuHarvestAgent(Agent):
         # fresh reading gives the waiting rate over its own interval; until the next one,
         # the windows keep that rate -- waiting seen is assumed to go on (the safe side).
         d, d_prev = obs.delay, prev.delay
+        # clamp what a counter hiccup could produce: no more cores than the node has
+        used = min(max(used, 0.0), float(self.total))
+        # cores neither used by the primaries nor lent: while at least one is free, waiting
+        # is wake-up noise rather than a shortage (the floor below)
+        free = min(1.0, max(0.0, self.total - prev.harvest - used))
         self._lent_since_reading = self._lent_since_reading or prev.harvest > 0
+        self._busy_since_reading = self._busy_since_reading or free < 0.999
         if d.t > d_prev.t:
             self._wait_rate = (d.total_s - d_prev.total_s) / (d.t - d_prev.t)
             self.wait_readings += 1
-            self._wait_clean = not self._lent_since_reading
-            self._lent_since_reading = False
+            if not (self._lent_since_reading or self._busy_since_reading):
+                # nothing lent and a core to spare all along since the last reading: what
+                # the primaries waited was noise
+                self._learn_noise(min(max(self._wait_rate, 0.0), 4.0 * self.total))
+            self._lent_since_reading = self._busy_since_reading = False
             if self.wait_readings == NOISE_READINGS and self.ctx.log is not None:
                 # an operator sees why nothing was lent until now (seconds on a host that
                 # scans threads for run-queue delay), and what waiting will not count as harm
@@ -561,37 +582,58 @@ class CpuHarvestAgent(Agent):
                     readings=self.wait_readings,
                     noise_floor=round(self.noise_floor, 5),
                 )
-        # clamp what a counter hiccup could produce: no more cores than the node has
-        used = min(max(used, 0.0), float(self.total))
         wait = min(max(self._wait_rate, 0.0), 4.0 * self.total)
         self._win_need = max(self._win_need, used + wait)
         self._win_used += used * dt
         self._win_wait += wait * dt
-        # cores neither used by the primaries nor lent: while at least one is free, waiting
-        # is wake-up noise rather than a shortage (the floor below)
-        self._win_free += min(1.0, max(0.0, self.total - prev.harvest - used)) * dt
+        self._win_free += free * dt
         self._win_lent = self._win_lent or prev.harvest > 0
-        self._win_clean = self._win_clean and self._wait_clean
         self._win_samples += 1
         if self._win_samples < self.p.samples_per_window:
             return
         need_s = self._win_used + self._win_wait
-        window_s = dt * self._win_samples
-        if not self._win_lent and self._win_clean and self._win_free >= 0.999 * window_s:
-            # nothing lent and a core to spare all along, and the waiting measured (not
-            # assumed) over a time with nothing lent: what they waited was noise
-            self._learn_noise(self._win_wait / window_s)
-        short = self._win_wait > self.p.short_delay_share * need_s + self.noise_floor * self._win_free
+        short = self._short(self._win_wait, need_s, self._win_free)
+        if self._win_lent:
+            self._lent_windows.append((obs.t, self._win_wait, need_s, self._win_free))
         self.model.update(WindowOutcome(obs.t, self._win_need, short, self._win_lent))
         self._win_need = self._win_used = self._win_wait = self._win_free = 0.0
         self._win_lent = False
-        self._win_clean = True
         self._win_samples = 0
         if self._profile_path is not None and obs.t - self._profile_saved >= self.p.profile_save_s:
             self._save_profile()
 
+    def _short(self, wait_s: float, need_s: float, free_s: float) -> bool:
+        """A window was short: its waiting (core-seconds) is above ``short_delay_share`` of its
+        need, plus the noise floor for the time a core sat free."""
+        return wait_s > self.p.short_delay_share * need_s + self.noise_floor * free_s
+
+    def _rejudge(self) -> None:
+        """Judge the recent windows with cores lent again, against the floor as it is now.
+
+        The floor is learnt only while nothing is lent. When the primaries change (a service
+        starts, its wake-ups add waiting) after lending began, their new waiting reads short
+        against the floor of the old, quieter host, and the model is rejected; the floor is
+        then learnt afresh while nothing is lent. Judged again against it, waiting that was
+        only the new wake-up noise stops counting, and the model may lend again within
+        seconds instead of after ``assess_horizon_s``; waiting well above what the same
+        primaries wait with nothing lent stays short. On this VM a request loop started after
+        lending cost ~60 s of harvest without this.
+        """
+        shorts = self.model.shorts
+        before = shorts.count
+        shorts.replace([(t, self._short(w, n, f)) for t, w, n, f in self._lent_windows], self.model.t)
+        self._judged_floor = self.noise_floor
+        if shorts.count != before and self.ctx.log is not None:
+            self.ctx.log.info(
+                "cpu_harvest.rejudged",
+                noise_floor=round(self.noise_floor, 5),
+                short_before=before,
+                short_now=shorts.count,
+                windows=len(shorts),
+            )
+
     def _learn_noise(self, waiting: float) -> None:
-        """One more window with nothing lent: what its primaries waited is the host's noise."""
+        """One more reading with nothing lent: what the primaries waited is the host's noise."""
         noise, ranked = self._noise, self._noise_ranked
         if len(noise) == noise.maxlen:
             del ranked[bisect.bisect_left(ranked, noise[0])]
@@ -607,6 +649,8 @@ class CpuHarvestAgent(Agent):
         return int(min(self.max_lend, max(0, self.total - max(keep, self.p.min_primary_cores))))
 
     def assess_model(self) -> Verdict:
+        if self.noise_floor != self._judged_floor:
+            self._rejudge()
         m = self.ctx.metrics
         if m is not None:
             m.gauge("margin", self.model.margin.value, "adaptive margin over the predicted peak (fraction)")

@@ -18,9 +18,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from sol.agents.cpu_harvest import (
+    NOISE_KEPT,
     NOISE_MULT,
     NOISE_READINGS,
-    NOISE_WINDOWS,
     CpuHarvestAgent,
     HarvestObservation,
     Params,
@@ -628,7 +628,7 @@ def test_the_noise_floor_is_three_times_the_95th_percentile_of_the_last_windows(
     values = rng.exponential(0.002, size=1000)
     for v in values:
         agent._learn_noise(float(v))
-    last = np.sort(values[-NOISE_WINDOWS:])
+    last = np.sort(values[-NOISE_KEPT:])
     assert agent._noise_ranked == sorted(agent._noise) == list(last)
     assert agent.noise_floor == pytest.approx(min(0.05, 3 * last[int(0.95 * (len(last) - 1))]))
 
@@ -675,3 +675,30 @@ def test_the_noise_floor_is_measured_before_anything_is_lent_when_readings_last_
     # then it lends: no window read short, the model is accepted
     assert sum(lent[first:]) == len(lent) - first
     assert agent.model.shorts.count == 0 and agent.model.verdict()
+
+
+@pytest.mark.parametrize(
+    ("lent_waiting", "accepted"),
+    [
+        pytest.param(0.006, True, id="the-new-service-wake-up-noise"),
+        pytest.param(0.05, False, id="a-real-shortage"),
+    ],
+)
+def test_windows_lent_are_judged_again_when_the_noise_floor_is_learnt_afresh(
+    lent_waiting: float, accepted: bool
+) -> None:
+    # The floor is learnt while nothing is lent. A service that starts after lending began
+    # adds wake-up waiting that reads short against the quiet host's floor: the model is
+    # rejected (on this VM a request loop did that within 5-10 s). While nothing is lent the
+    # floor is learnt again, with the service running; judged against it, the lent windows
+    # that only waited that much are not short, and the model is accepted again at the next
+    # assessment -- not ~60 s later when they age out. Waiting far above it stays short.
+    agent = ready_agent()
+    t = noisy_idle_windows(agent, 200, waiting=lambda i: 0.0005)  # the quiet host
+    assert agent.noise_floor == pytest.approx(3 * 0.0005)
+    t = noisy_idle_windows(agent, 200, t0=t + WINDOW, lent=8, waiting=lambda i: lent_waiting)
+    assert not agent.assess_model() and agent.model.shorts.count >= 199
+    noisy_idle_windows(agent, 200, t0=t + WINDOW, waiting=lambda i: 0.006)  # nothing lent
+    assert agent.noise_floor == pytest.approx(3 * 0.006)
+    assert bool(agent.assess_model()) is accepted
+    assert (agent.model.shorts.count == 0) is accepted
