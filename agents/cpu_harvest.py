@@ -58,11 +58,8 @@ from sol.predictors.seasonal import TimeOfDayProfile
 from sol.safety.validators import Fresh, NotFrozen, all_of, finite, in_range
 from sol.sdk import Agent, Context, Prediction, Schedule, Verdict
 
-#: the last run-queue readings with nothing lent and a core free whose waiting makes the noise
-#: floor (``short_delay_floor``): readings, not windows, because a host may serve one reading
-#: to dozens of windows -- 200 windows of this VM held ~6 readings, and the floor learnt from
-#: them swung from 0.011 to 0.033 cores within a minute
-NOISE_KEPT = 200
+#: windows with nothing lent whose waiting makes the noise floor (``short_delay_floor``)
+NOISE_WINDOWS = 200
 #: the noise floor over the 95th percentile of those windows' waiting (wake-ups come in bursts)
 NOISE_MULT = 3.0
 #: run-queue readings measured (each a waiting rate over its own interval) before the first
@@ -446,18 +443,20 @@ class CpuHarvestAgent(Agent):
         # model side: the previous valid reading, and the window being accumulated
         self._prev: HarvestObservation | None = None
         self._wait_rate = 0.0
-        #: waiting rates measured so far; since the last one: cores lent, a core not free
+        #: waiting rates measured so far; whether the one in use was measured over an interval
+        #: with nothing lent (so it may teach the noise floor); cores lent since that reading
         self.wait_readings = 0
+        self._wait_clean = False
         self._lent_since_reading = False
-        self._busy_since_reading = False
         self._win_need = 0.0
         self._win_used = 0.0
         self._win_wait = 0.0
         self._win_free = 0.0
         self._win_lent = False
+        self._win_clean = True
         self._win_samples = 0
-        #: waiting (cores) of the last readings with nothing lent, and the floor from it
-        self._noise: deque[float] = deque(maxlen=NOISE_KEPT)
+        #: waiting (cores) of the last windows in which nothing was lent, and the floor from it
+        self._noise: deque[float] = deque(maxlen=NOISE_WINDOWS)
         self._noise_ranked: list[float] = []  # the same values, sorted
         self.noise_floor = 0.0
         #: the windows with cores lent behind ``model.shorts`` (time, waiting, need, cores
@@ -559,21 +558,12 @@ class CpuHarvestAgent(Agent):
         # fresh reading gives the waiting rate over its own interval; until the next one,
         # the windows keep that rate -- waiting seen is assumed to go on (the safe side).
         d, d_prev = obs.delay, prev.delay
-        # clamp what a counter hiccup could produce: no more cores than the node has
-        used = min(max(used, 0.0), float(self.total))
-        # cores neither used by the primaries nor lent: while at least one is free, waiting
-        # is wake-up noise rather than a shortage (the floor below)
-        free = min(1.0, max(0.0, self.total - prev.harvest - used))
         self._lent_since_reading = self._lent_since_reading or prev.harvest > 0
-        self._busy_since_reading = self._busy_since_reading or free < 0.999
         if d.t > d_prev.t:
             self._wait_rate = (d.total_s - d_prev.total_s) / (d.t - d_prev.t)
             self.wait_readings += 1
-            if not (self._lent_since_reading or self._busy_since_reading):
-                # nothing lent and a core to spare all along since the last reading: what
-                # the primaries waited was noise
-                self._learn_noise(min(max(self._wait_rate, 0.0), 4.0 * self.total))
-            self._lent_since_reading = self._busy_since_reading = False
+            self._wait_clean = not self._lent_since_reading
+            self._lent_since_reading = False
             if self.wait_readings == NOISE_READINGS and self.ctx.log is not None:
                 # an operator sees why nothing was lent until now (seconds on a host that
                 # scans threads for run-queue delay), and what waiting will not count as harm
@@ -582,22 +572,33 @@ class CpuHarvestAgent(Agent):
                     readings=self.wait_readings,
                     noise_floor=round(self.noise_floor, 5),
                 )
+        # clamp what a counter hiccup could produce: no more cores than the node has
+        used = min(max(used, 0.0), float(self.total))
         wait = min(max(self._wait_rate, 0.0), 4.0 * self.total)
         self._win_need = max(self._win_need, used + wait)
         self._win_used += used * dt
         self._win_wait += wait * dt
-        self._win_free += free * dt
+        # cores neither used by the primaries nor lent: while at least one is free, waiting
+        # is wake-up noise rather than a shortage (the floor below)
+        self._win_free += min(1.0, max(0.0, self.total - prev.harvest - used)) * dt
         self._win_lent = self._win_lent or prev.harvest > 0
+        self._win_clean = self._win_clean and self._wait_clean
         self._win_samples += 1
         if self._win_samples < self.p.samples_per_window:
             return
         need_s = self._win_used + self._win_wait
+        window_s = dt * self._win_samples
+        if not self._win_lent and self._win_clean and self._win_free >= 0.999 * window_s:
+            # nothing lent and a core to spare all along, and the waiting measured (not
+            # assumed) over a time with nothing lent: what they waited was noise
+            self._learn_noise(self._win_wait / window_s)
         short = self._short(self._win_wait, need_s, self._win_free)
         if self._win_lent:
             self._lent_windows.append((obs.t, self._win_wait, need_s, self._win_free))
         self.model.update(WindowOutcome(obs.t, self._win_need, short, self._win_lent))
         self._win_need = self._win_used = self._win_wait = self._win_free = 0.0
         self._win_lent = False
+        self._win_clean = True
         self._win_samples = 0
         if self._profile_path is not None and obs.t - self._profile_saved >= self.p.profile_save_s:
             self._save_profile()
@@ -614,10 +615,9 @@ class CpuHarvestAgent(Agent):
         starts, its wake-ups add waiting) after lending began, their new waiting reads short
         against the floor of the old, quieter host, and the model is rejected; the floor is
         then learnt afresh while nothing is lent. Judged again against it, waiting that was
-        only the new wake-up noise stops counting, and the model may lend again within
-        seconds instead of after ``assess_horizon_s``; waiting well above what the same
-        primaries wait with nothing lent stays short. On this VM a request loop started after
-        lending cost ~60 s of harvest without this.
+        only the new wake-up noise stops counting, and the model may lend again at once
+        instead of after ``assess_horizon_s``; waiting well above what the same primaries
+        wait with nothing lent stays short.
         """
         shorts = self.model.shorts
         before = shorts.count
@@ -633,7 +633,7 @@ class CpuHarvestAgent(Agent):
             )
 
     def _learn_noise(self, waiting: float) -> None:
-        """One more reading with nothing lent: what the primaries waited is the host's noise."""
+        """One more window with nothing lent: what its primaries waited is the host's noise."""
         noise, ranked = self._noise, self._noise_ranked
         if len(noise) == noise.maxlen:
             del ranked[bisect.bisect_left(ranked, noise[0])]

@@ -18,9 +18,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from sol.agents.cpu_harvest import (
-    NOISE_KEPT,
     NOISE_MULT,
     NOISE_READINGS,
+    NOISE_WINDOWS,
     CpuHarvestAgent,
     HarvestObservation,
     Params,
@@ -628,7 +628,7 @@ def test_the_noise_floor_is_three_times_the_95th_percentile_of_the_last_windows(
     values = rng.exponential(0.002, size=1000)
     for v in values:
         agent._learn_noise(float(v))
-    last = np.sort(values[-NOISE_KEPT:])
+    last = np.sort(values[-NOISE_WINDOWS:])
     assert agent._noise_ranked == sorted(agent._noise) == list(last)
     assert agent.noise_floor == pytest.approx(min(0.05, 3 * last[int(0.95 * (len(last) - 1))]))
 
