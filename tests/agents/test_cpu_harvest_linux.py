@@ -281,6 +281,7 @@ def test_host_wide_pressure_counts_the_harvest_groups_own_waiting_and_is_not_tak
     from sol.agents.cpu_harvest import Params
     from sol.config import loads_config
     from sol.daemon import build_backend
+    from sol.linux.procfs import parse_psi
     from sol.registry import Registry
     from sol.runtime.base import actuators_for
     from sol.runtime.clock import MonotonicClock
@@ -312,7 +313,7 @@ def test_host_wide_pressure_counts_the_harvest_groups_own_waiting_and_is_not_tak
             h.burner(h.harvest)
 
         def host_some_avg10() -> float:
-            return float(psi.read_text().split()[1].split("=")[1]) / 100
+            return parse_psi(psi.read_text(), psi).some_avg10
 
         wait_for(lambda: host_some_avg10() > 0.6, 30.0, "host-wide CPU pressure above 60 %", h, step=0.2)
         pressure = backend.sensors.cpu.pressure("primary")
