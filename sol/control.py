@@ -297,7 +297,9 @@ class ControlServer:
         sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         try:
             while not self._closed.is_set():
-                for key, events in sel.select(timeout=1.0):
+                # idle connections expire (checked once a second); with none open, sleep
+                # until a client or close() wakes us: an idle daemon's socket costs no wake-ups
+                for key, events in sel.select(timeout=1.0 if self._conns else None):
                     if key.data == "listen":
                         self._accept(sel)
                     elif key.data == "wake":

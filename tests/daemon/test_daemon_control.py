@@ -223,6 +223,26 @@ def test_fuzz_the_live_socket_never_stops_serving(server: ControlServer, chunks:
     assert request(server.path, {"cmd": "status"})["ok"] is True
 
 
+def _wakes(native_id: int) -> int:
+    """Times a thread of this process went to sleep and was woken (voluntary switches)."""
+    status = Path(f"/proc/self/task/{native_id}/status").read_text()
+    return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+
+def test_an_idle_server_sleeps_until_a_client_comes(server: ControlServer) -> None:
+    """With no client connected nothing can expire: the serving thread sleeps without a
+    timeout (a daemon on an idle host should not wake for its socket every second)."""
+    thread = server._thread
+    assert thread is not None and thread.native_id is not None
+    if not Path(f"/proc/self/task/{thread.native_id}/status").exists():
+        pytest.skip("no /proc/self/task: cannot count the thread's wake-ups")
+    time.sleep(0.2)
+    before = _wakes(thread.native_id)
+    time.sleep(2.5)
+    assert _wakes(thread.native_id) == before
+    assert request(server.path, {"cmd": "status"})["ok"] is True  # and a client still wakes it
+
+
 def test_a_stale_socket_is_replaced_and_a_live_one_refused(root: Path) -> None:
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(root / "sol.sock"))
