@@ -27,12 +27,10 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -41,47 +39,9 @@ import psutil
 
 from sol.control import request
 from sol.registry import BUILTIN_AGENTS, Registry
+from sol.testing import NotifySink
 
 MIB = 1024 * 1024
-
-
-class Sink:
-    """systemd's side of sd_notify: a datagram socket, messages with arrival times."""
-
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.05)
-        self.messages: list[tuple[float, dict[str, str]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            at = time.monotonic()
-            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
-            self.messages.append((at, fields))
-
-    def wait(self, key: str, value: str, after: float, timeout: float = 60.0) -> float:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for at, m in list(self.messages):
-                if at >= after and m.get(key) == value:
-                    return at
-            time.sleep(0.002)
-        raise SystemExit(f"the daemon sent no {key}={value} within {timeout:g}s")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(1)
-        self.sock.close()
 
 
 def agent_cpu(url: str) -> dict[str, float]:
@@ -232,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = root / "sol.toml"
     cfg.write_text(config_text(root, backend, agents, schedules=schedules))
     os.chmod(cfg, 0o600)
-    sink = Sink(root / "notify")
+    sink = NotifySink(root / "notify")
     env = {k: v for k, v in os.environ.items() if k not in ("SOL_CONFIG", "WATCHDOG_USEC")}
     env.update(NOTIFY_SOCKET=str(root / "notify"), WATCHDOG_USEC="30000000", PYTHONDONTWRITEBYTECODE="1")
     log = (root / "daemon.log").open("w")
@@ -241,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        ready_at = sink.wait("READY", "1", after=t_start)
-        startup = ready_at - t_start
+        startup = sink.messages[sink.wait_for("READY", "1", timeout=60)][0] - t_start
         p = psutil.Process(proc.pid)
         time.sleep(args.warmup)
         url = request(root / "sol.sock", {"cmd": "status"})["result"]["daemon"]["metrics"]
@@ -265,10 +224,11 @@ def main(argv: list[str] | None = None) -> int:
 
         def reload(text: str) -> float:
             cfg.write_text(text)
+            seen = len(sink.messages)
             t0 = time.monotonic()
             proc.send_signal(signal.SIGHUP)
-            sink.wait("RELOADING", "1", after=t0)
-            return sink.wait("READY", "1", after=t0) - t0
+            reloading = sink.wait_for("RELOADING", "1", after=seen, timeout=60)
+            return sink.messages[sink.wait_for("READY", "1", after=reloading + 1, timeout=60)][0] - t0
 
         restart_one: list[float] = []
         unchanged: list[float] = []

@@ -17,7 +17,10 @@ import collections
 import dataclasses
 import math
 import re
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +33,15 @@ from sol.runtime.base import AgentSpec
 from sol.runtime.virtual import VirtualExecutor
 from sol.sdk import Agent, Prediction, Schedule
 
-__all__ = ["AgentCheckFailed", "Check", "SimulationResult", "check_agent", "default_backend", "simulate"]
+__all__ = [
+    "AgentCheckFailed",
+    "Check",
+    "NotifySink",
+    "SimulationResult",
+    "check_agent",
+    "default_backend",
+    "simulate",
+]
 
 
 @dataclass(slots=True)
@@ -358,3 +369,54 @@ def check_agent(
         stop_leaves_nothing_open,
     ):
         yield Check(fn.__name__, fn)
+
+
+class NotifySink:
+    """systemd's side of ``sd_notify``: a real datagram socket to set as ``NOTIFY_SOCKET``.
+
+    Every message is kept as ``(arrival time on the monotonic clock, {field: value})``, so a
+    test or a benchmark can wait for one and time it (``READY=1`` after a start or a reload).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.05)
+        self.messages: list[tuple[float, dict[str, str]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="notify-sink", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            at = time.monotonic()
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+            self.messages.append((at, fields))
+
+    def fields(self) -> list[str]:
+        """The field names of every message so far, in order."""
+        return [k for _, m in list(self.messages) for k in m]
+
+    def wait_for(self, key: str, value: str | None = None, *, after: int = 0, timeout: float = 10.0) -> int:
+        """Index of the first message from index ``after`` on with ``key`` (= ``value``);
+        ``TimeoutError`` naming what came instead when none arrives within ``timeout`` s."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for i, (_, m) in enumerate(list(self.messages)[after:], start=after):
+                if key in m and (value is None or m[key] == value):
+                    return i
+            time.sleep(0.002)
+        want = key if value is None else f"{key}={value}"
+        raise TimeoutError(f"no {want} from the daemon within {timeout:g}s; got {self.messages[after:]}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1)
+        self.sock.close()

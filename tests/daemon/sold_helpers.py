@@ -6,7 +6,6 @@ The module name is unique across the test tree: tests folders have no ``__init__
 from __future__ import annotations
 
 import json
-import socket
 import tempfile
 import textwrap
 import threading
@@ -26,6 +25,7 @@ from sol.config import Config, loads_config
 from sol.daemon import Daemon
 from sol.notify import Notifier
 from sol.registry import Registry
+from sol.testing import NotifySink
 
 FAST = Schedule(
     collect_every=0.02,
@@ -163,49 +163,6 @@ def load(path: Path) -> Config:
 
 def parse(text: str, source: str = "sol.toml") -> Config:
     return loads_config(text, source=source, agents=registry().classes())
-
-
-class NotifySink:
-    """A real datagram socket set as ``NOTIFY_SOCKET``: what systemd would receive."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.05)
-        self.messages: list[tuple[float, dict[str, str]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
-            self.messages.append((time.monotonic(), fields))
-
-    def fields(self) -> list[str]:
-        return [k for _, m in list(self.messages) for k in m]
-
-    def wait_for(self, key: str, value: str | None = None, *, after: int = 0, timeout: float = 10.0) -> int:
-        """Index of the first message from ``after`` on with ``key`` (= ``value``)."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for i, (_, m) in enumerate(list(self.messages)[after:], start=after):
-                if key in m and (value is None or m[key] == value):
-                    return i
-            time.sleep(0.01)
-        raise AssertionError(f"no {key}={value} from the daemon within {timeout}s; got {self.messages}")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(1)
-        self.sock.close()
 
 
 @dataclass
