@@ -527,6 +527,9 @@ def render_status(status: Mapping[str, Any]) -> str:
     uptime = _fmt_age(float(d.get("uptime_s") or 0))
     health = "loops ok" if d.get("loops_alive") else f"LOOPS STALLED: {', '.join(d.get('stalled') or [])}"
     reloads = d.get("reloads") or {}
+    cpu = d.get("cpu_pct")
+    if cpu is not None:
+        health += f"  cpu {cpu:.2f} % of a core (last {d.get('cpu_window_s', 0):.0f} s)"
     lines = [
         f"sol {d.get('version')}  pid {d.get('pid')}  up {uptime}  backend {d.get('backend')}  {health}",
         f"config {d.get('config')}  rollback {d.get('rollback')}  "

@@ -6,6 +6,7 @@ file knob written through the real HostWriter -> undo journal pipeline.
 
 from __future__ import annotations
 
+import doctest
 import os
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +26,9 @@ from sold_helpers import (
     wait_until,
 )
 
+import sol.daemon
 from sol.cli import render_status
+from sol.daemon import CpuMeter
 
 pytestmark = pytest.mark.live
 
@@ -69,6 +72,28 @@ def test_status_shows_the_daemon_and_every_agent(root: Path) -> None:
             {"agent": "ticker", "state": "running", "dry_run": False},
             {"agent": "other", "state": "running", "dry_run": False},
         ]
+
+
+def test_status_says_what_the_daemon_costs_in_cpu(root: Path) -> None:
+    with running_daemon(root, TWO) as run:
+
+        def measured() -> bool:
+            return run.ok(cmd="status")["daemon"]["cpu_pct"] is not None
+
+        wait_until(measured, timeout=10, what="a CPU figure")
+        d = run.ok(cmd="status")["daemon"]
+        assert d["cpu_pct"] >= 0.0 and 1.0 <= d["cpu_window_s"] <= 61.0
+        assert "% of a core (last " in render_status(run.ok(cmd="status"))
+
+
+def test_the_cpu_meter_keeps_the_last_window_only() -> None:
+    assert doctest.testmod(sol.daemon).failed == 0
+    m = CpuMeter(window=10.0)
+    for t in range(31):  # 1 s of CPU per second for 20 s, then none
+        m.sample(now=float(t), cpu=float(min(t, 20)))
+    assert m.status() == {"cpu_pct": 0.0, "cpu_window_s": 10.0}
+    m.sample(now=35.0, cpu=25.0)
+    assert m.status() == {"cpu_pct": 50.0, "cpu_window_s": 10.0}  # from t=25: 5 s of CPU in 10 s
 
 
 def test_pause_restores_that_agent_only_and_resume_starts_a_fresh_instance(root: Path, knob: Path) -> None:
