@@ -939,7 +939,7 @@ class CpuMeter:
     between the newest sample and the oldest one still within the window, so start-up is out
     of it once the window has passed.
 
-    >>> m = CpuMeter(window=60.0, clock=lambda: 0.0, cpu_time=lambda: 0.0)
+    >>> m = CpuMeter(window=60.0)
     >>> m.status()
     {'cpu_pct': None, 'cpu_window_s': 0.0}
     >>> m.sample(now=0.0, cpu=1.0); m.sample(now=30.0, cpu=1.3); m.sample(now=90.0, cpu=1.9)
@@ -947,21 +947,14 @@ class CpuMeter:
     {'cpu_pct': 1.0, 'cpu_window_s': 60.0}
     """
 
-    def __init__(
-        self,
-        window: float = 60.0,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        cpu_time: Callable[[], float] = time.process_time,
-    ) -> None:
+    def __init__(self, window: float = 60.0) -> None:
         self.window = window
-        self._clock = clock
-        self._cpu_time = cpu_time
         self._samples: collections.deque[tuple[float, float]] = collections.deque()
 
     def sample(self, now: float | None = None, cpu: float | None = None) -> None:
+        """Record the process's CPU seconds now (both taken from the clocks unless given)."""
         s = self._samples
-        s.append((self._clock() if now is None else now, self._cpu_time() if cpu is None else cpu))
+        s.append((time.monotonic() if now is None else now, time.process_time() if cpu is None else cpu))
         horizon = s[-1][0] - self.window
         while len(s) > 2 and s[1][0] <= horizon:
             s.popleft()
