@@ -22,10 +22,14 @@ import math
 
 class Backoff:
     def __init__(self, initial: float, maximum: float, reset_after: float | None = None) -> None:
-        if not (initial > 0 and maximum >= initial):
-            raise ValueError(f"backoff needs 0 < initial <= maximum, got {initial}, {maximum}")
+        if not (0 < initial <= maximum < math.inf):
+            raise ValueError(f"backoff needs 0 < initial <= maximum, both finite, got {initial}, {maximum}")
         self.initial = initial
         self.maximum = maximum
+        # Doublings after which the length is at the cap. ``2.0 ** n`` overflows (OverflowError)
+        # once n > 1023, which a day of consecutive harm verdicts reaches: the exponent is capped
+        # here, before the power is taken, not the length after.
+        self._doublings = max(0, math.ceil(math.log2(maximum) - math.log2(initial)))
         self.reset_after = maximum if reset_after is None else reset_after
         self.failures = 0
         self.until = -math.inf
@@ -33,7 +37,7 @@ class Backoff:
     def fail(self, now: float) -> float:
         """Register a failure at ``now``; returns the length of the backoff it starts."""
         self.failures += 1
-        length = min(self.initial * 2.0 ** (self.failures - 1), self.maximum)
+        length = self._length(self.failures - 1)
         self.until = max(self.until, now + length)
         return length
 
@@ -47,4 +51,7 @@ class Backoff:
 
     def current(self) -> float:
         """The length the next failure's backoff would have."""
-        return min(self.initial * 2.0**self.failures, self.maximum)
+        return self._length(self.failures)
+
+    def _length(self, doublings: int) -> float:
+        return min(self.initial * 2.0 ** min(doublings, self._doublings), self.maximum)
