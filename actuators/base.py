@@ -35,9 +35,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
-from sol.actuators.restorers import Restorer, default_restorers
+from sol.actuators.restorers import Restorer, default_identities, default_restorers
 from sol.safety.guard import ActuationGuard
-from sol.safety.journal import JournalError, RestoreReport, UndoJournal
+from sol.safety.journal import JournalError, KnobOwned, RestoreReport, UndoJournal
 
 __all__ = ["HostWriter", "Knob", "WriteError", "WriteResult"]
 
@@ -64,7 +64,8 @@ class Knob(Protocol):
 class WriteError(Exception):
     """A host write that failed or could not be verified; never a bare ``OSError``.
 
-    ``reason`` is one of ``read-failed``, ``not-numeric``, ``journal``, ``write-failed``,
+    ``reason`` is one of ``read-failed``, ``not-numeric``, ``journal``, ``owned`` (another
+    agent writes this knob), ``write-failed``,
     ``readback-failed``, ``readback-mismatch``; ``errno_name`` (``EPERM``, ``EROFS``,
     ``ENOENT``, ``EBUSY``, ``EINVAL``, ``EIO``, ...) is set when the kernel refused.
     """
@@ -161,6 +162,7 @@ class HostWriter:
         self.rejected = 0
         self.dry_runs = 0
         self.unchanged = 0
+        self._identities = default_identities()
 
     def write(
         self,
@@ -242,8 +244,17 @@ class HostWriter:
 
         record_id: int | None = None
         if self.journal is not None:
+            identify = self._identities.get(knob.kind)
             try:
-                record_id = self.journal.record(self.owner, knob.kind, target, before)
+                record_id = self.journal.record(
+                    self.owner,
+                    knob.kind,
+                    target,
+                    before,
+                    ident=(lambda: identify(target)) if identify is not None else None,
+                )
+            except KnobOwned as exc:
+                raise self._failure(knob, to_write, "owned", f"not writing {to_write!r}: {exc}") from exc
             except JournalError as exc:
                 raise self._failure(
                     knob,
@@ -303,7 +314,10 @@ class HostWriter:
         if self.journal is None:
             return RestoreReport()
         return self.journal.restore(
-            restorers if restorers is not None else default_restorers(), owner=self.owner, log=self._log
+            restorers if restorers is not None else default_restorers(),
+            owner=self.owner,
+            log=self._log,
+            identities=self._identities,
         )
 
     # -- helpers ----------------------------------------------------------------------------

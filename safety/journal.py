@@ -12,11 +12,22 @@ File format (one line each, UTF-8, ``\\n``-terminated)::
     ...
 
 with payloads ``{"op":"open","id":N,"owner":...,"kind":...,"target":...,"before":...,"t":...}``
-and ``{"op":"close","id":N,"how":"restored"|"released"}``. Appends are single ``write(2)``
+and ``{"op":"close","id":N,"how":"restored"|"released"|"gone"|"superseded"}`` (an open
+record may also carry ``"ident"``, the identity of the object it was written to, so that a
+restore never writes to a new object that took the name of a removed one). Appends are single
+``write(2)``
 calls on an ``O_APPEND`` descriptor; a torn or corrupt line is reported and skipped, never
 fatal: every intact record is kept. Compaction rewrites the open records to a temporary file
 in the same directory, fsyncs it, renames it over the journal and fsyncs the directory, so a
 crash at any point leaves either the old or the new journal, both complete.
+
+A second sidecar, ``<journal>.state``, mirrors the open records (same line format, ended by a
+``seal`` line with the next record id and the count), rewritten atomically after every change.
+The journal alone cannot tell a crash mid-append from a journal that was emptied, truncated or
+bit-flipped afterwards; with the state file it can. At open the two are compared: a record the
+state holds open but the journal lost is put back from the state and reported as damage
+(:attr:`UndoJournal.damage`), and ``sol restore`` then exits non-zero so that ``ExecStopPost=``
+and operators see it. A journal without a state file (written by an older sol) is read as before.
 
 A sidecar ``<journal>.lock`` carries an exclusive ``flock`` (and the holder's pid), so two
 daemons, or a daemon and ``sol restore``, never work on one journal at once. The lock is not
@@ -40,10 +51,11 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -52,7 +64,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeAlias
 import structlog
 
 if TYPE_CHECKING:
-    from sol.actuators.restorers import Restorer
+    from sol.actuators.restorers import Identity, Restorer, Scope
 
 __all__ = [
     "FORMAT_VERSION",
@@ -60,6 +72,7 @@ __all__ = [
     "JournalError",
     "JournalFormatError",
     "JournalLocked",
+    "KnobOwned",
     "RestoreFailure",
     "RestoreReport",
     "UndoJournal",
@@ -71,9 +84,15 @@ __all__ = [
 FORMAT_VERSION = 1
 _MAGIC = "sol-undo-journal"
 _HEADER = f"{_MAGIC} v{FORMAT_VERSION}\n".encode()
+#: The most a journal (or its state file) may weigh before it is refused unread: compaction
+#: keeps it to its open records, a few hundred bytes each, so 64 MiB is far beyond any real one.
+MAX_BYTES = 64 << 20
 
 JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
-CloseHow = Literal["restored", "released"]
+CloseHow = Literal["restored", "released", "gone", "superseded"]
+_CLOSE_KINDS = ("restored", "released", "gone", "superseded")
+_STATE_MAGIC = "sol-undo-state"
+_STATE_HEADER = f"{_STATE_MAGIC} v{FORMAT_VERSION}\n".encode()
 
 
 class JournalError(Exception):
@@ -93,6 +112,18 @@ class JournalLocked(JournalError):
         self.pid = pid
 
 
+class KnobOwned(JournalError):
+    """Another agent of this daemon already writes this knob: each knob has one owner."""
+
+    def __init__(self, kind: str, target: str, owner: str, holder: str) -> None:
+        super().__init__(
+            f"{target} ({kind}) is written by agent {holder!r}; agent {owner!r} may not write it too "
+            "(two agents on one knob undo each other's work). Give each agent its own target, "
+            "or enable only one of them"
+        )
+        self.kind, self.target, self.owner, self.holder = kind, target, owner, holder
+
+
 class JournalFormatError(JournalError):
     """The file is not a journal this version of sol can read; refused rather than guessed at."""
 
@@ -108,6 +139,8 @@ class UndoRecord:
     before: Any
     #: wall-clock time (seconds since the epoch) the record was written, for operators
     t: float
+    #: identity of the object written (e.g. ``dev:ino`` of a cgroup file), if its kind has one
+    ident: str | None = None
 
     def describe(self) -> str:
         return f"#{self.id} {self.kind} {self.target} (owner {self.owner})"
@@ -125,6 +158,8 @@ class RestoreReport:
 
     restored: list[UndoRecord] = field(default_factory=list)
     failed: list[RestoreFailure] = field(default_factory=list)
+    #: records closed without a write: the object is gone, or replaced by a new one of its name
+    gone: list[RestoreFailure] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -137,6 +172,8 @@ class RestoreReport:
         'restored 0 before-image(s), 0 failed'
         """
         line = f"restored {len(self.restored)} before-image(s), {len(self.failed)} failed"
+        if self.gone:
+            line += f", {len(self.gone)} gone"
         if self.failed:
             line += ": " + "; ".join(f"{f.record.kind} {f.record.target}: {f.error}" for f in self.failed)
         return line
@@ -176,6 +213,20 @@ class _Parsed:
     torn_tail: bool
     #: the file is empty: no header yet
     empty: bool = False
+    #: ids whose close record was read
+    closed: set[int] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _State:
+    #: the next record id the state file saw; None: no state file, or a damaged one
+    next_id: int | None
+    records: dict[int, UndoRecord]
+    problems: list[str]
+
+    def stale(self, parsed: _Parsed) -> bool:
+        """Whether the state file must be rewritten to match the journal."""
+        return self.next_id != parsed.next_id or set(self.records) != set(parsed.open)
 
 
 class UndoJournal:
@@ -198,6 +249,10 @@ class UndoJournal:
         self.path = path
         #: corrupt or inconsistent lines found at open, with their line numbers
         self.problems: list[str] = list(parsed.problems)
+        #: what the journal lost since it was written (records missing, lines corrupt, a
+        #: damaged state file), found at open by comparing it with its state file; a torn last
+        #: line (a crash mid-append) is not damage: that record's write was never made
+        self.damage: list[str] = []
         self._fd: int | None = fd
         self._lock_fd: int | None = lock_fd
         self._open: dict[int, UndoRecord] = dict(parsed.open)
@@ -205,6 +260,10 @@ class UndoJournal:
         for rid in sorted(self._open):
             self._by_key.setdefault((self._open[rid].kind, self._open[rid].target), rid)
         self._next_id = parsed.next_id
+        #: records this process opened (the others were left by an earlier run)
+        self._mine: set[int] = set()
+        #: knob -> the agent that writes it, for the life of that agent (see :meth:`release_claims`)
+        self._claims: dict[tuple[str, str], str] = {}
         self._dead_lines = parsed.dead_lines
         self._fsync = fsync
         self._compact_after = compact_after
@@ -260,10 +319,20 @@ class UndoJournal:
                 stale.unlink()
         fd: int | None = None
         try:
+            state = cls._read_state(path, log)
             if not path.exists():
                 cls._create(path, fsync=fsync)
             fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise JournalFormatError(f"undo journal {path} is not a regular file; move it aside")
+            if st.st_size > MAX_BYTES:
+                raise JournalFormatError(
+                    f"undo journal {path} is {st.st_size} bytes, more than the {MAX_BYTES} sol ever "
+                    "writes: it is not a journal sol wrote. Move it aside, then start sol again."
+                )
             parsed = cls._parse(path, cls._read_all(fd), log)
+            damage = cls._merge_state(path, parsed, state, log)
             journal = cls(
                 path,
                 fd=fd,
@@ -283,7 +352,8 @@ class UndoJournal:
                 os.close(fd)
             os.close(lock_fd)
             raise
-        if parsed.dead_lines or parsed.problems or parsed.torn_tail:
+        journal.damage = damage
+        if parsed.dead_lines or parsed.problems or parsed.torn_tail or damage or state.stale(parsed):
             try:
                 journal.compact()
             except JournalError as exc:
@@ -296,6 +366,114 @@ class UndoJournal:
                 log.warning("journal.compact_failed", path=str(path), error=str(exc))
         log.info("journal.opened", path=str(path), open_records=len(journal._open))
         return journal
+
+    # -- the state file ---------------------------------------------------------------------
+    @staticmethod
+    def state_path(path: Path) -> Path:
+        """Where the state file of the journal at ``path`` lives."""
+        return path.with_name(path.name + ".state")
+
+    @classmethod
+    def _read_state(cls, path: Path, log: Any) -> _State:
+        spath = cls.state_path(path)
+        try:
+            fd = os.open(spath, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return _State(None, {}, [])
+        except OSError as exc:
+            return _State(None, {}, [f"state file {spath} cannot be read: {_oserror_text(exc)}"])
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
+                return _State(None, {}, [f"state file {spath} is not a regular file of a sane size"])
+            data = cls._read_all(fd)
+        except OSError as exc:
+            return _State(None, {}, [f"state file {spath} cannot be read: {_oserror_text(exc)}"])
+        finally:
+            os.close(fd)
+        lines = data.split(b"\n")
+        if lines[-1] != b"" or len(lines) < 3 or lines[0] + b"\n" != _STATE_HEADER:
+            return _State(None, {}, [f"state file {spath} is damaged (no header or not ended)"])
+        records: dict[int, UndoRecord] = {}
+        try:
+            for line in lines[1:-2]:
+                payload = cls._decode(line)
+                if payload.get("op") != "open":
+                    raise ValueError("a state line that is not an open record")
+                record = cls._record_from(payload)
+                records[record.id] = record
+            seal = cls._decode(lines[-2])
+            next_id, count = seal.get("next_id"), seal.get("count")
+            if seal.get("op") != "seal" or not isinstance(next_id, int) or count != len(records):
+                raise ValueError(f"seal {seal!r} does not match {len(records)} record(s)")
+        except ValueError as exc:
+            log.warning("journal.state_damaged", path=str(spath), problem=str(exc))
+            return _State(None, {}, [f"state file {spath} is damaged: {exc}"])
+        return _State(next_id, records, [])
+
+    @staticmethod
+    def _merge_state(path: Path, parsed: _Parsed, state: _State, log: Any) -> list[str]:
+        """Put back into ``parsed`` what the journal lost and the state file kept; say what."""
+        damage = list(state.problems)
+        if state.next_id is None:
+            # no (usable) witness: only what the journal itself shows is known
+            damage += [p for p in parsed.problems if "crash mid-append" not in p]
+            return damage
+        lines_lost = any("crash mid-append" not in p for p in parsed.problems)
+        for rid, record in state.records.items():
+            if rid in parsed.open or rid in parsed.closed:
+                continue
+            # the state saw it open, the journal has neither its open nor its close: lost
+            parsed.open[rid] = record
+            damage.append(
+                f"record {record.describe()} was missing from the journal; recovered from its state file"
+            )
+        for rid in list(parsed.open):
+            if rid < state.next_id and rid not in state.records:
+                record = parsed.open[rid]
+                if lines_lost or parsed.empty:
+                    # its close line is among the lost ones: the state file saw it closed
+                    del parsed.open[rid]
+                    parsed.closed.add(rid)
+                    damage.append(
+                        f"record {record.describe()}: its close was lost; closed as its state file says"
+                    )
+                else:
+                    damage.append(
+                        f"record {record.describe()} is open in the journal but closed in its state file"
+                    )
+        damage += [p for p in parsed.problems if "crash mid-append" not in p]
+        parsed.next_id = max(parsed.next_id, state.next_id, max(parsed.open, default=0) + 1)
+        for problem in damage:
+            log.error("journal.damaged", path=str(path), problem=problem)
+        return damage
+
+    def _write_state(self) -> None:
+        """Mirror the open records into the state file (temp file, fsync, rename)."""
+        chunks = [_STATE_HEADER]
+        chunks += [_encode(self._payload(r)) for _, r in sorted(self._open.items())]
+        chunks.append(_encode({"op": "seal", "next_id": self._next_id, "count": len(self._open)}))
+        try:
+            self._replace(self.state_path(self.path), chunks, fsync=self._fsync)
+        except OSError as exc:
+            raise JournalError(
+                f"cannot write the state file of undo journal {self.path}: {_oserror_text(exc)}"
+            ) from exc
+
+    @staticmethod
+    def _payload(record: UndoRecord) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "op": "open",
+            "id": record.id,
+            "owner": record.owner,
+            "kind": record.kind,
+            "target": record.target,
+            "before": record.before,
+            "t": record.t,
+        }
+        if record.ident is not None:
+            payload["ident"] = record.ident
+        return payload
 
     @staticmethod
     def _lock_path(path: Path) -> Path:
@@ -403,7 +581,7 @@ class UndoJournal:
                     open_records[rid] = record
                     max_id = max(max_id, rid)
                 elif op == "close":
-                    if payload.get("how") not in ("restored", "released"):
+                    if payload.get("how") not in _CLOSE_KINDS:
                         raise ValueError(f"bad close kind {payload.get('how')!r}")
                     if rid in closed:
                         dead += 1
@@ -422,7 +600,7 @@ class UndoJournal:
                 problem(lineno, f"{exc} (record skipped)")
         if torn_tail:
             problem(len(lines) + 1, "truncated record at the end (crash mid-append; skipped)")
-        return _Parsed(open_records, max_id + 1, dead, problems, torn_tail)
+        return _Parsed(open_records, max_id + 1, dead, problems, torn_tail, closed=closed)
 
     @staticmethod
     def _check_header(path: Path, line: bytes) -> None:
@@ -470,6 +648,9 @@ class UndoJournal:
         t = payload.get("t")
         if isinstance(t, bool) or not isinstance(t, (int, float)):
             raise ValueError("open record without a time")
+        ident = payload.get("ident")
+        if ident is not None and not isinstance(ident, str):
+            raise ValueError("open record with a non-string ident")
         return UndoRecord(
             id=payload["id"],
             owner=payload["owner"],
@@ -477,6 +658,7 @@ class UndoJournal:
             target=payload["target"],
             before=payload["before"],
             t=float(t),
+            ident=ident,
         )
 
     # -- writing --------------------------------------------------------------------------
@@ -531,41 +713,73 @@ class UndoJournal:
         except OSError as exc:
             self._broken = f"could not undo a partial append: {_oserror_text(exc)}"
 
-    def record(self, owner: str, kind: str, target: str, before: JSONValue) -> int:
+    def record(
+        self,
+        owner: str,
+        kind: str,
+        target: str,
+        before: JSONValue,
+        *,
+        ident: Callable[[], str | None] | None = None,
+    ) -> int:
         """Make ``before`` durable as the value to restore ``target`` to; return the record id.
 
-        If a record for ``(kind, target)`` is already open, its id is returned and nothing is
-        written: the oldest image is the state to go back to (and repeated writes stay cheap).
-        Raises :class:`JournalError` if the record could not be made durable: then the caller
-        must not write.
+        If this process already holds a record for ``(kind, target)``, its id is returned and
+        nothing is written: the oldest image is the state to go back to (and repeated writes
+        stay cheap). A record left open by an earlier run (its restore failed) is not reused:
+        it is closed as ``superseded`` and a fresh before-image taken, so that a clean stop puts
+        back what the knob held when this run first wrote it. ``ident`` (called only when a new
+        record is opened) gives the identity of the object, checked again before any restore.
+
+        Each knob has one owner for the life of this journal or until :meth:`release_claims`:
+        another owner's record raises :class:`KnobOwned`. Raises :class:`JournalError` if the
+        record could not be made durable: then the caller must not write.
         """
+        key = (kind, target)
         with self._mutex:
             self._check_usable()
-            existing = self._by_key.get((kind, target))
+            holder = self._claims.get(key)
+            if holder is not None and holder != owner:
+                self._log.error("journal.knob_owned", kind=kind, target=target, owner=owner, held_by=holder)
+                raise KnobOwned(kind, target, owner, holder)
+            existing = self._by_key.get(key)
+            if existing is not None and existing in self._mine:
+                old = self._open[existing]
+                if old.ident is None or ident is None or ident() == old.ident:
+                    self._claims[key] = owner
+                    return existing
+                # the object it was taken from is gone (a cgroup removed and made again): its
+                # image belongs to nothing now, and the new object needs one of its own
+                self._log.info("journal.target_replaced", record=old.describe())
+                self._close_record(old, "gone")
+                existing = None
             if existing is not None:
-                held_by = self._open[existing].owner
-                if held_by != owner:
-                    self._log.warning(
-                        "journal.shared_target", kind=kind, target=target, owner=owner, held_by=held_by
-                    )
-                return existing
+                old = self._open[existing]
+                self._log.warning(
+                    "journal.leftover_superseded",
+                    record=old.describe(),
+                    stale_before=old.before,
+                    before=before,
+                    why="left open by an earlier run whose restore failed; the knob now holds another value",
+                )
+                self._close_record(old, "superseded")
             rid = self._next_id
             t = time.time()
-            self._append(
-                {
-                    "op": "open",
-                    "id": rid,
-                    "owner": owner,
-                    "kind": kind,
-                    "target": target,
-                    "before": before,
-                    "t": t,
-                }
-            )
+            record = UndoRecord(rid, owner, kind, target, before, t, ident() if ident is not None else None)
+            self._append(self._payload(record))
             self._next_id = rid + 1
-            self._open[rid] = UndoRecord(rid, owner, kind, target, before, t)
-            self._by_key[(kind, target)] = rid
+            self._open[rid] = record
+            self._by_key[key] = rid
+            self._mine.add(rid)
+            self._claims[key] = owner
+            self._write_state()
             return rid
+
+    def release_claims(self, owner: str) -> None:
+        """``owner`` (an agent) has stopped: other agents may write its knobs from now on."""
+        with self._mutex:
+            for key in [k for k, o in self._claims.items() if o == owner]:
+                del self._claims[key]
 
     def open_records(self, owner: str | None = None) -> list[UndoRecord]:
         """Open records (of ``owner``, or all), oldest first."""
@@ -575,6 +789,12 @@ class UndoJournal:
     def _close_record(self, record: UndoRecord, how: CloseHow) -> None:
         self._append({"op": "close", "id": record.id, "how": how})
         self._forget(record)
+        try:
+            self._write_state()
+        except JournalError as exc:
+            # The close is durable in the journal, which wins over a stale state file at the
+            # next open: nothing is lost, the mirror is only behind until the next change.
+            self._log.warning("journal.state_behind", path=str(self.path), error=str(exc))
 
     def _forget(self, record: UndoRecord) -> None:
         del self._open[record.id]
@@ -594,15 +814,29 @@ class UndoJournal:
         restorers: Mapping[str, Restorer],
         owner: str | None = None,
         log: Any = None,
+        *,
+        identities: Mapping[str, Identity] | None = None,
+        scope: Scope | None = None,
     ) -> RestoreReport:
         """Write every open before-image (of ``owner``, or all) back, newest first.
 
         Each success is closed as ``restored``. A failure (no restorer for the kind, an
         ``OSError``, a read-back mismatch, ...) is collected in the report, never raised; that
         record stays open and the others continue. Running it again does only what is left.
-        Raises :class:`JournalError` only if the journal is closed.
+
+        ``scope`` (for records read back from disk, which anyone who could write the file may
+        have forged): a record whose target is not one of this sol's own knobs is refused and
+        stays open. ``identities`` (default: every kind's; ``{}``: none): a record whose object
+        is gone is closed as ``gone``, and one whose name now belongs to a new object (a cgroup
+        removed and created again, a pid reused) is closed as ``gone`` without a write. Raises
+        :class:`JournalError` only if the journal is closed.
         """
         log = log if log is not None else self._log
+        if identities is None:
+            # imported here: actuators build on this module, a top-level import would cycle
+            from sol.actuators.restorers import default_identities
+
+            identities = default_identities()
         report = RestoreReport()
         with self._mutex:
             if self._fd is None:
@@ -616,6 +850,16 @@ class UndoJournal:
                     error = f"no restorer for kind {record.kind!r} (known: {known})"
                     report.failed.append(RestoreFailure(record, error))
                     log.error("journal.restore_failed", record=record.describe(), error=error)
+                    continue
+                refused = scope.refuses(record.kind, record.target) if scope is not None else None
+                if refused is not None:
+                    error = f"refused: {refused}"
+                    report.failed.append(RestoreFailure(record, error))
+                    log.error("journal.restore_refused", record=record.describe(), error=error)
+                    continue
+                gone = self._gone(record, identities)
+                if gone is not None:
+                    self._close_gone(record, gone, report, log)
                     continue
                 try:
                     restorer(record.target, record.before)
@@ -638,6 +882,37 @@ class UndoJournal:
             self._maybe_compact()
         log.info("journal.restore_done", summary=report.summary(), owner=owner)
         return report
+
+    @staticmethod
+    def _gone(record: UndoRecord, identities: Mapping[str, Identity] | None) -> str | None:
+        """Why ``record``'s object is not there to restore, or None when it is (or unknown)."""
+        identify = identities.get(record.kind) if identities is not None else None
+        if identify is None:
+            return None
+        try:
+            now = identify(record.target)
+        except OSError:
+            return None  # cannot tell: let the restorer try and report what it meets
+        if now is None:
+            return "gone: the object no longer exists"
+        if record.ident is not None and now != record.ident:
+            return (
+                f"gone: {record.target} is now a different object ({now}, was {record.ident}); "
+                "not written, it is not the one sol changed"
+            )
+        return None
+
+    def _close_gone(self, record: UndoRecord, why: str, report: RestoreReport, log: Any) -> bool:
+        try:
+            self._close_record(record, "gone")
+        except JournalError as exc:
+            error = f"{why}, but the close record was not written: {exc}"
+            report.failed.append(RestoreFailure(record, error))
+            log.error("journal.restore_failed", record=record.describe(), error=error)
+            return False
+        report.gone.append(RestoreFailure(record, why))
+        log.warning("journal.target_gone", record=record.describe(), why=why)
+        return True
 
     def release(self, owner: str | None = None) -> list[UndoRecord]:
         """Close open records (of ``owner``, or all) without restoring: keep the host as it is.
@@ -671,21 +946,7 @@ class UndoJournal:
         """
         with self._mutex:
             fd = self._check_usable()
-            chunks = [_HEADER]
-            for record in self.open_records():
-                chunks.append(
-                    _encode(
-                        {
-                            "op": "open",
-                            "id": record.id,
-                            "owner": record.owner,
-                            "kind": record.kind,
-                            "target": record.target,
-                            "before": record.before,
-                            "t": record.t,
-                        }
-                    )
-                )
+            chunks = [_HEADER] + [_encode(self._payload(r)) for r in self.open_records()]
             try:
                 self._replace(self.path, chunks, fsync=self._fsync)
             except OSError as exc:
@@ -710,6 +971,7 @@ class UndoJournal:
                     # file would be lost with it. Stop trusting the journal.
                     self._broken = f"directory fsync after compaction failed: {_oserror_text(exc)}"
                     raise JournalError(f"undo journal {self.path}: {self._broken}") from exc
+            self._write_state()
             self._log.debug("journal.compacted", path=str(self.path), open_records=len(self._open))
 
     # -- lifetime -------------------------------------------------------------------------
@@ -751,19 +1013,51 @@ class UndoJournal:
         return f"<UndoJournal {str(self.path)!r} {state}>"
 
 
-def restore_command(journal_path: Path, *, out: TextIO) -> int:
+def restore_command(
+    journal_path: Path,
+    *,
+    out: TextIO,
+    scope: Scope | None = None,
+    euid: int | None = None,
+) -> int:
     """``sol restore``: put back every open before-image. Safe to run any number of times.
 
-    Exit status: 0 nothing failed (a missing journal included), 1 some restore failed or the
-    journal is unreadable, 3 a running daemon holds the journal.
+    Running as root, the journal (and every directory above it) must be root's and writable by
+    no one else, as ``sol run`` requires of its config: a journal another user could write is a
+    list of files they chose for root to overwrite. Every record is checked against ``scope``
+    (default: the knobs of a default Linux config) before anything is written.
+
+    Exit status: 0 nothing failed (a missing journal included; records whose object is gone
+    are closed and listed), 1 some restore failed or was refused, the journal is unreadable or
+    untrusted, or it was found damaged (records lost or recovered from the state file: said
+    once, loudly), 3 a running daemon holds the journal.
     """
     # Imported here: actuators build on this module, so a top-level import could cycle.
-    from sol.actuators.restorers import default_restorers
+    from sol.actuators.restorers import TargetScope, default_identities, default_restorers
+    from sol.files import ownership_problems
 
     journal_path = Path(journal_path)
-    if not journal_path.exists():
+    state_path = UndoJournal.state_path(journal_path)
+    if not journal_path.exists() and not state_path.exists():
         print(f"no undo journal at {journal_path}: nothing to restore", file=out)
         return 0
+    problems = ownership_problems(journal_path, what="undo journal", euid=euid)
+    problems += [
+        p
+        for p in ownership_problems(state_path, what="journal state file", euid=euid)
+        if "directory" not in p
+    ]
+    if problems:
+        print(
+            f"sol restore: refusing undo journal {journal_path}: a root restore would write what its "
+            "author chose: " + "; ".join(problems),
+            file=out,
+        )
+        return 1
+    if scope is None:
+        from sol.config import LinuxConfig
+
+        scope = TargetScope.from_linux(LinuxConfig())
     try:
         journal = UndoJournal.open(journal_path)
     except JournalLocked as exc:
@@ -775,15 +1069,29 @@ def restore_command(journal_path: Path, *, out: TextIO) -> int:
     with journal:
         for problem in journal.problems:
             print(f"corrupt record skipped in {journal_path}: {problem}", file=out)
+        for damage in journal.damage:
+            print(f"DAMAGED   {journal_path}: {damage}", file=out)
         pending = len(journal)
         if not pending:
             print(f"undo journal {journal_path}: nothing to restore", file=out)
-            return 0
-        print(f"undo journal {journal_path}: {pending} open before-image(s)", file=out)
-        report = journal.restore(default_restorers())
-        for record in report.restored:
-            print(f"restored  {record.describe()} -> {record.before!r}", file=out)
-        for failure in report.failed:
-            print(f"FAILED    {failure.record.describe()}: {failure.error}", file=out)
-        print(report.summary(), file=out)
-        return 0 if report.ok else 1
+        else:
+            print(f"undo journal {journal_path}: {pending} open before-image(s)", file=out)
+            report = journal.restore(default_restorers(), identities=default_identities(), scope=scope)
+            for record in report.restored:
+                print(f"restored  {record.describe()} -> {record.before!r}", file=out)
+            for gone in report.gone:
+                print(f"closed    {gone.record.describe()}: {gone.error}", file=out)
+            for failure in report.failed:
+                print(f"FAILED    {failure.record.describe()}: {failure.error}", file=out)
+            print(report.summary(), file=out)
+            if not report.ok:
+                return 1
+        if journal.damage:
+            print(
+                f"sol restore: the undo journal {journal_path} was damaged since it was written "
+                f"({len(journal.damage)} problem(s) above); what its state file kept was restored. "
+                "Check the host's settings by hand and find what changed the file.",
+                file=out,
+            )
+            return 1
+        return 0

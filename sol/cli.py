@@ -458,12 +458,27 @@ def _ctl(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> 
 
 
 def _restore(args: argparse.Namespace, registry: Registry, out: TextIO, err: TextIO) -> int:
+    from sol.actuators.restorers import TargetScope
+    from sol.config import LinuxConfig
+    from sol.files import ownership_problems
     from sol.safety.journal import restore_command
 
+    # A root restore writes what the journal says: it trusts a config (which names the journal
+    # and the roots of what may be written) only as far as `sol run` does.
+    source = args.config if args.config is not None else default_config_path()
+    untrusted = ownership_problems(source, what="config") if source is not None and source.exists() else []
+    if untrusted:
+        print(
+            f"sol restore: refusing config {source}: anyone who can change it chooses what a root "
+            "restore writes: " + "; ".join(untrusted),
+            file=err,
+        )
+        return EXIT_FAIL
     config: Config | None = None
     journal = args.journal
-    if journal is None:
+    if journal is None or args.config is not None:
         config = _load(args.config, registry, err)
+    if journal is None:
         if config is None:
             # ExecStopPost= must restore even when the config was broken in the meantime:
             # find the journal from the raw file, else the system default.
@@ -471,8 +486,10 @@ def _restore(args: argparse.Namespace, registry: Registry, out: TextIO, err: Tex
             print(f"sol restore: using the undo journal {journal} despite the config errors above", file=err)
         else:
             journal = config.journal_path
+    # the knobs a restore may write: the config's roots, else a default host's
+    scope = TargetScope.from_linux(config.linux if config is not None else LinuxConfig())
     captured = io.StringIO()
-    rc = restore_command(journal, out=captured)
+    rc = restore_command(journal, out=captured, scope=scope)
     if rc != 3 or config is None:
         out.write(captured.getvalue())
         return rc

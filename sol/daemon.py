@@ -18,7 +18,6 @@ import os
 import select
 import signal
 import socket
-import stat
 import sys
 import threading
 import time
@@ -104,19 +103,38 @@ def build_backend(
 
 def open_journal(config: Config, log: Any) -> Any:
     """Open the undo journal and roll back what a crashed run left open (guarantee 8)."""
-    from sol.actuators.restorers import default_restorers
+    from sol.actuators.restorers import TargetScope, default_identities, default_restorers
+    from sol.files import ownership_problems
     from sol.safety.journal import JournalError, UndoJournal
 
+    # the leftovers below are written back as root: a journal someone else could write is a
+    # list of files they chose for the daemon to overwrite
+    untrusted = ownership_problems(config.journal_path, what="undo journal")
+    if untrusted:
+        raise DaemonError(f"refusing undo journal {config.journal_path}: " + "; ".join(untrusted))
     try:
         journal = UndoJournal.open(config.journal_path, log=log)
     except JournalError as exc:
         raise DaemonError(str(exc)) from exc
     for problem in getattr(journal, "problems", []):
         log.error("journal.problem", problem=problem, journal=str(config.journal_path))
+    if journal.damage:
+        log.error(
+            "journal.damaged_at_start",
+            journal=str(config.journal_path),
+            problems=len(journal.damage),
+            hint="records lost since the last run were recovered from the state file where it kept them; "
+            "check the host's settings",
+        )
     leftovers = journal.open_records()
     if leftovers:
         log.warning("journal.leftovers", count=len(leftovers), journal=str(config.journal_path))
-        report = journal.restore(default_restorers(), log=log)
+        report = journal.restore(
+            default_restorers(),
+            log=log,
+            identities=default_identities(),
+            scope=TargetScope.from_linux(config.linux),
+        )
         log.info("journal.restored", summary=report.summary())
     return journal
 
@@ -152,44 +170,15 @@ def control_socket_candidates(config: Config, *, run_dir: Path = RUN_DIR) -> lis
 
 
 def config_file_problems(path: Path, *, euid: int | None = None) -> list[str]:
-    """Why a root daemon must not trust ``path`` (sshd ``StrictModes``); empty when fine.
+    """Why a root daemon must not trust the config ``path`` (see :func:`sol.files.ownership_problems`):
+    whoever can edit it can make the daemon write any value to any knob it manages."""
+    from sol.files import ownership_problems
 
-    Only checked when running as root: the file must be owned by root and writable by no one
-    else (no world write; group write only for group root), and so must every directory
-    above it (a world-writable directory is fine only with the sticky bit, as /tmp).
-    Otherwise whoever can edit it can make the daemon write any value to any knob it manages.
-    """
-    euid = os.geteuid() if euid is None else euid
-    if euid != 0:
-        return []
-    problems: list[str] = []
-    fix = f"chown root:root {path} && chmod 0600 {path}"
     try:
-        st = os.stat(path)
+        os.stat(path)
     except OSError:
         return []  # unreadable or missing: the loader reports it, with the line
-    mode = stat.S_IMODE(st.st_mode)
-    if st.st_uid != 0:
-        problems.append(f"{path} is owned by uid {st.st_uid}, not root ({fix})")
-    if mode & 0o002:
-        problems.append(f"{path} is world-writable (mode {mode:04o}) ({fix})")
-    elif mode & 0o020 and st.st_gid != 0:
-        problems.append(f"{path} is writable by group {st.st_gid} (mode {mode:04o}) ({fix})")
-    chain = {p for p in Path(path).absolute().parents} | set(Path(path).resolve().parents)
-    for d in sorted(chain, key=lambda p: len(p.parts)):
-        try:
-            dst = os.stat(d)
-        except OSError:
-            continue
-        dmode = stat.S_IMODE(dst.st_mode)
-        sticky = bool(dmode & stat.S_ISVTX)
-        if dst.st_uid != 0:
-            problems.append(f"directory {d} (above {path}) is owned by uid {dst.st_uid}, not root")
-        elif dmode & 0o002 and not sticky:
-            problems.append(f"directory {d} (above {path}) is world-writable (mode {dmode:04o})")
-        elif dmode & 0o020 and dst.st_gid != 0 and not sticky:
-            problems.append(f"directory {d} (above {path}) is writable by group {dst.st_gid}")
-    return problems
+    return ownership_problems(path, what="config", euid=euid)
 
 
 def check_config_file(path: Path | None, *, euid: int | None = None) -> None:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from sol.backend import Backend
 from sol.metrics import RuntimeMetrics
+from sol.runtime.memory import MIB, MemoryGuard, MemoryLimit, release_state
 from sol.runtime.runner import AgentRunner, Invoker
 from sol.sdk import Agent, Clock, Context, NoParams, Schedule
 
@@ -42,7 +43,13 @@ def actuators_for(backend: Backend, owner: str, dry_run: bool) -> Any:
 
 
 class ExecutorBase:
-    """Builds runners and contexts; owns the stop/rollback sequence (guarantee 7)."""
+    """Builds runners and contexts; owns the stop/rollback sequence (guarantee 7).
+
+    ``refuse_threads``: a thread started inside an agent callback is refused
+    (:mod:`sol.runtime.isolation`); off only for the fault matrix's "safeguards off" runs.
+    ``memory_limit``: watch the process's memory and quarantine the agent that grows it
+    towards the limit (:mod:`sol.runtime.memory`); None: not watched.
+    """
 
     def __init__(
         self,
@@ -57,6 +64,8 @@ class ExecutorBase:
         state_dir: Path | None = None,
         rollback: RollbackPolicy = "auto",
         record: bool = False,
+        refuse_threads: bool = True,
+        memory_limit: MemoryLimit | None = None,
     ) -> None:
         names = [s.agent.name for s in specs]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -75,6 +84,8 @@ class ExecutorBase:
         self.state_dir = state_dir
         self.rollback: RollbackPolicy = rollback
         self.record = record
+        self.refuse_threads = refuse_threads
+        self.memory = MemoryGuard(memory_limit, log=log) if memory_limit is not None else None
         self.runners: list[AgentRunner] = []
 
     def _restore_fn(self) -> Callable[[str], Any] | None:
@@ -91,6 +102,10 @@ class ExecutorBase:
             try:
                 return journal.restore(restorers or {}, owner=owner, log=self.log)
             finally:
+                # the agent is out of service: its knobs are free for another agent
+                release: Callable[[str], None] | None = getattr(journal, "release_claims", None)
+                if release is not None:
+                    release(owner)
                 # the restorers wrote knobs behind the backend's back: drop what it cached
                 restored: Callable[[str], None] | None = getattr(backend, "restored", None)
                 if restored is not None:
@@ -125,6 +140,29 @@ class ExecutorBase:
             metrics=runner.agent_metrics,
         )
 
+    def _memory_quarantine(self, runner: AgentRunner, rss: int) -> None:
+        """Quarantine the agent the memory guard names, then free what its instance holds."""
+        guard = self.memory
+        assert guard is not None
+        grown = guard.attributed(runner.name)
+        runner.quarantine(
+            f"memory: grew the daemon's RSS by {grown / MIB:.0f} MiB while it was high "
+            f"({rss / MIB:.0f} MiB of a {guard.limit / MIB:.0f} MiB limit)"
+        )
+        release_state(runner.agent)
+        after = guard.read()
+        if after < 0:
+            after = rss
+        runner.log.error(
+            "agent.memory_quarantined",
+            grown_mib=round(grown / MIB, 1),
+            rss_mib=round(rss / MIB, 1),
+            rss_after_mib=round(after / MIB, 1),
+            limit_mib=round(guard.limit / MIB, 1),
+            limit=guard.spec.describe(),
+        )
+        guard.quarantined(runner.name, after)
+
     def _stop_all(self) -> None:
         restore = self.rollback == "auto"
         for runner in self.runners:
@@ -133,4 +171,6 @@ class ExecutorBase:
             # not_on_exit: keep the settings; the records are closed so no later start or
             # `sol restore` rolls them back behind the operator's back.
             self.journal.release()
+        if self.memory is not None:
+            self.memory.close()
         self.log.info("runtime.stopped", rollback=self.rollback)

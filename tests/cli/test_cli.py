@@ -154,34 +154,41 @@ def test_run_keeps_other_agents_when_one_fails_setup(tmp_path: Path, plugin_path
 def test_run_restores_leftovers_of_a_crashed_run_and_reports_a_corrupt_journal(tmp_path: Path) -> None:
     from sol.safety.journal import UndoJournal
 
-    knob = tmp_path / "knob"
-    knob.write_text("changed\n")
+    group = tmp_path / "cgroup" / "cpu" / "batch"  # a fake cgroup tree: the config's root
+    group.mkdir(parents=True)
+    knob = group / "cpu.shares"
+    knob.write_text("4096\n")
     journal_path = tmp_path / "state" / "undo.journal"
     with UndoJournal.open(journal_path) as j:
-        j.record("crashed_agent", "file", str(knob), "original")
+        j.record("crashed_agent", "file", str(knob), "1024")
     with journal_path.open("a") as f:
         f.write("deadbeef {not json\n")  # a torn, corrupt tail
-    cfg = write_config(tmp_path, "[agents.noop]\n")
+    cfg = write_config(tmp_path, f'[linux]\ncgroup_root = "{tmp_path / "cgroup"}"\n[agents.noop]\n')
     proc = sol("run", "--config", str(cfg), "--duration", "0.5s")
     assert proc.returncode == 0, proc.stderr
     names = [e["event"] for e in events(proc.stdout)]
     assert "journal.leftovers" in names and "journal.restored" in names
     assert any("corrupt" in n or n == "journal.problem" for n in names)
-    assert knob.read_text().strip() == "original"
+    assert knob.read_text().strip() == "1024"
 
 
 def test_restore_command_is_idempotent(tmp_path: Path) -> None:
     from sol.safety.journal import UndoJournal
 
-    knob = tmp_path / "knob"
-    knob.write_text("changed\n")
+    # a fake cgroup tree, named as the config's cgroup root: restore writes nothing else
+    group = tmp_path / "cgroup" / "cpu" / "batch"
+    group.mkdir(parents=True)
+    knob = group / "cpu.shares"
+    knob.write_text("2048\n")
     journal_path = tmp_path / "undo.journal"
+    cfg = tmp_path / "sol.toml"
+    cfg.write_text(f'[linux]\ncgroup_root = "{tmp_path / "cgroup"}"\n')
     with UndoJournal.open(journal_path) as j:
-        j.record("agent", "file", str(knob), "original")
-    first = sol("restore", "--journal", str(journal_path))
+        j.record("agent", "file", str(knob), "1024")
+    first = sol("restore", "--journal", str(journal_path), "--config", str(cfg))
     assert first.returncode == 0, first.stdout + first.stderr
-    assert knob.read_text().strip() == "original"
-    second = sol("restore", "--journal", str(journal_path))
+    assert knob.read_text().strip() == "1024"
+    second = sol("restore", "--journal", str(journal_path), "--config", str(cfg))
     assert second.returncode == 0
     assert "nothing to restore" in second.stdout.lower() or "0 restored" in second.stdout.lower()
 

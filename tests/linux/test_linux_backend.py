@@ -329,8 +329,13 @@ def test_sol_restore_in_a_fresh_process_puts_back_every_kind_this_backend_wrote(
             sys.executable,
             "-c",
             "import sys, pathlib; from sol.safety.journal import restore_command; "
-            "sys.exit(restore_command(pathlib.Path(sys.argv[1]), out=sys.stdout))",
+            "from sol.actuators.restorers import TargetScope as S; P = pathlib.Path; "
+            "scope = S(cgroup_root=P(sys.argv[2]), sys_root=P(sys.argv[3]), cache_dir=P(sys.argv[4])); "
+            "sys.exit(restore_command(P(sys.argv[1]), out=sys.stdout, scope=scope))",
             str(path),
+            str(v1.root),
+            str(fake_sys),
+            str(blob.parent),
         ],
         capture_output=True,
         text=True,

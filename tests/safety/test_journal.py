@@ -36,6 +36,16 @@ CHILD = Path(__file__).with_name("_journal_child.py")
 HEADER = "sol-undo-journal v1\n"
 
 
+class _Anywhere:
+    """A restore scope that refuses nothing: these tests' knobs are plain files in a temp dir."""
+
+    def refuses(self, kind: str, target: str) -> str | None:
+        return None
+
+
+ANYWHERE = _Anywhere()
+
+
 def line(payload: dict[str, Any]) -> str:
     body = json.dumps(payload, separators=(",", ":"))
     return f"{zlib.crc32(body.encode()):08x} {body}\n"
@@ -131,14 +141,14 @@ def test_restore_goes_newest_first_and_is_idempotent(jpath: Path) -> None:
     with UndoJournal.open(jpath, fsync=False) as j:
         for i in range(4):
             j.record("a", "file", f"/k{i}", i)
-        report = j.restore(recording_restorers(calls))
+        report = j.restore(recording_restorers(calls), identities={})
         assert calls == [("/k3", 3), ("/k2", 2), ("/k1", 1), ("/k0", 0)]
         assert report.ok and [r.target for r in report.restored] == ["/k3", "/k2", "/k1", "/k0"]
         assert report.summary() == "restored 4 before-image(s), 0 failed"
-        assert not j.restore(recording_restorers(calls)).restored
+        assert not j.restore(recording_restorers(calls), identities={}).restored
     with UndoJournal.open(jpath, fsync=False) as j:
         assert j.open_records() == []
-        assert not j.restore(recording_restorers(calls)).restored
+        assert not j.restore(recording_restorers(calls), identities={}).restored
     assert len(calls) == 4
 
 
@@ -146,7 +156,7 @@ def test_restore_only_touches_the_given_owner(journal: UndoJournal) -> None:
     calls: list[tuple[str, Any]] = []
     journal.record("a", "file", "/a", 1)
     journal.record("b", "file", "/b", 2)
-    journal.restore(recording_restorers(calls), owner="b")
+    journal.restore(recording_restorers(calls), owner="b", identities={})
     assert calls == [("/b", 2)]
     assert [r.owner for r in journal.open_records()] == ["a"]
 
@@ -185,7 +195,7 @@ def test_a_failed_restore_is_reported_keeps_its_record_and_the_rest_continue(
             target, before
         )
     with capture_logs() as logs:
-        report = journal.restore(restorers)
+        report = journal.restore(restorers, identities={})
     assert calls == [("/last", 3), ("/first", 1)]
     assert [f.record.id for f in report.failed] == [bad]
     assert expected in report.failed[0].error
@@ -204,13 +214,13 @@ def test_release_closes_without_restoring(jpath: Path) -> None:
         j.release()
     with UndoJournal.open(jpath, fsync=False) as j:
         assert j.open_records() == []
-        j.restore(recording_restorers(calls))
+        j.restore(recording_restorers(calls), identities={})
     assert calls == []
 
 
 def test_a_restored_target_is_recorded_afresh(journal: UndoJournal) -> None:
     first = journal.record("a", "file", "/k", "v1")
-    journal.restore(recording_restorers([]))
+    journal.restore(recording_restorers([]), identities={})
     second = journal.record("a", "file", "/k", "v2")
     assert second > first
     assert [r.before for r in journal.open_records()] == ["v2"]
@@ -240,7 +250,11 @@ def test_compaction_keeps_open_records_and_ids_and_replaces_the_file_atomically(
         )
         for r in journal.open_records()
     )
-    assert sorted(p.name for p in jpath.parent.iterdir()) == ["undo.journal", "undo.journal.lock"]
+    assert sorted(p.name for p in jpath.parent.iterdir()) == [
+        "undo.journal",
+        "undo.journal.lock",
+        "undo.journal.state",
+    ]
     # appends after compaction must land in the new file, not the renamed-away inode
     new = journal.record("b", "file", "/after", "x")
     assert new > max(keep)
@@ -255,7 +269,7 @@ def test_compaction_runs_by_itself_past_the_dead_line_threshold(jpath: Path) -> 
         for i in range(100):
             j.record("a", "file", "/k", i)
             if i % 2:
-                j.restore(recording_restorers([]), owner="a")
+                j.restore(recording_restorers([]), owner="a", identities={})
             else:
                 j.release()
             j.record("a", "file", "/stays", "s")
@@ -407,7 +421,7 @@ def test_the_lock_keeps_a_second_opener_out_and_names_the_holder(journal: UndoJo
     assert info.value.pid == os.getpid()
     assert str(jpath) in str(info.value) and str(os.getpid()) in str(info.value)
     out = io.StringIO()
-    assert restore_command(jpath, out=out) == 3
+    assert restore_command(jpath, out=out, scope=ANYWHERE) == 3
     assert str(os.getpid()) in out.getvalue()
     journal.close()
     UndoJournal.open(jpath, fsync=False).close()
@@ -507,7 +521,7 @@ def test_no_host_write_without_a_durable_undo_record(tmp_path: Path, jpath: Path
 # -- sol restore ------------------------------------------------------------------------------
 def test_restore_command_without_a_journal_has_nothing_to_do(tmp_path: Path) -> None:
     out = io.StringIO()
-    assert restore_command(tmp_path / "none" / "undo.journal", out=out) == 0
+    assert restore_command(tmp_path / "none" / "undo.journal", out=out, scope=ANYWHERE) == 0
     assert "nothing to restore" in out.getvalue()
     assert not (tmp_path / "none").exists()
 
@@ -523,13 +537,14 @@ def test_restore_command_restores_reports_and_is_safe_to_run_twice(tmp_path: Pat
     with open(jpath, "a") as raw:
         raw.write("garbage\n")
     out = io.StringIO()
-    assert restore_command(jpath, out=out) == 0
+    # every knob is back, but a journal that changed behind sol's back is said loudly: exit 1
+    assert restore_command(jpath, out=out, scope=ANYWHERE) == 1
     assert [k.read_text() for k in knobs] == ["before 0\n", "before 1\n", "before 2\n"]
     text = out.getvalue()
-    assert "corrupt record skipped" in text and "line 5" in text
+    assert "corrupt record skipped" in text and "line 5" in text and "DAMAGED" in text
     assert text.count("restored  #") == 3 and "restored 3 before-image(s), 0 failed" in text
     out = io.StringIO()
-    assert restore_command(jpath, out=out) == 0
+    assert restore_command(jpath, out=out, scope=ANYWHERE) == 0
     assert "nothing to restore" in out.getvalue()
 
 
@@ -544,20 +559,23 @@ def test_restore_command_fails_loudly_when_a_knob_cannot_be_restored(tmp_path: P
         j.record("a", "nvml", "gpu0", 250)
     gone.unlink()
     out = io.StringIO()
-    assert restore_command(jpath, out=out) == 1
+    assert restore_command(jpath, out=out, scope=ANYWHERE) == 1
     text = out.getvalue()
     assert fine.read_text() == "before" and not gone.exists(), "restore never creates a file"
-    assert f"FAILED    #1 file {gone}" in text and "ENOENT" in text
+    # a knob that is gone has nothing left to restore: closed and listed, not failed forever
+    assert f"closed    #1 file {gone} (owner a): gone" in text
     assert "no restorer for kind 'nvml' (known: " in text and "file" in text
-    assert "restored 1 before-image(s), 2 failed" in text
-    assert restore_command(jpath, out=io.StringIO()) == 1, "the failed records stay open"
+    assert "restored 1 before-image(s), 1 failed, 1 gone" in text
+    again = io.StringIO()
+    assert restore_command(jpath, out=again, scope=ANYWHERE) == 1, "the failed record stays open"
+    assert "1 open before-image(s)" in again.getvalue()
 
 
 def test_restore_command_refuses_a_newer_journal(jpath: Path) -> None:
     jpath.parent.mkdir()
     jpath.write_text("sol-undo-journal v2\n")
     out = io.StringIO()
-    assert restore_command(jpath, out=out) == 1
+    assert restore_command(jpath, out=out, scope=ANYWHERE) == 1
     assert "format v2" in out.getvalue()
 
 
@@ -575,10 +593,10 @@ def test_restore_interrupted_by_sigkill_is_finished_by_the_next_run(tmp_path: Pa
         # killed after the 2nd restorer ran but before its close: 1 closed, 3 still open
         assert len(j.open_records()) == 3
     out = io.StringIO()
-    assert restore_command(jpath, out=out) == 0, out.getvalue()
+    assert restore_command(jpath, out=out, scope=ANYWHERE) == 0, out.getvalue()
     assert [k.read_text() for k in knobs] == [f"before {i}\n" for i in range(4)]
     out = io.StringIO()
-    assert restore_command(jpath, out=out) == 0
+    assert restore_command(jpath, out=out, scope=ANYWHERE) == 0
     assert "nothing to restore" in out.getvalue()
 
 
