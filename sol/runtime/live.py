@@ -44,8 +44,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sol.metrics import CallbackStats
+from sol.runtime import isolation
 from sol.runtime.base import AgentSpec, ExecutorBase
 from sol.runtime.clock import MonotonicClock
+from sol.runtime.memory import MemoryGuard
 from sol.runtime.runner import AgentRunner, Outcome, Side
 
 #: Seconds ``setup`` may take (it may probe hardware): at least this, or the callback timeout.
@@ -61,6 +63,9 @@ JOIN_SLACK = 0.5
 #: applies the prediction made for its window, as under the virtual executor; a chain that
 #: takes longer than this is not waited for (the act applies the newest prediction, as ever).
 ACT_PHASE = 0.005
+#: The watchdog's period at most (seconds) while the memory guard attributes growth: a leak
+#: reaches the limit in ticks, not in the watchdog's usual quarter second.
+MEMORY_WATCH_PERIOD = 0.02
 
 
 def act_phase(schedule: Any) -> float:
@@ -225,7 +230,7 @@ class LiveExecutor(ExecutorBase):
             if name == "setup":
                 timeout = max(timeout, SETUP_TIMEOUT)
             if lane is None:
-                out = self._invoke_detached(name, fn, args, timeout)
+                out = self._invoke_detached(ref[0].runner, name, fn, args, timeout)
                 if not out.timed_out:
                     ref[0].stats.observe(name, side, out.duration, out.cpu)
                 return out
@@ -248,11 +253,19 @@ class LiveExecutor(ExecutorBase):
             lane.call, lane.started, lane.deadline, lane.reported = name, start, start + timeout, False
         value: Any = None
         err: str | None = None
+        refuse = self.refuse_threads
+        if refuse:
+            isolation.enter(agent.runner.name, name)
         try:
             value = fn(*args)
         except Exception as exc:
             err = f"{type(exc).__name__}: {exc}"
+        finally:
+            refused = isolation.leave() if refuse else None
         end = time.monotonic()
+        if refused is not None:
+            # counted even if the agent caught the error: its thread would not have been
+            err = _thread_refused(agent.runner, name, refused, err)
         # CPU is charged per tick by the lane loop (_charge), not per call: a thread-CPU clock
         # read is a system call, and cold after a lane's sleep it costs more than the call
         agent.stats.observe(name, lane.side, end - start, 0.0)
@@ -268,18 +281,25 @@ class LiveExecutor(ExecutorBase):
         return Outcome(err is None, value, err, duration)
 
     def _invoke_detached(
-        self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float
+        self, runner: AgentRunner, name: str, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float
     ) -> Outcome:
         """A call from outside the lanes (setup, clean-up, quarantine): its own thread, joined
         with a timeout so a hang there cannot block start-up or shutdown."""
         box: dict[str, Any] = {}
+        refuse = self.refuse_threads
 
         def target() -> None:
             cpu0 = time.thread_time()
+            if refuse:
+                isolation.enter(runner.name, name)
             try:
                 box["value"] = fn(*args)
             except BaseException as exc:
                 box["error"] = f"{type(exc).__name__}: {exc}"
+            finally:
+                refused = isolation.leave() if refuse else None
+            if refused is not None:
+                box["error"] = _thread_refused(runner, name, refused, box.get("error"))
             box["cpu"] = time.thread_time() - cpu0
 
         start = time.monotonic()
@@ -333,6 +353,7 @@ class LiveExecutor(ExecutorBase):
             "assess": s.assess_every,
         }
         halt = agent.halt
+        memory = self.memory
         while not halt.is_set() and r.state == "running" and lane.generation == gen:
             nxt = min(due.values())
             lane.wake_by = nxt
@@ -341,6 +362,8 @@ class LiveExecutor(ExecutorBase):
                 return
             now = time.monotonic()
             cpu0 = time.thread_time()
+            # a system call per tick, only while the memory guard is attributing growth
+            rss0 = memory.read() if memory is not None and memory.watching else -1
             ready = {k for k, d in due.items() if d <= now}
             for k in ready:
                 due[k] = _grid_next(due[k], periods[k], now)
@@ -349,6 +372,8 @@ class LiveExecutor(ExecutorBase):
                 agent.nudge.set()  # the actuator lane acts now if this was its window's chain
             if "assess" in ready and r.state == "running":
                 r.assess_model_tick(time.monotonic())
+            if rss0 >= 0:
+                _charge_memory(memory, r.name, rss0)
             self._charge(agent, "model", time.thread_time() - cpu0)
 
     def _actuator_loop(self, agent: _Agent, lane: _Lane, gen: int, mitigate_first: str | None = None) -> None:
@@ -382,6 +407,8 @@ class LiveExecutor(ExecutorBase):
             if not (act or assess):
                 continue  # a model tick outside this act's window: keep sleeping
             cpu0 = time.thread_time()
+            memory = self.memory
+            rss0 = memory.read() if memory is not None and memory.watching else -1
             if act:
                 # from the window's start (the model tick due with this act), as before the
                 # act trailed it: an act that ran early, on the model lane's wake, counts its
@@ -392,6 +419,8 @@ class LiveExecutor(ExecutorBase):
             if assess and r.state == "running":
                 due["assess"] = _grid_next(t0 + s.assess_every, periods["assess"], now)
                 r.assess_performance_tick(time.monotonic())
+            if rss0 >= 0:
+                _charge_memory(memory, r.name, rss0)
             self._charge(agent, "actuator", time.thread_time() - cpu0)
 
     @staticmethod
@@ -412,6 +441,10 @@ class LiveExecutor(ExecutorBase):
             period = min(max(min(timeouts) / 4, 0.005), 0.25)
             now = time.monotonic()
             self._watchdog_beat = now
+            if self.memory is not None:
+                self._check_memory(self.memory, agents)
+                if self.memory.watching:
+                    period = min(period, MEMORY_WATCH_PERIOD)
             for agent in agents:
                 r = agent.runner
                 if r.state != "running":
@@ -449,6 +482,20 @@ class LiveExecutor(ExecutorBase):
                                     lambda a, ln, g, c=cause: self._actuator_loop(a, ln, g, mitigate_first=c),  # type: ignore[misc]
                                 )
 
+    def _check_memory(self, guard: MemoryGuard, agents: Sequence[_Agent]) -> None:
+        """The memory guard's check (one ``pread``), and its quarantine when it names an agent."""
+        rss = guard.read()
+        if rss < 0:
+            return  # the meter was closed by a stop racing with this wake
+        name = guard.check(rss)
+        if name is None:
+            return
+        runner = next((a.runner for a in agents if a.runner.name == name), None)
+        if runner is None or runner.state != "running":
+            guard.quarantined(name, rss)  # gone already: its growth is not the next one's
+            return
+        self._memory_quarantine(runner, rss)
+
     def _advancer(self) -> None:
         while not self._stop.wait(self.advance_every):
             try:
@@ -461,6 +508,8 @@ class LiveExecutor(ExecutorBase):
         if self._started:
             return
         self._started = True
+        if self.refuse_threads:
+            isolation.install()
         if self.switch_interval is not None:
             sys.setswitchinterval(self.switch_interval)
         self.started_at = time.monotonic()
@@ -470,6 +519,8 @@ class LiveExecutor(ExecutorBase):
             specs, self.specs = list(self.specs), []
             for spec in specs:
                 self._install(spec)
+        if self.memory is not None:
+            self.memory.start()  # after every setup: what they loaded is the baseline
         helpers: list[tuple[Callable[[], None], str]] = [(self._watchdog, "sol-watchdog")]
         if self.advance_every > 0:
             helpers.append((self._advancer, "sol-advance"))
@@ -737,3 +788,16 @@ def _grid_next(anchor: float, period: float, now: float) -> float:
     if anchor > now + 1e-9:
         return anchor
     return anchor + (math.floor((now - anchor) / period + 1e-9) + 1) * period
+
+
+def _thread_refused(runner: AgentRunner, callback: str, refused: str, err: str | None) -> str:
+    runner.log.error("agent.thread_refused", callback=callback, error=refused)
+    return err if err is not None and refused in err else f"{isolation.AgentThreadError.__name__}: {refused}"
+
+
+def _charge_memory(memory: MemoryGuard | None, agent: str, rss0: int) -> None:
+    """Charge the RSS a lane tick added (or freed) to its agent."""
+    if memory is not None:
+        rss = memory.read()
+        if rss >= 0:
+            memory.charge(agent, rss - rss0)

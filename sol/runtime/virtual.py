@@ -20,8 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sol.runtime import isolation
 from sol.runtime.base import AgentSpec, ExecutorBase
 from sol.runtime.clock import VirtualClock
+from sol.runtime.memory import MemoryGuard
 from sol.runtime.runner import AgentRunner, Outcome, Side
 
 # Event kinds, in the order they run when due at the same instant: the model publishes
@@ -37,6 +39,9 @@ MIN_WALL_TIMEOUT = 2.0
 SETUP_WALL_TIMEOUT = 10.0
 #: How often the wall-clock alarm checks for a really hung callback (seconds).
 ALARM_PERIOD = 0.05
+#: Events between two reads of the RSS while the memory guard is not attributing (while it
+#: is, the RSS is read around every event and charged to the agent whose event it was).
+MEMORY_CHECK_EVERY = 8
 
 
 class _WallTimeout(BaseException):
@@ -64,6 +69,7 @@ class VirtualExecutor(ExecutorBase):
         self._seq = 0
         self._alarm_ok = False
         self._wall_deadline = math.inf
+        self._memory_started = False
         self.events = 0
 
     # -- invocation -------------------------------------------------------------------
@@ -74,14 +80,20 @@ class VirtualExecutor(ExecutorBase):
 
         perf = time.perf_counter
 
+        refuse = self.refuse_threads
+
         def invoke(side: Side, name: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Outcome:
-            timeout = runner_ref[0].schedule.callback_timeout
+            runner = runner_ref[0]
+            timeout = runner.schedule.callback_timeout
             c0 = clock._consumed
             # the periodic alarm (see run) interrupts the call once this deadline has passed;
             # setup may import large libraries (an interrupted import leaves a half-built
             # module behind for the whole process), so it gets the live executor's allowance
             wall = SETUP_WALL_TIMEOUT if name == "setup" else MIN_WALL_TIMEOUT
             self._wall_deadline = perf() + max(timeout, wall)
+            refused: str | None = None
+            if refuse:
+                isolation.enter(runner.name, name)
             try:
                 value = fn(*args)
             except _WallTimeout:
@@ -97,6 +109,14 @@ class VirtualExecutor(ExecutorBase):
                 ok, err = True, None
             finally:
                 self._wall_deadline = math.inf
+                if refuse:
+                    refused = isolation.leave()
+            if refused is not None:
+                # counted even if the agent caught the error: its thread would not have been
+                runner.log.error("agent.thread_refused", callback=name, error=refused)
+                if err is None or refused not in err:
+                    err = f"{isolation.AgentThreadError.__name__}: {refused}"
+                ok, value = False, None
             duration = clock._consumed - c0
             if duration > timeout:
                 if side == "actuator":
@@ -137,6 +157,8 @@ class VirtualExecutor(ExecutorBase):
 
     def setup(self) -> None:
         """Start every agent (``setup``); a failing one is reported and left out."""
+        if self.refuse_threads:
+            isolation.install()
         self.backend.advance(self.start_time)
         for idx, spec in enumerate(self.specs):
             ref: list[AgentRunner] = []
@@ -173,6 +195,9 @@ class VirtualExecutor(ExecutorBase):
         try:
             if not self.runners:
                 self.setup()
+            if self.memory is not None and not self._memory_started:
+                self._memory_started = True
+                self.memory.start()  # after every setup: what they loaded is the baseline
             end = self.start_time + duration
             self._loop(end, progress)
             self.vclock.set(max(end, self.vclock._t))
@@ -185,10 +210,29 @@ class VirtualExecutor(ExecutorBase):
                 signal.signal(signal.SIGALRM, old_handler)
         return VirtualRun(duration, self.events, time.perf_counter() - wall0)
 
+    def _check_memory(self, guard: MemoryGuard, runner: AgentRunner, rss0: int) -> None:
+        """Charge the event's RSS difference to its agent (while attributing), then the
+        guard's check; one agent's events run alone here, so the charge is exact."""
+        rss = guard.read()
+        if rss < 0:
+            return
+        if rss0 >= 0:
+            guard.charge(runner.name, rss - rss0)
+        name = guard.check(rss)
+        if name is None:
+            return
+        culprit = next((r for r in self.runners if r.name == name), None)
+        if culprit is None or culprit.state != "running":
+            guard.quarantined(name, rss)
+            return
+        self._memory_quarantine(culprit, rss)
+
     def _loop(self, end: float, progress: Callable[[float], None] | None) -> None:
         heap, runners, clock, advance = self._heap, self.runners, self.vclock, self.backend.advance
         next_progress = self.start_time
         step = (end - self.start_time) / 100 if progress else float("inf")
+        memory = self.memory
+        countdown = MEMORY_CHECK_EVERY
         while heap and heap[0][0] < end:
             t, kind, _, idx = heapq.heappop(heap)
             runner = runners[idx]
@@ -203,6 +247,7 @@ class VirtualExecutor(ExecutorBase):
             clock.set(t)
             advance(t)
             self.events += 1
+            rss0 = memory.read() if memory is not None and memory.watching else -1
             if kind == _MODEL:
                 runner.model_tick(t)
             elif kind == _ACT:
@@ -215,6 +260,11 @@ class VirtualExecutor(ExecutorBase):
                 runner.assess_model_tick(t)
             else:
                 runner.assess_performance_tick(t)
+            if memory is not None:
+                countdown -= 1
+                if rss0 >= 0 or countdown <= 0:
+                    countdown = MEMORY_CHECK_EVERY
+                    self._check_memory(memory, runner, rss0)
             if runner.state == "running" or (runner.restore_pending and kind == _ACT):
                 self._push(t + self._period(runner, kind), kind, idx)
             if progress is not None and t >= next_progress:
