@@ -293,6 +293,7 @@ class Daemon:
         from sol.actuators.restorers import default_restorers
         from sol.runtime.clock import MonotonicClock
         from sol.runtime.live import LiveExecutor
+        from sol.runtime.memory import MemoryLimit, own_memory_limit
 
         config, log = self.config, self.log
         prepared = build_specs(config, self.registry)
@@ -321,6 +322,9 @@ class Daemon:
                 state_dir=config.state_dir,
                 rollback=config.rollback,
                 respawn=self._respawn,
+                # the daemon's own cgroup limit (the unit's MemoryHigh=/MemoryMax=), else a
+                # headroom over its RSS at start: a leaking agent is quarantined before either
+                memory_limit=own_memory_limit() or MemoryLimit(None, "no cgroup memory limit"),
             )
             log.info(
                 "daemon.starting",
