@@ -28,11 +28,13 @@ The story, from sensor to actuator (docs/agents/cpu_harvest.md has the long vers
   run, whatever the model's quality; it also absorbs the burstiness inside a window that a
   per-window mean cannot show.
 * **Safety.** ``validate`` drops readings that are out of range, stale, frozen, inconsistent
-  or incomplete; ``assess_model`` fails when the learner under-predicts or the primaries run
-  short too often; ``assess_performance`` fails on the primaries' CPU pressure (PSI, where the
-  kernel keeps it for their groups) or run-queue delay while cores are lent; ``mitigate``
-  gives every core back at once (the runtime then backs off);
-  ``default_predict`` lends nothing (or, if configured, keeps a conservative static buffer).
+  or incomplete, and those of a usage counter that stands still while the primaries' tasks
+  wait for a CPU: it reads as idle primaries (``UsageFreeze``). ``assess_model`` fails when
+  the learner under-predicts or the primaries run short too often; ``assess_performance``
+  fails on the primaries' CPU pressure (PSI, where the kernel keeps it for their groups) or
+  run-queue delay while cores are lent; ``mitigate`` gives every core back at once (the
+  runtime then backs off); ``default_predict`` lends nothing (or, if configured, keeps a
+  conservative static buffer).
 
 Also here, not registered: ``StaticBufferHarvest``, the koordlet-style baseline that keeps a
 fixed number of idle cores above the last observed need (benchmarks/cpu_harvest.py).
@@ -68,6 +70,13 @@ NOISE_MULT = 3.0
 #: ~1.7 s, from 0.00005 to 0.003 cores of waiting, so a few readings miss the loud ones. A
 #: simulated node reads every window: there this is within ``warmup_windows``.
 NOISE_READINGS = 20
+#: waiting (core-seconds) of the primaries' tasks, since their usage counter last moved, that
+#: says they ran: far above rounding in the counters, far below one wake-up storm's waiting
+FREEZE_WAIT_S = 1e-4
+#: how long after that waiting was read the usage counter may still stand before it is called
+#: frozen: the kernel charges a running task's time to its cgroup at every tick (1-10 ms) and
+#: every switch, so a live counter has moved by then
+FREEZE_CONFIRM_S = 0.1
 
 __all__ = [
     "CpuHarvestAgent",
@@ -76,6 +85,7 @@ __all__ = [
     "PeakForecaster",
     "StaticBufferHarvest",
     "StaticParams",
+    "UsageFreeze",
     "WindowOutcome",
 ]
 
@@ -204,6 +214,68 @@ class WindowOutcome:
     short: bool
     #: cores were lent during the window (so the outcome says something about our margin)
     lent: bool
+
+
+class UsageFreeze:
+    """Tells a frozen usage counter from idle primaries: it stands still while they wait.
+
+    A cgroup's CPU-time counter (v1 ``cpuacct.usage``, v2 ``cpu.stat`` ``usage_usec``) that
+    stops moving reads as primaries gone idle, and the agent would lend them out of their
+    cores. Idle primaries leave it still too, but idle tasks wait for no CPU. schedstat
+    charges a task's run-queue wait when the task gets a CPU (``sched_info_arrive``); from then
+    it runs, and its time reaches the group's counter within a tick. So waiting that grew
+    after the counter last moved, with the counter still unmoved ``FREEZE_CONFIRM_S`` after
+    that waiting was read, is a stuck counter. Per-group PSI would show it too, but a cgroup v1
+    host has only host-wide PSI; the run-queue delay (per-thread schedstat or taskstats, or
+    ``/proc/schedstat`` minus the harvest's threads) is there on both.
+
+    The waiting is counted from the first run-queue reading taken after the counter last
+    moved: a reading served again from before (sol.linux.cpu reuses costly ones) may hold
+    waiting whose CPU time the counter has already charged.
+
+    >>> from sol.facilities import CpuUsage, RunQueueDelay
+    >>> freeze = UsageFreeze()
+    >>> def read(t, used_s, wait_s):
+    ...     usage = CpuUsage(t, "primary", 0.0, 0.05, used_s)
+    ...     return freeze.check(usage, RunQueueDelay(t, "primary", wait_s, 0.0, 0.05))
+    >>> [read(t, 5.0, 1.0) for t in (1.0, 1.05, 1.1)]  # idle: nothing runs, nothing waits
+    [None, None, None]
+    >>> [read(t, 5.0, w) is None for t, w in ((1.15, 1.2), (1.2, 1.4), (1.25, 1.6))]
+    [True, True, False]
+    >>> read(1.3, 5.1, 1.8) is None  # it moves again
+    True
+    """
+
+    def __init__(self) -> None:
+        #: the counter's value, and since when it has held it
+        self.total: float | None = None
+        self.since = 0.0
+        #: the first run-queue reading (time, total) taken since then, and when waiting beyond
+        #: it was first read
+        self.base: tuple[float, float] | None = None
+        self.waited_at: float | None = None
+
+    def check(self, usage: CpuUsage, delay: RunQueueDelay) -> str | None:
+        """Why the counter is frozen, or None (one call per reading, in order)."""
+        if usage.total_core_s != self.total:
+            self.total, self.since = usage.total_core_s, usage.t
+            self.base = (delay.t, delay.total_s) if delay.t >= usage.t else None
+            self.waited_at = None
+            return None
+        if self.base is None:
+            if delay.t >= self.since:
+                self.base = (delay.t, delay.total_s)
+            return None
+        waited = delay.total_s - self.base[1]
+        if self.waited_at is None and waited > FREEZE_WAIT_S:
+            self.waited_at = delay.t
+        if self.waited_at is None or usage.t - self.waited_at < FREEZE_CONFIRM_S - 1e-9:
+            return None
+        return (
+            f"the primaries' CPU usage counter stands at {usage.total_core_s:.6g} core-s for "
+            f"{usage.t - self.since:.3g} s while their tasks waited {waited:.3g} s for a CPU: a frozen "
+            "counter (cpuacct.usage / cpu.stat usage_usec), not idle primaries"
+        )
 
 
 class _RollingMax:
@@ -440,6 +512,8 @@ class CpuHarvestAgent(Agent):
         self.model = PeakForecaster(self.p, self.total)
         self.fresh = Fresh(max_age=self.p.max_sample_age_s, future_tolerance=self.p.max_sample_age_s)
         self.frozen = NotFrozen(self.p.frozen_samples, what="primary cpu reading")
+        self.usage_freeze = UsageFreeze()
+        self._usage_frozen = False
         # model side: the previous valid reading, and the window being accumulated
         self._prev: HarvestObservation | None = None
         self._wait_rate = 0.0
@@ -541,6 +615,16 @@ class CpuHarvestAgent(Agent):
                 return Verdict.fail("a cumulative CPU counter went backwards (cgroup recreated?)")
             if u.cores > 0.0 and u.total_core_s == prev.usage.total_core_s:
                 return Verdict.fail("primary usage reported without CPU time accruing (frozen sensor?)")
+        frozen = self.usage_freeze.check(u, d)
+        if frozen is not None:
+            if not self._usage_frozen and self.ctx.log is not None:
+                self.ctx.log.warning("cpu_harvest.usage_frozen", reason=frozen)
+            self._usage_frozen = True
+            return Verdict.fail(frozen)
+        if self._usage_frozen:
+            self._usage_frozen = False
+            if self.ctx.log is not None:
+                self.ctx.log.info("cpu_harvest.usage_moving", total_core_s=u.total_core_s)
         if u.cores > 0.0:
             # busy primaries move the counters: a reading that repeats whole is a stuck sensor
             # (idle primaries legitimately repeat theirs)

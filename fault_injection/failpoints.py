@@ -71,8 +71,13 @@ _META_FIELDS = frozenset(
 _TIME_FIELDS = ("t", "t_start", "t_end", "interval")
 
 SENSOR_MECHANISMS = frozenset(
-    {"missing", "nan", "inf", "out_of_range", "stale", "frozen", "noise", "garbage"}
+    {"missing", "nan", "inf", "out_of_range", "stale", "frozen", "frozen_idle", "noise", "garbage"}
 )
+#: ``frozen_idle``: per facility, the reading, the group, the cumulative field that sticks and
+#: the rate derived from it, which then reads 0 (idle). Only that counter: the others (the
+#: group's run-queue delay, the harvest group's usage) keep moving, as on a host where one
+#: cgroup file stops being updated.
+FROZEN_IDLE: dict[str, tuple[str, str, str, str]] = {"cpu": ("usage", "primary", "total_core_s", "cores")}
 ACTUATOR_MECHANISMS = frozenset({"eperm", "eio", "write_hang", "not_applied", "partial", "actuator_delay"})
 #: "Never returns": ``VirtualClock.consume`` charges a year for it, past any timeout.
 _FOREVER = math.inf
@@ -215,6 +220,8 @@ class SensorProxy:
             inj.hit()
             raise SensorError(source, "line 1: cannot parse '\\x00\\x1b[7m#!?usage_usec' as a number")
         fresh = fn(*args, **kwargs)
+        if mechanism == "frozen_idle":
+            return self._frozen_idle(name, fresh, args, kwargs, inj)
         if mechanism in ("stale", "frozen"):
             key = (name, repr((args, sorted(kwargs.items()))))
             held = self._held.setdefault(key, fresh)
@@ -225,6 +232,19 @@ class SensorProxy:
         if out is not fresh:
             inj.hit()
         return out
+
+    def _frozen_idle(
+        self, name: str, fresh: Any, args: tuple[Any, ...], kwargs: dict[str, Any], inj: Injector
+    ) -> Any:
+        """``fresh`` with its cumulative counter held at the onset's and its rate 0 (idle)."""
+        target = FROZEN_IDLE.get(self._facility)
+        group = kwargs.get("group", args[0] if args else None)
+        if target is None or (name, group) != target[:2]:
+            return fresh
+        _, _, counter, rate = target
+        held = self._held.setdefault((name, repr(group)), fresh)
+        inj.hit()
+        return dataclasses.replace(fresh, **{counter: getattr(held, counter), rate: 0.0})
 
 
 # -- actuator boundary -------------------------------------------------------------------

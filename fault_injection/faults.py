@@ -171,6 +171,15 @@ _ALL: tuple[Fault, ...] = (
         _p(),
     ),
     Fault(
+        "data.frozen_idle",
+        "data",
+        "sensor",
+        "frozen_idle",
+        "the primaries' CPU usage counter sticks at its onset value, so they read idle, while "
+        "their run-queue delay and every other counter keep moving (a stuck cpuacct.usage)",
+        _p(),
+    ),
+    Fault(
         "data.noise",
         "data",
         "sensor",
@@ -345,6 +354,7 @@ REDUCED_FAULTS: tuple[str, ...] = (
     "data.out_of_range",
     "data.stale",
     "data.frozen",
+    "data.frozen_idle",
     "data.garbage",
     "model.learn_error",
     "model.learn_hang",

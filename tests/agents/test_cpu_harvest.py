@@ -405,6 +405,138 @@ def test_validate_rejects_a_frozen_reading() -> None:
     assert all(verdicts[:-1]) and "stuck" in (verdicts[-1].reason or "")
 
 
+# -- a frozen usage counter ------------------------------------------------------------------
+
+
+class FrozenUsageCpu(ScriptedCpu):
+    """A host whose primaries' usage counter sticks over ``[frozen_from, frozen_until)``: it
+    reads idle (the counter still, 0 cores) while they run and wait as before."""
+
+    def __init__(self, total: int, need: Callable[[float], float], frozen_from: float, frozen_until: float):
+        super().__init__(total, need)
+        self.frozen_from, self.frozen_until = frozen_from, frozen_until
+        self._held: float | None = None
+
+    def _usage(self, group: str) -> CpuUsage:
+        if self.frozen_from <= self.t < self.frozen_until:
+            if self._held is None:
+                self._held = self.used_s
+            return CpuUsage(self.t, group, 0.0, WINDOW, self._held)
+        self._held = None
+        return super()._usage(group)
+
+
+def test_a_usage_counter_frozen_at_idle_while_the_primaries_wait_lends_nothing_until_it_moves() -> None:
+    # An adversarial run on a cgroup v1 host: cpuacct.usage frozen at a value that reads
+    # "idle" while the primaries ran. Only per-group PSI caught it, and v1 has none: for
+    # 120 s the harm was the same with safeguards on and off. Their run-queue delay kept
+    # moving: tasks that wait for a CPU then run, so the counter cannot stand still.
+    frozen_from, frozen_until = 20.0, 30.0
+    node = FrozenUsageCpu(16, flat(6.0), frozen_from, frozen_until)
+    with capture_logs() as logs:
+        result = simulate(CpuHarvestAgent(), duration=40.0, backend=node)
+    before = [p for t, p in result.actions if 10.0 < t < frozen_from]
+    assert before and all(p.source == "model" for p in before) and max(p.value for p in before) >= 6
+    caught = frozen_from + 0.5
+    during = [p for t, p in result.actions if caught <= t < frozen_until]
+    assert during and all(p.source == "default" and p.value == 0 for p in during)
+    # the windows lent before it was caught may count as harm (a backoff); past that, the
+    # readings are what keeps the default, for as long as the counter stands
+    backoff = CpuHarvestAgent.schedule.backoff_initial
+    late = [p for t, p in result.actions if caught + 2 * backoff <= t < frozen_until]
+    assert late and all(p.reason == "invalid-data" for p in late)
+    assert not [v for t, v in node.writes if caught <= t < frozen_until and v > 0]
+    frozen = [e for e in logs if e["event"] == "cpu_harvest.usage_frozen"]
+    assert len(frozen) == 1 and "frozen counter" in frozen[0]["reason"]
+    # the counter moves again: the readings are valid and the model lends again
+    assert [e["event"] for e in logs].count("cpu_harvest.usage_moving") == 1
+    after = [p for t, p in result.actions if frozen_until + 1.0 < t]
+    assert any(p.source == "model" and p.value > 0 for p in after)
+    assert not [p for p in after if p.reason == "invalid-data"]
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def now(self) -> float:
+        return self.t
+
+    def consume(self, seconds: float) -> None:
+        return None
+
+
+def feed(
+    used_s: Callable[[int], float], wait_s: Callable[[int], float], *, n: int = 60, delay_every: int = 1
+) -> list[bool]:
+    """``validate`` over ``n`` readings a window apart: the primaries' cumulative CPU time and
+    run-queue delay at window ``i``; the run-queue reading fresh every ``delay_every`` windows
+    (served again in between, with its own time, as sol.linux.cpu does); learnt when valid."""
+    clock = Clock(10.0)
+    node = ScriptedCpu(16, flat(1.0))
+    agent = CpuHarvestAgent()
+    agent.setup(Context(clock, None, node.sensors, node.actuators, Params()))
+    valid = []
+    delay = RunQueueDelay(clock.t, "primary", wait_s(0), 0.0, WINDOW)
+    for i in range(n):
+        t = clock.t = 10.0 + i * WINDOW
+        if i % delay_every == 0:
+            delay = RunQueueDelay(t, "primary", wait_s(i), 0.0, WINDOW)
+        o = HarvestObservation(t, CpuUsage(t, "primary", 0.0, WINDOW, used_s(i)), delay, 0)
+        verdict = agent.validate(o)
+        valid.append(bool(verdict))
+        if verdict:
+            agent.learn(o)
+    return valid
+
+
+@pytest.mark.parametrize(
+    ("used_s", "wait_s", "delay_every", "valid"),
+    [
+        pytest.param(lambda i: 20.0, lambda i: 1.0 + 0.001 * i, 1, False, id="frozen-while-they-wait"),
+        pytest.param(lambda i: 20.0, lambda i: 1.0, 1, True, id="idle-nothing-runs-nothing-waits"),
+        pytest.param(lambda i: 20.0 + 0.001 * i, lambda i: 1.0 + 0.0004 * i, 1, True, id="lightly-loaded"),
+        pytest.param(
+            lambda i: 20.0 + 0.001 * (i // 2), lambda i: 1.0 + 0.001 * i, 1, True, id="charged-a-window-late"
+        ),
+        pytest.param(
+            lambda i: 20.0 + 0.01 * min(i, 5), lambda i: 1.0 + 0.01 * min(i, 5), 10, True,
+            id="a-reused-reading-holds-waiting-from-before-they-stopped",
+        ),
+        pytest.param(
+            lambda i: 20.0, lambda i: 1.0 + 0.01 * i, 10, False, id="frozen-with-reused-run-queue-readings"
+        ),
+    ],
+)  # fmt: skip
+def test_validate_tells_a_frozen_usage_counter_from_idle_primaries(
+    used_s: Callable[[int], float], wait_s: Callable[[int], float], delay_every: int, valid: bool
+) -> None:
+    verdicts = feed(used_s, wait_s, delay_every=delay_every)
+    if valid:
+        assert all(verdicts)
+    else:
+        first = verdicts.index(False)
+        # rejected once the waiting has been read and the counter stood still a while after
+        # it, and from then on while the counter stands
+        assert first <= 1 + 2 * delay_every + 2 and not any(verdicts[first:])
+
+
+def test_a_frozen_usage_counter_is_valid_again_once_it_moves() -> None:
+    def used(i: int) -> float:
+        return 20.0 if i < 30 else 20.0 + 0.05 * (i - 29)
+
+    verdicts = feed(used, lambda i: 1.0 + 0.01 * i)
+    assert not any(verdicts[5:30]) and all(verdicts[30:])
+
+
+@pytest.mark.parametrize("need", [0.0, 0.05], ids=["idle", "lightly-loaded"])
+def test_idle_or_lightly_loaded_primaries_are_not_taken_for_a_frozen_counter(need: float) -> None:
+    node = ScriptedCpu(16, flat(need))
+    result = simulate(CpuHarvestAgent(), duration=20.0, backend=node)
+    assert not [p for _, p in result.actions if p.reason == "invalid-data"]
+    assert result.actions[-1][1].source == "model" and result.actions[-1][1].value >= 12
+
+
 # -- the SOL guarantees under simulate -------------------------------------------------------
 
 

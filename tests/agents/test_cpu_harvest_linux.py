@@ -12,6 +12,12 @@ backend and only ``cpu_harvest`` enabled. It checks that
 3. stopping the daemon cleanly (SIGTERM) leaves every cpuset and quota as it was;
 4. SIGKILL leaves the lent state behind, and ``sol restore`` puts everything back.
 
+A frozen usage counter (an adversarial run on a v1 host: ``cpuacct.usage`` stuck at a value
+that reads idle) is shown twice through the Linux backend: on a fake v1 tree and fake procfs
+under the virtual-time executor (any machine), and on a fake v1 tree whose primary group holds
+real CPU burners, whose ``/proc/<tid>/schedstat`` moves while the tree's ``cpuacct.usage``
+stands still.
+
 Processes and cgroups are removed in ``finally`` whatever happens.
 """
 
@@ -28,12 +34,20 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sol.agents.cpu_harvest import CpuHarvestAgent
 
-pytestmark = [pytest.mark.linux, pytest.mark.live, pytest.mark.slow]
+
+def real_host(test: Callable[..., None]) -> Callable[..., None]:
+    """Marks a test that runs on this host's own cgroups, tasks and clock (the fake-tree test
+    runs anywhere)."""
+    for mark in (pytest.mark.linux, pytest.mark.live, pytest.mark.slow):
+        test = mark(test)
+    return test
+
 
 CGROUP = Path("/sys/fs/cgroup")
 CONTROLLERS = ("cpuset", "cpu", "cpuacct")
@@ -216,6 +230,7 @@ def events(h: Host) -> list[dict[str, object]]:
     return out
 
 
+@real_host
 def test_harvest_follows_the_agent_spikes_get_cores_back_and_stop_or_kill_restores(host: Host) -> None:
     h = host
     cfg = write_config(h)
@@ -268,6 +283,7 @@ def test_harvest_follows_the_agent_spikes_get_cores_back_and_stop_or_kill_restor
     assert all(e.get("agent") == "cpu_harvest" for e in applied)
 
 
+@real_host
 def test_host_wide_pressure_counts_the_harvest_groups_own_waiting_and_is_not_taken_for_harm(
     host: Host,
 ) -> None:
@@ -325,3 +341,244 @@ def test_host_wide_pressure_counts_the_harvest_groups_own_waiting_and_is_not_tak
         assert verdict, verdict.reason
     finally:
         backend.close()
+
+
+# -- a frozen usage counter, through the Linux backend ------------------------------------------
+
+CORES = 8
+FAKE_HARVEST, FAKE_PRIMARY, FAKE_TID = "sol-harvest", "vms", 4242
+
+
+def linux_fakes() -> Any:
+    """tests/linux/linux_fakes.py: cgroup and procfs trees in the kernel's formats."""
+    pytest.importorskip("sol.linux.backend", reason="the Linux backend (sol.linux) is not available")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "linux"))
+    return pytest.importorskip("linux_fakes", reason="tests/linux/linux_fakes.py is missing")
+
+
+def fake_sys(root: Path, cores: int) -> Path:
+    (root / "devices" / "system" / "cpu").mkdir(parents=True)
+    (root / "devices" / "system" / "cpu" / "online").write_text(f"0-{cores - 1}\n")
+    return root
+
+
+class ClockRef:
+    """The backend stamps its samples with the executor's virtual clock (set once built)."""
+
+    def __init__(self) -> None:
+        self.target: Any = None
+
+    def now(self) -> float:
+        return 0.0 if self.target is None else float(self.target.now())
+
+    def consume(self, seconds: float) -> None:
+        return None
+
+
+class FrozenCounterHost:
+    """The Linux backend on fake v1 trees, plus a workload: the primaries need ``need`` cores,
+    get what the harvest group left them and wait for the rest. Their thread's schedstat (run
+    and wait) always moves; their group's ``cpuacct.usage`` stands still over ``frozen``."""
+
+    name = "linux"
+
+    def __init__(self, backend: Any, fake: Any, proc: Any, need: float, frozen: tuple[float, float]) -> None:
+        self.b, self.fake, self.proc, self.need, self.frozen = backend, fake, proc, need, frozen
+        self.sensors = backend.sensors
+        self.actuators = backend.actuators
+        self.t = 0.0
+        self.used_ns = self.wait_ns = 0.0
+
+    def actuators_for(self, owner: str, *, dry_run: bool) -> Any:
+        return self.b.actuators_for(owner, dry_run=dry_run)
+
+    def revoke(self, owner: str) -> None:
+        self.b.revoke(owner)
+
+    def restored(self, owner: str) -> None:
+        self.b.restored(owner)
+
+    def advance(self, now: float) -> None:
+        dt = now - self.t
+        if dt <= 0:
+            return
+        cap = CORES - self.b.actuators.cpu.harvest_cores()
+        self.used_ns += min(self.need, cap) * dt * 1e9
+        self.wait_ns += max(0.0, self.need - cap) * dt * 1e9
+        if not self.frozen[0] <= now < self.frozen[1]:
+            self.fake.set_usage(FAKE_PRIMARY, int(self.used_ns))
+        self.proc.task(FAKE_TID, run_ns=int(self.used_ns), wait_ns=int(self.wait_ns))
+        self.t = now
+
+    def lent(self) -> int:
+        """The cores the harvest group's files give it (v1, cpuset mode)."""
+        root = self.fake.root
+        if (root / "cpu" / FAKE_HARVEST / "cpu.cfs_quota_us").read_text().strip() != "-1":
+            return 0  # parked: 1 ms of quota
+        lo, _, hi = (root / "cpuset" / FAKE_HARVEST / "cpuset.cpus").read_text().strip().partition("-")
+        return int(hi or lo) - int(lo) + 1
+
+    def ground_truth(self) -> dict[str, float]:
+        return {}
+
+    def close(self) -> None:
+        self.b.close()
+
+
+def test_a_frozen_cpuacct_usage_on_a_fake_v1_host_parks_the_harvest_group_until_it_moves(
+    tmp_path: Path,
+) -> None:
+    fakes = linux_fakes()
+    from sol.actuators.restorers import default_restorers
+    from sol.agents.cpu_harvest import Params
+    from sol.config import LinuxConfig
+    from sol.linux.backend import LinuxBackend
+    from sol.log import get_logger
+    from sol.runtime.base import AgentSpec
+    from sol.runtime.virtual import VirtualExecutor
+    from sol.safety.journal import UndoJournal
+
+    fake = fakes.FakeV1(tmp_path / "cgroup", cpus=f"0-{CORES - 1}")
+    fake.add_group(FAKE_HARVEST, cpus=str(CORES - 1), quota=1000)
+    fake.add_group(FAKE_PRIMARY, cpus=f"0-{CORES - 1}", quota=-1, tasks=f"{FAKE_TID}\n")
+    proc = fakes.FakeProc(tmp_path / "proc")
+    proc.task(FAKE_TID)
+    frozen = (8.0, 14.0)
+    clock = ClockRef()
+    with UndoJournal.open(tmp_path / "undo.journal", fsync=False) as journal:
+        linux = LinuxConfig(
+            cgroup_root=fake.root,
+            proc_root=proc.root,
+            sys_root=fake_sys(tmp_path / "sys", CORES),
+            harvest_cgroup=FAKE_HARVEST,
+            primary_cgroups=(FAKE_PRIMARY,),
+        )
+        backend = LinuxBackend(linux, journal=journal, clock=clock, facilities=("cpu",))
+        host = FrozenCounterHost(backend, fake, proc, 2.0, frozen)
+        executor = VirtualExecutor(
+            [AgentSpec(CpuHarvestAgent(), None, Params(), False)],
+            backend=host,
+            log=get_logger(component="test"),
+            journal=journal,
+            restorers=default_restorers(),
+            record=True,
+        )
+        clock.target = executor.vclock
+        executor.run(frozen[0], stop=False)
+        runner = executor.runners[0]
+        assert runner.actions[-1][1].source == "model" and host.lent() >= 3  # 2 cores needed of 8
+
+        # frozen: the agent reads idle primaries, lends more, they wait; caught within a few
+        # windows, and the group stays parked while the counter stands
+        executor.run(frozen[1], stop=False)
+        caught = frozen[0] + 0.5
+        during = [p for t, p in runner.actions if caught <= t < frozen[1]]
+        assert during and all(p.source == "default" and p.value == 0 for p in during)
+        last_second = [p.reason for t, p in runner.actions if frozen[1] - 1.0 <= t < frozen[1]]
+        assert last_second == ["invalid-data"] * 20
+        assert host.lent() == 0
+
+        executor.run(frozen[1] + 4.0, stop=False)
+        assert runner.actions[-1][1].source == "model" and host.lent() >= 3  # it moves again: lent again
+        executor.run(frozen[1] + 5.0, stop=True)
+        assert runner.state == "stopped" and host.lent() == 0
+
+
+@real_host
+def test_a_frozen_cpuacct_usage_is_caught_from_the_schedstat_of_real_tasks(tmp_path: Path) -> None:
+    # A fake v1 tree whose primary group holds real CPU burners, all on one CPU so that they
+    # wait for each other: their /proc/<tid>/schedstat moves, the tree's cpuacct.usage only
+    # when the test writes it.
+    fakes = linux_fakes()
+    if not Path("/proc/self/schedstat").is_file():
+        pytest.skip("no /proc/<pid>/schedstat (CONFIG_SCHED_INFO)")
+    from sol.agents.cpu_harvest import Params
+    from sol.config import LinuxConfig
+    from sol.linux.backend import LinuxBackend
+    from sol.runtime.clock import MonotonicClock
+    from sol.safety.journal import UndoJournal
+    from sol.sdk import Context, Verdict
+
+    cpu = min(os.sched_getaffinity(0))
+    burners: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(3):
+            burners.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", "while True: pass"],
+                    preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+                )
+            )
+        pids = [p.pid for p in burners]
+        fake = fakes.FakeV1(tmp_path / "cgroup", cpus=f"0-{CORES - 1}")
+        fake.add_group(FAKE_HARVEST, cpus=str(CORES - 1), quota=1000)
+        fake.add_group(FAKE_PRIMARY, quota=-1, usage_ns=5 * 10**9, tasks="".join(f"{p}\n" for p in pids))
+        with UndoJournal.open(tmp_path / "undo.journal", fsync=False) as journal:
+            linux = LinuxConfig(
+                cgroup_root=fake.root,
+                sys_root=fake_sys(tmp_path / "sys", CORES),
+                harvest_cgroup=FAKE_HARVEST,
+                primary_cgroups=(FAKE_PRIMARY,),
+            )
+            backend = LinuxBackend(linux, journal=journal, clock=MonotonicClock(), facilities=("cpu",))
+            try:
+                agent = CpuHarvestAgent()
+                agent.setup(
+                    Context(
+                        MonotonicClock(),
+                        None,
+                        backend.sensors,
+                        backend.actuators_for("cpu_harvest", dry_run=True),
+                        Params(),
+                    )
+                )
+
+                def read_for(seconds: float, counter: Callable[[], int] | None = None) -> list[Verdict]:
+                    verdicts = []
+                    end = time.monotonic() + seconds
+                    while time.monotonic() < end:
+                        if counter is not None:
+                            fake.set_usage(FAKE_PRIMARY, counter())
+                        o = agent.collect()
+                        verdict = agent.validate(o)
+                        if verdict:
+                            agent.learn(o)
+                        verdicts.append(verdict)
+                        time.sleep(WINDOW)
+                    return verdicts
+
+                # 1. the counter stands while the burners run and wait: rejected, and it stays so
+                frozen = read_for(1.5)
+                first = next(i for i, v in enumerate(frozen) if not v)
+                assert first * WINDOW < 1.0
+                assert all(not v and "frozen counter" in (v.reason or "") for v in frozen[first:])
+
+                # 2. truly idle: stopped tasks neither run nor wait; the counter moves once,
+                # then stands, and that is not a freeze
+                for p in pids:
+                    os.kill(p, signal.SIGSTOP)
+                time.sleep(0.1)
+                fake.set_usage(FAKE_PRIMARY, 5 * 10**9 + 10**6)
+                idle = read_for(1.0)
+                assert all(idle), [v.reason for v in idle if not v]
+
+                # 3. busy and waiting, with a live counter (their run time): valid all along
+                def run_ns() -> int:
+                    return 6 * 10**9 + sum(
+                        int(Path(f"/proc/{p}/schedstat").read_text().split()[0]) for p in pids
+                    )
+
+                for p in pids:
+                    os.kill(p, signal.SIGCONT)
+                busy = read_for(1.0, run_ns)
+                assert all(busy), [v.reason for v in busy if not v]
+            finally:
+                backend.close()
+    finally:
+        for p in burners:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGCONT)
+                p.kill()
+        for p in burners:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=10)

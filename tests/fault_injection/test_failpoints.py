@@ -71,6 +71,22 @@ def test_frozen_keeps_the_value_with_fresh_timestamps(rig: Callable[..., Rig]) -
     assert again.t == ACTIVE + 5
 
 
+def test_frozen_idle_holds_the_primaries_usage_counter_and_nothing_else(rig: Callable[..., Rig]) -> None:
+    """Only their usage counter sticks (reading idle): what could tell it from idle moves on."""
+    r = rig(get_fault("data.frozen_idle")).at(ACTIVE)
+    cpu = r.backend.sensors.cpu
+    first, delay0, harvest0 = cpu.usage("primary"), cpu.run_queue_delay("primary"), cpu.usage("harvest")
+    r.backend.actuators.cpu.set_harvest_cores(int(cpu.total_cores()))  # squeeze them: they wait
+    r.at(ACTIVE + 5)
+    again = cpu.usage("primary")
+    assert (again.total_core_s, again.cores, again.t) == (first.total_core_s, 0.0, ACTIVE + 5)
+    assert cpu.run_queue_delay("primary").total_s > delay0.total_s
+    assert cpu.usage("harvest").total_core_s > harvest0.total_core_s
+    assert r.injector.injections == 2
+    r.at(AFTER)
+    assert cpu.usage("primary").total_core_s > first.total_core_s  # the counter moves again
+
+
 @pytest.mark.parametrize(
     ("fault", "match"),
     [("data.garbage", "cannot parse"), ("data.missing", "ENODATA")],

@@ -18,7 +18,7 @@ from sol.fault_injection.faults import (
 
 #: What the issue asks for, by category: each must be a named fault.
 REQUIRED = {
-    "data": {"missing", "nan", "inf", "out_of_range", "stale", "frozen", "noise", "garbage"},
+    "data": {"missing", "nan", "inf", "out_of_range", "stale", "frozen", "frozen_idle", "noise", "garbage"},
     "model": {"learn_error", "predict_error", "learn_hang", "adversarial", "drift"},
     "scheduling": {"model_stall", "actuator_delay"},
     "actuation": {"eperm", "eio", "write_hang", "not_applied", "partial"},
