@@ -47,9 +47,10 @@ import json
 import math
 import os
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sol.facilities import CpuUsage, RunQueueDelay
 from sol.predictors.base import Features
@@ -58,7 +59,7 @@ from sol.predictors.cost_sensitive import CostSensitiveClassifier
 from sol.predictors.quantile import QuantileRegressor, cost_quantile
 from sol.predictors.seasonal import TimeOfDayProfile
 from sol.safety.validators import Fresh, NotFrozen, all_of, finite, in_range
-from sol.sdk import Agent, Context, Prediction, Schedule, Verdict
+from sol.sdk import Agent, Context, ParamError, Prediction, Schedule, Verdict, bounds, check_fields
 
 #: windows with nothing lent whose waiting makes the noise floor (``short_delay_floor``)
 NOISE_WINDOWS = 200
@@ -94,6 +95,13 @@ Learner = Literal["quantile", "classifier"]
 PROFILE_FILE = "tod_profile.json"
 
 
+#: field metadata of the ranges below (sol.sdk.bounds): every number is also finite
+_SHARE = bounds(ge=0, le=1)
+_POSITIVE = bounds(gt=0)
+_NON_NEGATIVE = bounds(ge=0)
+_COUNT = bounds(ge=1)
+
+
 @dataclass(frozen=True, slots=True)
 class Params:
     #: the cost-sensitive learner: "quantile" (pinball-loss regression) or "classifier"
@@ -101,23 +109,23 @@ class Params:
     learner: str = "quantile"
     #: cost of one core short for a window, relative to ``over_cost`` for one core idle; the
     #: learner targets the critical quantile under / (under + over)
-    under_cost: float = 99.0
-    over_cost: float = 1.0
+    under_cost: float = field(default=99.0, metadata=_POSITIVE)
+    over_cost: float = field(default=1.0, metadata=_POSITIVE)
     #: the share of short windows the adaptive margin steers towards
-    target_short_rate: float = 0.005
+    target_short_rate: float = field(default=0.005, metadata=bounds(gt=0, lt=1))
     #: the adaptive margin: start, step per outcome, bounds (a fraction of the predicted peak)
     margin_initial: float = 0.5
-    margin_step: float = 0.02
-    margin_min: float = -0.25
+    margin_step: float = field(default=0.02, metadata=_POSITIVE)
+    margin_min: float = field(default=-0.25, metadata=bounds(gt=-1))  # -1: predicts no need at all
     margin_max: float = 3.0
     #: cores always left to the primaries above the prediction (a static extra buffer)
-    buffer_cores: float = 0.0
+    buffer_cores: float = field(default=0.0, metadata=_NON_NEGATIVE)
     #: the primaries' guarantee: never lend so many that fewer than this many remain
-    min_primary_cores: int = 1
+    min_primary_cores: int = field(default=1, metadata=_NON_NEGATIVE)
     #: never lend more than this (None: total - min_primary_cores)
-    max_harvest_cores: int | None = None
+    max_harvest_cores: int | None = field(default=None, metadata=_NON_NEGATIVE)
     #: readings per decision window (collect_every = act_every / samples_per_window)
-    samples_per_window: int = 1
+    samples_per_window: int = field(default=1, metadata=_COUNT)
     #: a window is short when run-queue delay exceeds this share of the need, plus the host's
     #: noise floor while the primaries have a core to spare. Every wake-up waits a little for
     #: its CPU: that is noise, not a shortage. The floor is learnt from windows in which
@@ -128,64 +136,54 @@ class Params:
     #: in bursts. Without a floor an idle host read short in ~90 % of windows and nothing was
     #: lent (tests/daemon/test_daemon_systemd_live.py found it). A simulated node has no
     #: such noise: its floor stays 0.
-    short_delay_share: float = 0.01
-    short_delay_floor: float = 0.05
+    short_delay_share: float = field(default=0.01, metadata=bounds(ge=0, lt=1))
+    short_delay_floor: float = field(default=0.05, metadata=_NON_NEGATIVE)
     #: windows observed before the first core is lent
-    warmup_windows: int = 20
+    warmup_windows: int = field(default=20, metadata=_COUNT)
     #: seconds of history for the rolling features
-    short_horizon_s: float = 1.0
-    long_horizon_s: float = 60.0
+    short_horizon_s: float = field(default=1.0, metadata=_POSITIVE)
+    long_horizon_s: float = field(default=60.0, metadata=_POSITIVE)
     #: the time-of-day profile (Coach): on/off, buckets per day, the length of a day (s);
     #: kept in the agent's state directory across restarts, saved every ``profile_save_s``
     time_of_day: bool = True
-    tod_buckets: int = 48
-    day_s: float = 86400.0
+    tod_buckets: int = field(default=48, metadata=_COUNT)
+    day_s: float = field(default=86400.0, metadata=_POSITIVE)
     persist_profile: bool = True
-    profile_save_s: float = 600.0
+    profile_save_s: float = field(default=600.0, metadata=_POSITIVE)
     #: learning rate of the quantile regression
-    lr: float = 0.02
+    lr: float = field(default=0.02, metadata=_POSITIVE)
     #: validate: sample age limit (s), repeated-reading limit, relative usage tolerance
-    max_sample_age_s: float = 0.5
-    frozen_samples: int = 20
-    usage_tolerance: float = 0.05
+    max_sample_age_s: float = field(default=0.5, metadata=_POSITIVE)
+    frozen_samples: int = field(default=20, metadata=bounds(ge=2))  # one repeat is no run
+    usage_tolerance: float = field(default=0.05, metadata=_NON_NEGATIVE)
     #: assess_model: over the last ``assess_windows`` windows of the last ``assess_horizon_s``
     #: seconds (the model is judged afresh once its old outcomes have aged out), fail above
     #: these rates
-    assess_windows: int = 400
-    assess_horizon_s: float = 60.0
-    max_under_rate: float = 0.2
-    max_short_rate: float = 0.05
+    assess_windows: int = field(default=400, metadata=_COUNT)
+    assess_horizon_s: float = field(default=60.0, metadata=_POSITIVE)
+    max_under_rate: float = field(default=0.2, metadata=_SHARE)
+    max_short_rate: float = field(default=0.05, metadata=_SHARE)
     #: assess_performance: fail when the primaries' PSI "some" avg10 exceeds this (>= 1 turns
     #: the PSI check off), or when their run-queue delay over the assess period exceeds this
     #: share of their CPU time
-    max_primary_pressure: float = 0.5
-    max_primary_delay_share: float = 0.05
+    max_primary_pressure: float = field(default=0.5, metadata=_NON_NEGATIVE)
+    max_primary_delay_share: float = field(default=0.05, metadata=_SHARE)
     #: default_predict: None lends nothing; k keeps k cores idle above the peak need seen
     #: over the last ``default_history_s`` (only while that history is fresh)
-    default_buffer_cores: float | None = None
-    default_history_s: float = 10.0
+    default_buffer_cores: float | None = field(default=None, metadata=_NON_NEGATIVE)
+    default_history_s: float = field(default=10.0, metadata=_POSITIVE)
 
     def __post_init__(self) -> None:
         if self.learner not in ("quantile", "classifier"):
             raise ValueError(f"learner must be 'quantile' or 'classifier', got {self.learner!r}")
         cost_quantile(self.under_cost, self.over_cost)  # validates the costs
-        if not 0.0 < self.target_short_rate < 1.0:
-            raise ValueError(f"target_short_rate must be in (0, 1), got {self.target_short_rate!r}")
+        # every number finite and in the range declared next to it (NaN compares false, so a
+        # NaN threshold made its check never fail)
+        check_fields(self)
         if not self.margin_min <= self.margin_initial <= self.margin_max:
             raise ValueError("need margin_min <= margin_initial <= margin_max")
-        if self.margin_min <= -1.0:
-            raise ValueError("margin_min must be > -1 (a margin of -1 predicts no need at all)")
-        if self.min_primary_cores < 0 or self.samples_per_window < 1 or self.warmup_windows < 1:
-            raise ValueError("min_primary_cores >= 0, samples_per_window >= 1 and warmup_windows >= 1")
-        if self.buffer_cores < 0 or (self.default_buffer_cores is not None and self.default_buffer_cores < 0):
-            raise ValueError("buffers must be >= 0 cores")
-        if not 0 < self.short_horizon_s <= self.long_horizon_s:
+        if not self.short_horizon_s <= self.long_horizon_s:
             raise ValueError("need 0 < short_horizon_s <= long_horizon_s")
-        if not (0.0 <= self.short_delay_share < 1.0 and 0.0 <= self.short_delay_floor < math.inf):
-            raise ValueError(
-                "short_delay_share must be in [0, 1) and short_delay_floor a finite number of cores >= 0, "
-                f"got {self.short_delay_share!r} and {self.short_delay_floor!r}"
-            )
 
 
 # ---------------------------------------------------------------------------------------
@@ -491,6 +489,13 @@ class CpuHarvestAgent(Agent):
     #: for the fault harness (sol.fault_injection.profiles): what hurts, what is gained, where
     harm_metric = "cpu.primary_unserved_windows"
     benefit_metric = "cpu.harvested_core_s"
+
+    @classmethod
+    def check_params(cls, params: object, schedule: Schedule) -> Sequence[ParamError]:
+        # setup's model, built as setup builds it (its learners check their own arguments);
+        # the core count only sizes it, and the host is not read here
+        PeakForecaster(cast(Params, params), total=1)
+        return ()
 
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -839,8 +844,11 @@ class CpuHarvestAgent(Agent):
 @dataclass(frozen=True, slots=True)
 class StaticParams:
     #: idle cores kept above the last window's need (koordlet-style static buffer)
-    buffer_cores: float = 3.0
-    min_primary_cores: int = 1
+    buffer_cores: float = field(default=3.0, metadata=_NON_NEGATIVE)
+    min_primary_cores: int = field(default=1, metadata=_NON_NEGATIVE)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 class StaticBufferHarvest(Agent):

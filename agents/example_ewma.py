@@ -18,27 +18,33 @@ Everything an agent needs to be safe is here, in a few lines each:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import cast
 
 from sol.facilities import CpuUsage
 from sol.predictors.online import EWMA
 from sol.safety.assessors import UnderPredictionRate
 from sol.safety.validators import Fresh, all_of, finite, in_range
-from sol.sdk import Agent, Context, Prediction, Schedule, Verdict
+from sol.sdk import Agent, Context, ParamError, Prediction, Schedule, Verdict, bounds, check_fields
 
 
 @dataclass(frozen=True, slots=True)
 class Params:
     #: weight of the newest reading in the average (0..1]
-    alpha: float = 0.3
+    alpha: float = field(default=0.3, metadata=bounds(gt=0, le=1))
     #: cores kept free above the prediction
-    margin_cores: float = 3.0
+    margin_cores: float = field(default=3.0, metadata=bounds(ge=0))
     #: assess_model fails above this share of under-predicted windows
-    max_under_rate: float = 0.2
+    max_under_rate: float = field(default=0.2, metadata=bounds(ge=0, le=1))
     #: assess_performance fails when primaries stall on CPU more than this share of the
     #: time (PSI ``some`` over the last 10 s), or, where only the host's PSI exists, wait for
     #: more than this many cores on average (run-queue delay)
-    max_primary_pressure: float = 0.10
+    max_primary_pressure: float = field(default=0.10, metadata=bounds(ge=0))
+
+    def __post_init__(self) -> None:
+        # finite and in range: a NaN threshold compares false and its check never fails
+        check_fields(self)
 
 
 class ExampleEwmaAgent(Agent):
@@ -49,6 +55,14 @@ class ExampleEwmaAgent(Agent):
     Params = Params
     #: 100 ms windows in which the primaries waited for a CPU (fault harness, `sol faults`)
     harm_metric = "cpu.primary_unserved_windows"
+
+    @classmethod
+    def check_params(cls, params: object, schedule: Schedule) -> Sequence[ParamError]:
+        # what setup builds from the params, without the host: they check their arguments
+        p = cast(Params, params)
+        EWMA(alpha=p.alpha)
+        UnderPredictionRate(window=30, max_rate=p.max_under_rate, min_count=10)
+        return ()
 
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx

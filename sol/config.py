@@ -14,6 +14,12 @@ bool), ``Path``, ``Literal[...]``, ``X | None``, ``list[X]``, ``tuple[X, ...]``,
 ``dict[str, X]`` and nested dataclasses (a sub-table). Per-agent ``params`` tables use the
 same machinery on the agent class's ``Params`` dataclass.
 
+Every value is checked on its own, at its key: a number must be finite (TOML has ``nan`` and
+``inf``) and within the range its field declares (``sol.sdk.bounds``, or any
+``sol.sdk.rule``), elementwise for arrays. Checks across fields (a ``__post_init__``, the
+agent class's ``check_params``, which runs what its ``setup`` would check without touching
+the host) run once a table's values have all loaded; an unknown key does not stop them.
+
 >>> from sol.sdk import Agent, Schedule
 >>> class Idle(Agent):
 ...     name = "idle"
@@ -51,7 +57,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from sol.sdk import Agent, NoParams, Schedule, ScheduleError
+from sol.files import CONFIG_MAX_BYTES, UntrustedFileError, read_regular
+from sol.sdk import (
+    MAX_PERIOD_S,
+    MIN_PERIOD_S,
+    Agent,
+    FieldCheck,
+    NoParams,
+    ParamError,
+    Schedule,
+    ScheduleError,
+    bounds,
+    check_fields,
+    field_check,
+    relative_cgroup,
+    rule,
+)
 
 __all__ = [
     "EMBEDDED_SOURCE",
@@ -147,7 +168,10 @@ class SimConfig:
     """``[sim]``: the simulated node used when ``backend = "sim"``."""
 
     scenario: str = "default"
-    seed: int = 1
+    seed: int = field(default=1, metadata=bounds(ge=0))  # numpy's generators take none below 0
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,24 +181,30 @@ class LinuxConfig:
     cgroup_root: Path = Path("/sys/fs/cgroup")
     proc_root: Path = Path("/proc")
     sys_root: Path = Path("/sys")
-    harvest_cgroup: str = "sol-harvest"  # the batch cgroup lent cores; created on the first real write
+    #: the batch cgroup lent cores, below every hierarchy's root; created on the first real write
+    harvest_cgroup: str = field(default="sol-harvest", metadata=rule(relative_cgroup))
     primary_cgroups: tuple[str, ...] = ()  # globs, e.g. ["machine.slice/*"]; empty: every task but harvest
-    reserved_cores: tuple[int, ...] = ()  # cores never lent to the harvest cgroup
+    #: cores never lent to the harvest cgroup (that they exist is checked at setup, on the host)
+    reserved_cores: tuple[int, ...] = field(default=(), metadata=bounds(ge=0))
     harvest_mode: Literal["cpuset", "quota"] = "cpuset"  # lend whole cores (cpuset.cpus) or CFS quota
     run_delay_source: Literal["schedstat", "taskstats"] = "schedstat"  # per-task run-queue delay source
-    run_delay_cpu_share: float = 0.002  # most of a core the run-queue sensor spends (readings are reused)
-    memory_pid: int | None = None  # the process mem_tier manages (DAMON target, move_pages)
-    migrate_mb_s: float = 256.0  # cap on page migration bandwidth, MB/s
-    far_nodes: tuple[int, ...] = ()  # NUMA nodes of the slow tier; empty: the memory-only nodes
-    damon_kdamond: int | None = None  # kdamond index reserved for sol; None: use DAMON only if unused
-    gpu_power_budget_w: float | None = None  # the node's GPU power budget; None: unbounded
+    #: most of a core the run-queue sensor spends (readings are reused)
+    run_delay_cpu_share: float = field(default=0.002, metadata=bounds(gt=0, le=1))
+    #: the process mem_tier manages (DAMON target, move_pages)
+    memory_pid: int | None = field(default=None, metadata=bounds(ge=1))
+    migrate_mb_s: float = field(default=256.0, metadata=bounds(gt=0))  # page migration bandwidth cap, MB/s
+    #: NUMA nodes of the slow tier; empty: the memory-only nodes
+    far_nodes: tuple[int, ...] = field(default=(), metadata=bounds(ge=0))
+    #: kdamond index reserved for sol; None: use DAMON only if unused
+    damon_kdamond: int | None = field(default=None, metadata=bounds(ge=0))
+    #: the node's GPU power budget; None: unbounded
+    gpu_power_budget_w: float | None = field(default=None, metadata=bounds(gt=0))
     faas_cache_dir: Path | None = None  # local FaaS cache directory; None: no faas facility
     faas_origin_dir: Path | None = None  # where objects missing from the cache dir are copied from
     faas_invocation_log: Path | None = None  # JSON lines {"t": wall s, "function", "object"} per invocation
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.run_delay_cpu_share) and 0.0 < self.run_delay_cpu_share <= 1.0):
-            raise ValueError(f"run_delay_cpu_share must be in (0, 1], got {self.run_delay_cpu_share}")
+        check_fields(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,15 +217,16 @@ class DaemonConfig:
     control_group: str | None = None
     metrics: bool = True
     metrics_address: str = "127.0.0.1"
-    metrics_port: int = 9477
-    #: seconds between the one-line reports per agent (and STATUS= updates)
-    report_every: float = 5.0
+    #: 0: any free port
+    metrics_port: int = field(default=9477, metadata=bounds(ge=0, le=65535))
+    #: seconds between the one-line reports per agent (and STATUS= updates); the floor and
+    #: ceiling of every schedule period (sol.sdk.MIN_PERIOD_S: a shorter one spins the main loop)
+    report_every: float = field(
+        default=5.0, metadata=bounds(ge=MIN_PERIOD_S, le=MAX_PERIOD_S, unit="seconds")
+    )
 
     def __post_init__(self) -> None:
-        if not 0 <= self.metrics_port <= 65535:
-            raise ValueError(f"metrics_port must be in 0..65535 (0: any free port), got {self.metrics_port}")
-        if not (math.isfinite(self.report_every) and self.report_every > 0):
-            raise ValueError(f"report_every must be a number of seconds > 0, got {self.report_every}")
+        check_fields(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +312,11 @@ def load_config(
         )
     source = str(path)
     try:
-        data = Path(path).read_bytes()
+        # A symlink to /dev/zero or a FIFO would be read for ever: refuse what is not a regular
+        # file, and anything larger than a config ever is, before reading a byte.
+        data = read_regular(Path(path), max_bytes=CONFIG_MAX_BYTES, what="config")
+    except UntrustedFileError as exc:
+        raise ConfigError([ConfigProblem(source, None, None, str(exc))]) from exc
     except OSError as exc:
         raise ConfigError([ConfigProblem(source, None, None, f"cannot read: {exc.strerror or exc}")]) from exc
     try:
@@ -401,9 +436,24 @@ class _Builder:
         dry_run = self.convert_key(body, "dry_run", bool, path, default=False)
         schedule = self.build_schedule(cls, body.get("schedule", {}), (*path, "schedule"))
         params = self.build_params(cls, body.get("params", {}), (*path, "params"))
+        if schedule is not None and params is not None and params is not _MISSING:
+            self.check_agent_params(cls, params, schedule, (*path, "params"), body.get("params", {}))
         if len(self.problems) != before or schedule is None:
             return None
         return AgentConfig(name=name, enabled=enabled, dry_run=dry_run, schedule=schedule, params=params)
+
+    def check_agent_params(
+        self, cls: type[Agent], params: object, schedule: Schedule, path: KeyPath, table: object
+    ) -> None:
+        """The agent class's own ``check_params``: what its ``setup`` would refuse."""
+        names = [f.name for f in dataclasses.fields(params)]  # type: ignore[arg-type]
+        given = table if isinstance(table, dict) else {}
+        try:
+            found: list[ValueError] = list(cls.check_params(params, schedule))
+        except ValueError as exc:
+            found = [exc]
+        for problem in found:
+            self.report(*_field_of(problem, names, given, path))
 
     def build_schedule(self, cls: type[Agent], table: object, path: KeyPath) -> Schedule | None:
         if not isinstance(table, dict):
@@ -476,24 +526,32 @@ class _Builder:
         extra_keys: Sequence[str] = (),
         check_required: bool = True,
     ) -> dict[str, Any] | None:
-        """Convert ``table`` into keyword arguments for dataclass ``cls``; None on problems."""
+        """Convert ``table`` into keyword arguments for dataclass ``cls``.
+
+        Every key is checked and every problem reported; None when a field's value could not
+        be used or a required one is missing (unknown keys alone do not stop the cross-field
+        checks of whoever builds ``cls`` from the result).
+        """
         try:
             hints = typing.get_type_hints(cls)
         except Exception as exc:  # a NameError etc. in the *agent's* annotations
             self.report(path, f"cannot read the field types of {cls.__name__}: {exc}")
             return None
         fields = [f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("derived")]
-        before = len(self.problems)
         self.reject_unknown(table, [f.name for f in fields] + list(extra_keys), path)
         kwargs: dict[str, Any] = {}
+        usable = True
         for f in fields:
             if f.name in table:
-                value = self.convert(table[f.name], hints[f.name], (*path, f.name))
-                if value is not _MISSING:
+                value = self.convert(table[f.name], hints[f.name], (*path, f.name), field_check(f))
+                if value is _MISSING:
+                    usable = False
+                else:
                     kwargs[f.name] = value
             elif check_required and _is_required(f):
                 self.report((*path, f.name), "missing required key")
-        return kwargs if len(self.problems) == before else None
+                usable = False
+        return kwargs if usable else None
 
     def build_dataclass(self, cls: type[Any], table: Mapping[str, object], path: KeyPath) -> object:
         kwargs = self.fields_from_table(cls, table, path)
@@ -501,7 +559,10 @@ class _Builder:
             return _MISSING
         try:
             return cls(**kwargs)
-        except (ValueError, TypeError) as exc:  # the dataclass's own __post_init__ checks
+        except ValueError as exc:  # the dataclass's own __post_init__ checks
+            self.report(*_field_of(exc, [f.name for f in dataclasses.fields(cls)], table, path))
+            return _MISSING
+        except TypeError as exc:
             self.report(path, str(exc) or type(exc).__name__)
             return _MISSING
 
@@ -513,16 +574,17 @@ class _Builder:
         value = self.convert(table[key], tp, (*path, key))
         return default if value is _MISSING else value
 
-    def convert(self, value: object, tp: Any, path: KeyPath) -> Any:
-        """``value`` as type ``tp``; reports and returns ``_MISSING`` when it does not fit."""
+    def convert(self, value: object, tp: Any, path: KeyPath, check: FieldCheck | None = None) -> Any:
+        """``value`` as type ``tp`` passing ``check`` (each element of an array; default: a
+        number must be finite); reports and returns ``_MISSING`` when it does not fit."""
         if typing.get_origin(tp) in (typing.Union, types.UnionType):
             # TOML has no null: ``X | None`` only means the default may be None.
             arms = [a for a in typing.get_args(tp) if a is not type(None)]
             if len(arms) == 1:
-                return self.convert(value, arms[0], path)
+                return self.convert(value, arms[0], path, check)
             for arm in arms:
                 trial = _Builder(self.source, self.lines)
-                converted = trial.convert(value, arm, path)
+                converted = trial.convert(value, arm, path, check)
                 if not trial.problems:
                     return converted
             self.report(path, f"expected {' or '.join(_type_name(a) for a in arms)}, got {_describe(value)}")
@@ -539,7 +601,7 @@ class _Builder:
                 self.report(path, f"expected an array, got {_describe(value)}")
                 return _MISSING
             item_tp = args[0] if args else Any
-            items = [self.convert(v, item_tp, (*path, _Index(i))) for i, v in enumerate(value)]
+            items = [self.convert(v, item_tp, (*path, _Index(i)), check) for i, v in enumerate(value)]
             if any(item is _MISSING for item in items):
                 return _MISSING
             return tuple(items) if origin is tuple else items
@@ -548,15 +610,20 @@ class _Builder:
                 self.report(path, f"expected a table, got {_describe(value)}")
                 return _MISSING
             item_tp = args[1] if len(args) == 2 else Any
-            converted = {k: self.convert(v, item_tp, (*path, k)) for k, v in value.items()}
+            converted = {k: self.convert(v, item_tp, (*path, k), check) for k, v in value.items()}
             if any(v is _MISSING for v in converted.values()):
                 return _MISSING
             return converted
         try:
-            return _convert_scalar(value, tp)
+            result = _convert_scalar(value, tp)
         except _Invalid as exc:
             self.report(path, str(exc))
             return _MISSING
+        problem = (check or _FINITE)(result)
+        if problem:
+            self.report(path, problem)
+            return _MISSING
+        return result
 
 
 class _Missing:
@@ -565,6 +632,33 @@ class _Missing:
 
 
 _MISSING: Any = _Missing()
+_FINITE = bounds()["sol.check"]
+
+
+def _field_of(
+    exc: ValueError, names: Sequence[str], table: Mapping[str, object], path: KeyPath
+) -> tuple[KeyPath, str]:
+    """Where a ``__post_init__``/``check_params`` error points, and what it says there.
+
+    A ``ParamError`` names its field; a message starting with a field name is about that
+    field (``"lr must be ..."``); else the first field it mentions that the table sets;
+    else the table itself, message whole.
+    """
+    if isinstance(exc, ParamError):
+        name, _, index = exc.field.partition("[")
+        if name in names:
+            at: KeyPath = (*path, name)
+            if index.rstrip("]").isdigit():
+                at = (*at, _Index(int(index.rstrip("]"))))
+            return at, exc.message
+    message = str(exc) or type(exc).__name__
+    for name in sorted(names, key=len, reverse=True):
+        if message.startswith(name + " must") or message.startswith(name + " is"):
+            return (*path, name), message[len(name) + 1 :]
+    for name in names:
+        if name in table and re.search(rf"\b{re.escape(name)}\b", message):
+            return (*path, name), message
+    return path, message
 
 
 def _convert_scalar(value: object, tp: Any) -> object:
@@ -741,8 +835,8 @@ def locate_keys(text: str) -> dict[KeyPath, int]:
 
     Covers ``[table]`` and ``[[array.of.tables]]`` headers, dotted and quoted keys, inline
     tables, and arrays (an element is the part ``"i"`` after its array's key, so the keys of
-    ``x = [{a = 1}]`` are ``("x",)``, ``("x", "0")`` and ``("x", "0", "a")``). A table only
-    implied by a longer header or dotted key gets the line of its first mention.
+    ``x = [{a = 1}, 2]`` are ``("x",)``, ``("x", "0")``, ``("x", "0", "a")`` and ``("x", "1")``).
+    A table only implied by a longer header or dotted key gets the line of its first mention.
 
     >>> locate_keys('a = 1\\n[b.c]\\n"d.e" = { f = 2 }\\n')
     {('a',): 1, ('b',): 2, ('b', 'c'): 2, ('b', 'c', 'd.e'): 3, ('b', 'c', 'd.e', 'f'): 3}
@@ -949,6 +1043,7 @@ class _Scanner:
                 self.advance()
                 return
             start = self.pos
+            self.record((*path, _Index(index)), self.line)  # an element's own line (a bad value)
             self.value((*path, _Index(index)))
             self.skip_blank(newlines=True)
             if self.peek() == ",":

@@ -7,6 +7,8 @@ import io
 import json
 import re
 import tomllib
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sol.config
+import sol.files
 from sol.config import (
     EMBEDDED_SOURCE,
     AgentConfig,
@@ -28,7 +31,7 @@ from sol.config import (
     loads_config,
     locate_keys,
 )
-from sol.sdk import Agent, NoParams, Schedule
+from sol.sdk import Agent, NoParams, ParamError, Schedule
 
 # -- stub agents (module level: their annotations must resolve) ---------------------------
 
@@ -150,8 +153,59 @@ ERROR_CASES = [
     ),
     pytest.param(
         "[linux]\nrun_delay_cpu_share = 0.0",
-        "sol.toml:1: linux: run_delay_cpu_share must be in (0, 1], got 0.0",
+        "sol.toml:2: linux.run_delay_cpu_share: must be a finite number in (0, 1], got 0.0",
         id="run-delay-share-zero",
+    ),
+    pytest.param(
+        "[linux]\nreserved_cores = [\n  99,\n  -1,\n]",
+        "sol.toml:4: linux.reserved_cores[1]: must be an integer >= 0, got -1",
+        id="reserved-core-negative",
+    ),
+    pytest.param(
+        '[linux]\nharvest_cgroup = "/"',
+        "sol.toml:2: linux.harvest_cgroup: must be a relative, normalised cgroup path below the root, "
+        'without "..", got "/"',
+        id="harvest-cgroup-root",
+    ),
+    pytest.param(
+        '[linux]\nharvest_cgroup = "../escape"',
+        "sol.toml:2: linux.harvest_cgroup: must be a relative",
+        id="harvest-cgroup-dotdot",
+    ),
+    pytest.param(
+        '[linux]\nharvest_cgroup = "/sys/fs/cgroup/x"',
+        "sol.toml:2: linux.harvest_cgroup: must be a relative",
+        id="harvest-cgroup-absolute",
+    ),
+    pytest.param(
+        '[linux]\nharvest_cgroup = "a//b/"',
+        "sol.toml:2: linux.harvest_cgroup: must be a relative",
+        id="harvest-cgroup-not-normalised",
+    ),
+    pytest.param(
+        '[linux]\nharvest_cgroup = "."',
+        "sol.toml:2: linux.harvest_cgroup: must be a relative",
+        id="harvest-cgroup-dot",
+    ),
+    pytest.param(
+        "[linux]\nmigrate_mb_s = nan",
+        "sol.toml:2: linux.migrate_mb_s: must be a finite number > 0, got nan",
+        id="linux-nan",
+    ),
+    pytest.param(
+        "[linux]\nfar_nodes = [0, -2]",
+        "sol.toml:2: linux.far_nodes[1]: must be an integer >= 0, got -2",
+        id="far-node-negative",
+    ),
+    pytest.param(
+        "[daemon]\nmetrics = true\nmetrics_port = 70000",
+        "sol.toml:3: daemon.metrics_port: must be an integer in [0, 65535], got 70000",
+        id="daemon-key-not-header",
+    ),
+    pytest.param(
+        "[daemon]\nreport_every = inf",
+        "sol.toml:2: daemon.report_every: must be a finite number of seconds in [0.001, 604800], got inf",
+        id="daemon-report-inf",
     ),
     pytest.param('log = "json"', 'sol.toml:1: log: expected a table, got "json"', id="section-not-table"),
     pytest.param(
@@ -223,8 +277,37 @@ ERROR_CASES = [
     ),
     pytest.param(
         "[agents.noop.schedule]\n\ncollect_every = -1",
-        "sol.toml:3: agents.noop.schedule.collect_every: must be a finite number of seconds > 0, got -1.0",
+        "sol.toml:3: agents.noop.schedule.collect_every: "
+        "must be a finite number of seconds in [0.001, 604800], got -1.0",
         id="schedule-negative",
+    ),
+    pytest.param(
+        "[agents.noop.schedule]\nact_every = 1e-300",
+        "sol.toml:2: agents.noop.schedule.act_every: "
+        "must be a finite number of seconds in [0.001, 604800], got 1e-300",
+        id="schedule-below-the-floor",
+    ),
+    pytest.param(
+        "[agents.noop.schedule]\ncallback_timeout = 1e-9",
+        "sol.toml:2: agents.noop.schedule.callback_timeout: must be a finite number of seconds in [0.001,",
+        id="schedule-timeout-below-the-floor",
+    ),
+    pytest.param(
+        "[agents.noop.schedule]\nassess_every = 1e9",
+        "sol.toml:2: agents.noop.schedule.assess_every: "
+        "must be a finite number of seconds in [0.001, 604800]",
+        id="schedule-above-the-ceiling",
+    ),
+    pytest.param(
+        "[agents.noop.schedule]\nprediction_ttl = 0.5",
+        "sol.toml:2: agents.noop.schedule.prediction_ttl: "
+        "prediction_ttl (0.5) must be >= predict_every (1.0)",
+        id="schedule-ttl-below-predict-every",
+    ),
+    pytest.param(
+        "[agents.noop.schedule]\nmax_errors = 0",
+        "sol.toml:2: agents.noop.schedule.max_errors: must be an integer >= 1, got 0",
+        id="schedule-count-zero",
     ),
     pytest.param(
         "[agents.noop.schedule]\ncollect_every = nan",
@@ -233,7 +316,7 @@ ERROR_CASES = [
     ),
     pytest.param(
         "[agents.noop.schedule]\ncpu_budget = 20",
-        "sol.toml:2: agents.noop.schedule.cpu_budget: must be a fraction of one core",
+        "sol.toml:2: agents.noop.schedule.cpu_budget: must be a finite number of cores in (0, 16], got 20.0",
         id="schedule-budget",
     ),
     pytest.param(
@@ -271,7 +354,7 @@ ERROR_CASES = [
     ),
     pytest.param(
         '[agents.example_ewma.params]\ntags = [\n  "a",\n  2,\n]',
-        "sol.toml:2: agents.example_ewma.params.tags[1]: expected a string, got 2",
+        "sol.toml:4: agents.example_ewma.params.tags[1]: expected a string, got 2",
         id="params-list-item",
     ),
     pytest.param(
@@ -286,8 +369,18 @@ ERROR_CASES = [
     ),
     pytest.param(
         "[agents.example_ewma.params]\nalpha = 2",
-        "sol.toml:1: agents.example_ewma.params: alpha must be in (0, 1], got 2.0",
+        "sol.toml:2: agents.example_ewma.params.alpha: must be in (0, 1], got 2.0",
         id="params-post-init",
+    ),
+    pytest.param(
+        "[agents.needy.params]\ntarget = 'x'\nshare = nan",
+        "sol.toml:3: agents.needy.params.share: must be a finite number, got nan",
+        id="params-nan-without-declared-range",
+    ),
+    pytest.param(
+        "[agents.needy.params]\ntarget = 'x'\nshare = -inf",
+        "sol.toml:3: agents.needy.params.share: must be a finite number, got -inf",
+        id="params-inf-without-declared-range",
     ),
     pytest.param(
         "[agents.example_ewma]\nparams = { alpha = 0.5, wndow = 3 }",
@@ -306,7 +399,7 @@ ERROR_CASES = [
     ),
     pytest.param(
         "[agents.example_ewma.params]\nalpha = 1e400",
-        "sol.toml:1: agents.example_ewma.params: alpha must be in (0, 1], got inf",
+        "sol.toml:2: agents.example_ewma.params.alpha: must be a finite number, got inf",
         id="params-float-overflow",
     ),
     pytest.param(
@@ -374,6 +467,208 @@ seed = 1.5
     assert all(p.source == SRC for p in problems)
 
 
+def test_one_error_in_a_table_does_not_hide_its_other_errors() -> None:
+    # an adversarial run: act_every = -0.5 went unreported next to a misspelt key
+    text = "[agents.noop.schedule]\ncolect_every = 1\nact_every = -0.5\n"
+    assert problems_of(text) == [
+        "sol.toml:2: agents.noop.schedule.colect_every: unknown key (known: collect_every, act_every, "
+        "prediction_ttl, assess_every, predict_every, max_invalid_streak, backoff_initial, backoff_max, "
+        "callback_timeout, cpu_budget, budget_window, max_errors, error_window); did you mean collect_every?",
+        "sol.toml:3: agents.noop.schedule.act_every: must be a finite number of seconds in [0.001, 604800], "
+        "got -0.5",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "keys"),
+    [
+        pytest.param(
+            "[agents.noop.schedule]\nact_evry = 1\nbackoff_initial = 100\n",
+            [(2, "agents.noop.schedule.act_evry"), (3, "agents.noop.schedule.backoff_initial")],
+            id="cross-field-schedule-check-next-to-a-typo",
+        ),
+        pytest.param(
+            "[daemon]\nmetrics_prot = 1\nmetrics_port = -1\nreport_every = 0\n",
+            [(2, "daemon.metrics_prot"), (3, "daemon.metrics_port"), (4, "daemon.report_every")],
+            id="every-daemon-key",
+        ),
+        pytest.param(
+            "[linux]\nreserved_cores = [-1]\nharvest_cgroup = '/'\nmigrate_mb_s = 0\nfar_node = 1\n",
+            [
+                (2, "linux.reserved_cores[0]"),
+                (3, "linux.harvest_cgroup"),
+                (4, "linux.migrate_mb_s"),
+                (5, "linux.far_node"),
+            ],
+            id="every-linux-key",
+        ),
+        pytest.param(
+            "[agents.example_ewma.params]\nalpah = 1\nalpha = 2\n",
+            [(2, "agents.example_ewma.params.alpah"), (3, "agents.example_ewma.params.alpha")],
+            id="post-init-check-next-to-a-typo",
+        ),
+    ],
+)
+def test_every_problem_of_a_table_is_reported_at_its_key(text: str, keys: list[tuple[int, str]]) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(text)
+    assert [(p.line, p.key) for p in info.value.problems] == keys
+
+
+# -- the real agents: every number finite and in range, setup's checks at load ----------------
+
+
+def real_agents() -> dict[str, type[Agent]]:
+    from sol.registry import Registry
+
+    return Registry(plugins=False).classes()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "[agents.cpu_harvest.params]\nmax_short_rate = nan",
+            "sol.toml:2: agents.cpu_harvest.params.max_short_rate: "
+            "must be a finite number in [0, 1], got nan",
+            id="cpu_harvest-max_short_rate-nan",
+        ),
+        pytest.param(
+            "[agents.cpu_harvest.params]\nmax_under_rate = nan",
+            "sol.toml:2: agents.cpu_harvest.params.max_under_rate: "
+            "must be a finite number in [0, 1], got nan",
+            id="cpu_harvest-max_under_rate-nan",
+        ),
+        pytest.param(
+            "[agents.cpu_harvest.params]\nmax_primary_pressure = nan",
+            "sol.toml:2: agents.cpu_harvest.params.max_primary_pressure: "
+            "must be a finite number >= 0, got nan",
+            id="cpu_harvest-max_primary_pressure-nan",
+        ),
+        pytest.param(
+            "[agents.cpu_harvest.params]\nmax_primary_delay_share = nan",
+            "sol.toml:2: agents.cpu_harvest.params.max_primary_delay_share: "
+            "must be a finite number in [0, 1], got nan",
+            id="cpu_harvest-max_primary_delay_share-nan",
+        ),
+        pytest.param(
+            "[agents.cpu_harvest.params]\nlr = nan",
+            "sol.toml:2: agents.cpu_harvest.params.lr: must be a finite number > 0, got nan",
+            id="cpu_harvest-lr-nan",
+        ),
+        pytest.param(
+            "[agents.cpu_harvest.params]\nfrozen_samples = 1",
+            "sol.toml:2: agents.cpu_harvest.params.frozen_samples: must be an integer >= 2, got 1",
+            id="cpu_harvest-frozen-samples",
+        ),
+        pytest.param(
+            "[agents.cpu_harvest.schedule]\nact_every = 1e-300",
+            "sol.toml:2: agents.cpu_harvest.schedule.act_every: "
+            "must be a finite number of seconds in [0.001, 604800], got 1e-300",
+            id="cpu_harvest-act_every-spin",
+        ),
+        pytest.param(
+            "[agents.example_ewma.params]\nalpha = nan",
+            "sol.toml:2: agents.example_ewma.params.alpha: must be a finite number in (0, 1], got nan",
+            id="example_ewma-alpha-nan",
+        ),
+        pytest.param(
+            "[agents.example_ewma.params]\nmax_under_rate = 1.5",
+            "sol.toml:2: agents.example_ewma.params.max_under_rate: "
+            "must be a finite number in [0, 1], got 1.5",
+            id="example_ewma-max_under_rate",
+        ),
+        pytest.param(
+            "[agents.example_ewma.params]\nmargin_cores = -inf",
+            "sol.toml:2: agents.example_ewma.params.margin_cores: must be a finite number >= 0, got -inf",
+            id="example_ewma-margin-inf",
+        ),
+    ],
+)
+def test_real_agents_refuse_what_their_setup_would(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        loads_config(text, source=SRC, agents=real_agents())
+    assert [str(p) for p in info.value.problems] == [expected]
+
+
+def test_every_number_of_every_registered_agents_params_must_be_finite() -> None:
+    """A generic check, not a list: a float field added to any Params is covered too."""
+    import dataclasses
+    import typing
+
+    checked = 0
+    for name, cls in real_agents().items():
+        params = getattr(cls, "Params", NoParams)
+        hints = typing.get_type_hints(params)
+        for f in dataclasses.fields(params):
+            if float not in (hints[f.name], *typing.get_args(hints[f.name])):
+                continue
+            for bad in ("nan", "inf", "-inf"):
+                text = f"[agents.{name}.params]\n{f.name} = {bad}\n"
+                with pytest.raises(ConfigError) as info:
+                    loads_config(text, source=SRC, agents=real_agents())
+                (problem,) = info.value.problems
+                assert (problem.line, problem.key) == (2, f"agents.{name}.params.{f.name}"), str(problem)
+                assert f"got {bad}" in problem.message, str(problem)
+                checked += 1
+    assert checked > 30  # cpu_harvest alone has more float fields than that
+
+
+class Checked(Agent):
+    """An agent whose setup refuses a combination of params (and says which)."""
+
+    name = "checked"
+    schedule = BASE_SCHEDULE
+    Params = NeedsParams
+    calls: typing.ClassVar[list[object]] = []
+
+    @classmethod
+    def check_params(cls, params: Any, schedule: Schedule) -> Sequence[ParamError]:
+        cls.calls.append(params)
+        problems = []
+        if params.target == "nowhere":
+            problems.append(ParamError("target", 'must name a place, got "nowhere"'))
+        if params.share > schedule.act_every:
+            raise ValueError(f"share ({params.share}) must not exceed act_every ({schedule.act_every})")
+        return problems
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            '[agents.checked.params]\ntarget = "nowhere"\n',
+            ['sol.toml:2: agents.checked.params.target: must name a place, got "nowhere"'],
+            id="a-problem-naming-its-field",
+        ),
+        pytest.param(
+            '[agents.checked.params]\ntarget = "x"\nshare = 5\n',
+            ["sol.toml:3: agents.checked.params.share: share (5.0) must not exceed act_every (2.0)"],
+            id="a-value-error-mentioning-a-set-field",
+        ),
+        pytest.param(
+            '[agents.checked]\nenabled = true\n[agents.checked.params]\ntarget = "x"\n'
+            "[agents.checked.schedule]\nact_every = 0.25\n",
+            ["sol.toml:3: agents.checked.params: share (0.5) must not exceed act_every (0.25)"],
+            id="a-value-error-about-a-default",
+        ),
+    ],
+)
+def test_check_config_runs_the_agents_own_params_check(text: str, expected: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        loads_config(text, source=SRC, agents={"checked": Checked})
+    assert [str(p) for p in info.value.problems] == expected
+
+
+def test_the_params_check_sees_only_params_that_loaded() -> None:
+    Checked.calls.clear()
+    with pytest.raises(ConfigError):
+        loads_config("[agents.checked.params]\ntarget = 3\n", source=SRC, agents={"checked": Checked})
+    assert Checked.calls == []
+    cfg = loads_config('[agents.checked.params]\ntarget = "x"\n', source=SRC, agents={"checked": Checked})
+    assert Checked.calls == [NeedsParams(target="x")] and cfg.agents["checked"].params == NeedsParams("x")
+
+
 # -- what a valid file gives -----------------------------------------------------------------
 
 
@@ -389,7 +684,9 @@ def test_schedule_overrides_are_applied_over_the_class_schedule() -> None:
     [
         pytest.param("noop", "collect_every = 3", 3.0, id="implicit-predict-every-follows-collect"),
         pytest.param("example_ewma", "collect_every = 3", 1.0, id="explicit-predict-every-is-kept"),
-        pytest.param("noop", "collect_every = 3\npredict_every = 6", 6.0, id="both-overridden"),
+        pytest.param(
+            "noop", "collect_every = 3\npredict_every = 6\nprediction_ttl = 6", 6.0, id="both-overridden"
+        ),
     ],
 )
 def test_predict_every_follows_an_overridden_collect_every(
@@ -532,6 +829,24 @@ def test_unreadable_files_are_config_errors(tmp_path: Path, content: bytes | Non
         path.write_bytes(content)
     with pytest.raises(ConfigError, match=expected):
         load_config(path, agents=AGENTS)
+
+
+def test_a_config_larger_than_the_cap_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "huge.toml"
+    with path.open("wb") as fh:  # sparse: a size, not a megabyte of writes
+        fh.truncate(sol.files.CONFIG_MAX_BYTES + 1)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, agents=AGENTS)
+    (problem,) = info.value.problems
+    assert str(problem) == (
+        f"{path}: config {path} is {sol.files.CONFIG_MAX_BYTES + 1} bytes, more than the "
+        f"{sol.files.CONFIG_MAX_BYTES} a config may be; refusing to read it"
+    )
+
+
+def test_a_directory_is_not_a_config(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is not a regular file \\(a directory\\)"):
+        load_config(tmp_path, agents=AGENTS)
 
 
 @pytest.mark.parametrize(
