@@ -29,8 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kills", type=int, default=200, help="real SIGKILLs of `sol run` (0: skip)")
     p.add_argument("--lanes", type=int, default=4, help="daemons killed side by side")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--no-matrix", action="store_true", help="only the SIGKILL campaign")
     args = p.parse_args(argv)
+    ok = True
+    if not args.no_matrix:
+        ok = _matrix(args)
+    if args.kills > 0:
+        ok = _kills(args) and ok
+    return 0 if ok else 1
 
+
+def _matrix(args: argparse.Namespace) -> bool:
     from sol.fault_injection.faults import FAULTS, Timeline, get_fault
     from sol.fault_injection.matrix import load_agents, run_matrix
     from sol.fault_injection.report import print_matrix, write_json, write_plot
@@ -48,26 +57,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         write_plot(matrix, args.plot)
         print(f"wrote {args.plot}")
-    ok = matrix.passed
+    return matrix.passed
 
-    if args.kills > 0:
-        from sol.fault_injection.process import sigkill_campaign, skip_reason
 
-        print()
-        reason = skip_reason()
-        if reason:
-            print(f"SIGKILL test skipped: {reason}")
+def _kills(args: argparse.Namespace) -> bool:
+    from sol.fault_injection.process import sigkill_campaign, skip_reason
+
+    print()
+    ok = True
+    reason = skip_reason()
+    if reason:
+        print(f"SIGKILL test skipped: {reason}")
+    else:
+        report = sigkill_campaign(args.kills, lanes=args.lanes, seed=1)
+        if report.kills == 0 and report.start_failures:
+            why = report.start_failures[0]
+            print(f"SIGKILL test skipped: sol run --backend linux does not start: {why}")
         else:
-            report = sigkill_campaign(args.kills, lanes=args.lanes, seed=1)
-            if report.kills == 0 and report.start_failures:
-                why = report.start_failures[0]
-                print(f"SIGKILL test skipped: sol run --backend linux does not start: {why}")
-            else:
-                print(report.summary())
-                for failure in report.failures + report.start_failures:
-                    print(f"  {failure}")
-                ok = ok and report.lost == 0 and not report.start_failures
-    return 0 if ok else 1
+            print(report.summary())
+            for failure in report.failures + report.start_failures:
+                print(f"  {failure}")
+            ok = report.lost == 0 and not report.start_failures
+    return ok
 
 
 if __name__ == "__main__":

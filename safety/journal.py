@@ -51,6 +51,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import stat
 import threading
 import time
@@ -331,7 +332,22 @@ class UndoJournal:
                     f"undo journal {path} is {st.st_size} bytes, more than the {MAX_BYTES} sol ever "
                     "writes: it is not a journal sol wrote. Move it aside, then start sol again."
                 )
-            parsed = cls._parse(path, cls._read_all(fd), log)
+            data = cls._read_all(fd)
+            try:
+                parsed = cls._parse(path, data, log)
+            except JournalFormatError as exc:
+                if state.next_id is None or re.match(rb"%s v[0-9]+\n" % _MAGIC.encode(), data):
+                    raise  # no witness to rebuild from, or a journal of another sol version
+                # the header itself is gone (truncated, flipped): keep the file for the operator,
+                # start a fresh one and let the state file put back what it holds
+                aside = path.with_name(f"{path.name}.damaged-{time.time_ns()}")
+                os.rename(path, aside)
+                os.close(fd)
+                fd = None
+                cls._create(path, fsync=fsync)
+                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+                unreadable = f"the journal had no readable header ({exc}); the file is kept as {aside}"
+                parsed = _Parsed({}, 1, 0, [unreadable], torn_tail=False)
             damage = cls._merge_state(path, parsed, state, log)
             journal = cls(
                 path,
@@ -404,7 +420,8 @@ class UndoJournal:
                 records[record.id] = record
             seal = cls._decode(lines[-2])
             next_id, count = seal.get("next_id"), seal.get("count")
-            if seal.get("op") != "seal" or not isinstance(next_id, int) or count != len(records):
+            whole = count == len(records) == len(lines) - 3  # no record line lost or repeated
+            if seal.get("op") != "seal" or not isinstance(next_id, int) or not whole:
                 raise ValueError(f"seal {seal!r} does not match {len(records)} record(s)")
         except ValueError as exc:
             log.warning("journal.state_damaged", path=str(spath), problem=str(exc))
@@ -419,7 +436,6 @@ class UndoJournal:
             # no (usable) witness: only what the journal itself shows is known
             damage += [p for p in parsed.problems if "crash mid-append" not in p]
             return damage
-        lines_lost = any("crash mid-append" not in p for p in parsed.problems)
         for rid, record in state.records.items():
             if rid in parsed.open or rid in parsed.closed:
                 continue
@@ -430,18 +446,14 @@ class UndoJournal:
             )
         for rid in list(parsed.open):
             if rid < state.next_id and rid not in state.records:
-                record = parsed.open[rid]
-                if lines_lost or parsed.empty:
-                    # its close line is among the lost ones: the state file saw it closed
-                    del parsed.open[rid]
-                    parsed.closed.add(rid)
-                    damage.append(
-                        f"record {record.describe()}: its close was lost; closed as its state file says"
-                    )
-                else:
-                    damage.append(
-                        f"record {record.describe()} is open in the journal but closed in its state file"
-                    )
+                # The state file is rewritten after every close: a crash between the two leaves
+                # the state saying open and the journal closed, never the reverse. So this close
+                # line was lost (dropped, flipped): the record is closed, as the state says.
+                record = parsed.open.pop(rid)
+                parsed.closed.add(rid)
+                damage.append(
+                    f"record {record.describe()}: its close was lost; closed as the state file says"
+                )
         damage += [p for p in parsed.problems if "crash mid-append" not in p]
         parsed.next_id = max(parsed.next_id, state.next_id, max(parsed.open, default=0) + 1)
         for problem in damage:
@@ -1039,6 +1051,17 @@ def restore_command(
     journal_path = Path(journal_path)
     state_path = UndoJournal.state_path(journal_path)
     if not journal_path.exists() and not state_path.exists():
+        lock_path = UndoJournal._lock_path(journal_path)
+        if lock_path.exists():
+            # the lock file outlives every journal sol opened: the journal was there, and both
+            # it and its state file were removed since
+            print(
+                f"sol restore: DAMAGED: the undo journal {journal_path} and its state file are gone, "
+                f"but {lock_path} shows sol kept one there: whatever it held open is lost. Check the "
+                "host's settings by hand (remove the .lock file if you deleted the journal yourself).",
+                file=out,
+            )
+            return 1
         print(f"no undo journal at {journal_path}: nothing to restore", file=out)
         return 0
     problems = ownership_problems(journal_path, what="undo journal", euid=euid)

@@ -218,7 +218,7 @@ def test_a_lost_close_record_does_not_put_back_an_image_sol_had_released(tmp_pat
     jpath.write_bytes(b"\n".join(lines))
     out = io.StringIO()
     assert restore_command(jpath, out=out, scope=scope_of(root)) == 1
-    assert "its close was lost; closed as its state file says" in out.getvalue()
+    assert "its close was lost; closed as the state file says" in out.getvalue()
     assert knob.read_text().strip() == "2048", "a released setting stays as the operator chose"
 
 
