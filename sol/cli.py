@@ -520,12 +520,15 @@ def _journal_of_broken_config(path: Path | None) -> Path:
     import tomllib
 
     from sol.config import _default_state_dir
+    from sol.files import CONFIG_MAX_BYTES, read_regular
 
     raw: dict[str, Any] = {}
     source = path if path is not None else default_config_path()
     if source is not None:
-        try:
-            raw = tomllib.loads(Path(source).read_text(encoding="utf-8"))
+        try:  # as the loader reads it: a regular file under the cap (a FIFO would block for ever)
+            raw = tomllib.loads(
+                read_regular(Path(source), max_bytes=CONFIG_MAX_BYTES, what="config").decode()
+            )
         except (OSError, ValueError):
             raw = {}
     paths = raw.get("paths") if isinstance(raw.get("paths"), dict) else {}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from sol.sim.traces import TraceError, detect_format
+from sol.sim.traces import TRACE_MAX_BYTES, TraceError, detect_format
 
 
 @dataclass(frozen=True)
@@ -282,6 +282,9 @@ def fetch_file(f: DataFile, url: str, dest: Path, out: TextIO, *, timeout: float
     tmp = Path(tmp_name)
     h = hashlib.sha256()
     size = 0
+    # a mirror (or a file:// URL to a device) may send without end: never more than the
+    # published size, or than a trace may weigh where none is published
+    limit = f.size if f.size is not None else TRACE_MAX_BYTES
     try:
         with os.fdopen(fd, "wb") as fh:
             try:
@@ -290,6 +293,11 @@ def fetch_file(f: DataFile, url: str, dest: Path, out: TextIO, *, timeout: float
                         chunk = resp.read(1 << 20)
                         if not chunk:
                             break
+                        if size + len(chunk) > limit:
+                            what = "its published size" if f.size is not None else "the trace cap"
+                            raise DataError(
+                                f"{f.filename}: {url} sent more than {limit} bytes ({what}); stopped"
+                            )
                         fh.write(chunk)
                         h.update(chunk)
                         size += len(chunk)

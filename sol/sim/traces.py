@@ -2,6 +2,8 @@
 
 Every malformed input is a ``TraceError`` whose message reads ``FILE:LINE:COLUMN: what was
 wrong`` (1-based, the column of the offending field's first character), never a traceback.
+A path that is not a regular file (a FIFO, a symlink to ``/dev/zero``), a file over
+``TRACE_MAX_BYTES`` and a line over ``TRACE_MAX_LINE`` are refused before they are read.
 
 ==========================  ==========================================================  ============
 format                      layout                                                      facility
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import re
 import zlib
 from collections.abc import Iterator
@@ -30,11 +33,23 @@ from pathlib import Path
 
 import numpy as np
 
+from sol.files import UntrustedFileError, open_regular
 from sol.sim._common import STREAM_FAAS_INVOCATIONS, STREAM_FAAS_SETUP, FloatArray, IntArray, block_rng
 from sol.sim.faas import InvocationList
 from sol.sim.gpu import LlmRequests
 from sol.sim.memory import MemoryWorkload
 from sol.sim.synthetic import faas_object_sizes
+
+#: The most a trace may weigh, on disk and again once decompressed (bytes). Generous: a file
+#: of the full public traces is a few gigabytes uncompressed (an Azure VM readings file, a
+#: day of Azure Functions), and replaying one already holds its rows in memory; the cap only
+#: turns a path that is no trace (a disk image, a device behind a bind mount, a gzip bomb)
+#: into an error instead of minutes of reading.
+TRACE_MAX_BYTES = 16 << 30
+#: The longest line (bytes). The widest published rows, Azure Functions 2019's 1,440
+#: per-minute counts with their hashes, are a few kilobytes; a file with no line ends (a
+#: binary) would otherwise be read whole as its first "line".
+TRACE_MAX_LINE = 1 << 20
 
 FORMATS = (
     "azure-vm-cpu-wide",
@@ -73,18 +88,35 @@ class TraceError(ValueError):
 
 
 def _open_text(path: Path) -> Iterator[tuple[int, str, bool]]:
-    """Yield ``(line number, line without EOL, had EOL)``; gzip by magic number."""
+    """Yield ``(line number, line without EOL, had EOL)``; gzip by magic number.
+
+    Only a regular file of at most ``TRACE_MAX_BYTES`` is opened (without blocking: a FIFO is
+    refused, not waited on), at most that many bytes are read out of it once decompressed,
+    and no line longer than ``TRACE_MAX_LINE``.
+    """
     try:
-        with open(path, "rb") as fh:
-            magic = fh.read(2)
+        fd = open_regular(Path(path), max_bytes=TRACE_MAX_BYTES, what="trace")
+    except UntrustedFileError as e:
+        raise TraceError(path, 0, 0, str(e)) from None
     except OSError as e:
         raise TraceError(path, 0, 0, f"cannot read: {e.strerror or e}") from None
-    opener = gzip.open if magic == b"\x1f\x8b" else open
     n = 0
-    try:
-        with opener(path, "rb") as fh:
-            for n, raw in enumerate(fh, start=1):
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            magic = fh.read(2)
+            fh.seek(0)
+            stream = gzip.GzipFile(fileobj=fh, mode="rb") if magic == b"\x1f\x8b" else fh
+            total = 0
+            while raw := stream.readline(TRACE_MAX_LINE + 1):
+                n += 1
+                total += len(raw)
                 had_eol = raw.endswith(b"\n")
+                if len(raw) > TRACE_MAX_LINE:
+                    raise TraceError(path, n, 1, f"line longer than {TRACE_MAX_LINE} bytes (not a trace?)")
+                if total > TRACE_MAX_BYTES:
+                    raise TraceError(
+                        path, n, 1, f"more than {TRACE_MAX_BYTES} bytes decompressed (not a trace?)"
+                    )
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
@@ -92,12 +124,10 @@ def _open_text(path: Path) -> Iterator[tuple[int, str, bool]]:
                         path, n, e.start + 1, "not UTF-8 text (a binary or corrupt file?)"
                     ) from None
                 yield n, text.rstrip("\r\n"), had_eol
-    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
-        if isinstance(e, TraceError):
-            raise
-        raise TraceError(
-            path, n + 1, 1, f"compressed stream ends early or is corrupt ({e}); file truncated?"
-        ) from None
+        except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
+            raise TraceError(
+                path, n + 1, 1, f"compressed stream ends early or is corrupt ({e}); file truncated?"
+            ) from None
 
 
 def _columns(line: str) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 
 from sol.sim import TraceError, scenario_from_trace
 from sol.sim.traces import (
+    TRACE_MAX_BYTES,
+    TRACE_MAX_LINE,
     detect_format,
     load_damo_raw,
     load_damon_csv,
@@ -232,3 +235,46 @@ def test_detection_errors_are_clear(tmp_path: Path, content: str, what: str) -> 
     with pytest.raises(TraceError, match=what) as err:
         scenario_from_trace(p)
     assert str(err.value).startswith(f"{p}:1:1: ")
+
+
+# -- files that are not traces: refused at once, never read without end ----------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        pytest.param("vm.csv", lambda n: b"step,t_seconds,vm_a\n" + b"0" * n, id="plain"),
+        pytest.param("vm.csv.gz", lambda n: gzip.compress(b"step,t_seconds,vm_a\n" + b"0" * n), id="gzip"),
+    ],
+)
+def test_a_line_longer_than_any_trace_has_is_an_error_not_a_read_into_memory(
+    tmp_path: Path, name: str, make: Callable[[int], bytes]
+) -> None:
+    # a binary file (an image, a disk dump) has no line ends: reading "a line" read it whole
+    p = tmp_path / name
+    p.write_bytes(make(TRACE_MAX_LINE + 10))
+    with pytest.raises(TraceError, match=f"line longer than {TRACE_MAX_LINE} bytes") as err:
+        load_vm_cpu_wide(p)
+    assert str(err.value).startswith(f"{p}:2:1: "), str(err.value)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda d: d, id="directory"),
+        pytest.param(lambda d: (d / "dev").symlink_to("/dev/null") or d / "dev", id="device"),
+    ],
+)
+def test_a_path_that_is_not_a_regular_file_is_not_a_trace(
+    tmp_path: Path, make: Callable[[Path], Path]
+) -> None:
+    p = make(tmp_path)
+    with pytest.raises(TraceError, match=f"trace {p} is not a regular file"):
+        scenario_from_trace(p)
+
+
+def test_the_trace_size_cap_is_above_every_public_trace_sol_fetches() -> None:
+    from sol.sim.datasets import DATASETS
+
+    sizes = [f.size for d in DATASETS for f in d.files if f.size is not None]
+    assert sizes and max(sizes) < TRACE_MAX_BYTES
