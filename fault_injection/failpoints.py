@@ -9,7 +9,8 @@
   read-back check) with the failpoint in the middle (EPERM/EIO, a hang, a write silently not
   applied or applied in part, a late write, a SIGKILL right after the write landed).
 * **Predictor boundary** and scheduling — :func:`wrap_agent` wraps ``learn``/``predict`` (and, for
-  starvation or a crash loop, the other callbacks) on the agent *instance*.
+  starvation or a crash loop, the other callbacks) on the agent *instance*; for the faults that
+  harm the daemon itself, ``collect`` starts a busy thread or keeps memory.
 * **Node** — environment faults are events on the node's timeline (``sol.fault_injection.environment``).
 
 :class:`FaultBackend` wraps the simulated node and is what the executor is given, so the
@@ -19,8 +20,11 @@ runtime, the agent and the node are the production code, unchanged.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import heapq
 import math
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -106,6 +110,14 @@ class Injector:
         self.first_at: float | None = None
         self.clock: Clock | None = None
         self._node_now: Callable[[], float] = lambda: 0.0
+        #: thread_escape: when (run time) the agent's thread started, and the CPU seconds it
+        #: really used before the run ended (the run is faster than real time)
+        self.escaped_at: float | None = None
+        self.escaped_cpu_s = 0.0
+        #: memory_leak: the most MiB the agent held because of the fault
+        self.held_mib = 0.0
+        self._escapee: threading.Thread | None = None
+        self._closing = threading.Event()
 
     @property
     def mechanism(self) -> str | None:
@@ -133,6 +145,34 @@ class Injector:
     def consume(self, seconds: float) -> None:
         if self.clock is not None:
             self.clock.consume(seconds)
+
+    def escape(self) -> None:
+        """Start a thread that spins until the run ends (unless it runs already).
+
+        Called from inside an agent callback: this is the agent starting a thread, which the
+        runtime refuses (``AgentThreadError``) when its safeguards are on.
+        """
+        if self._escapee is not None:
+            return
+        t = threading.Thread(target=self._busy, name="sol-fault-escapee", daemon=True)
+        t.start()
+        self._escapee = t
+        self.escaped_at = self.now()
+
+    def _busy(self) -> None:
+        # hashing a large buffer releases the GIL: a core busy beside the executor, as a
+        # native or I/O-heavy escaped thread would be, without slowing the run it escaped from
+        block = bytes(1 << 18)
+        cpu0 = time.thread_time()
+        while not self._closing.is_set():
+            hashlib.sha256(block).digest()
+        self.escaped_cpu_s = time.thread_time() - cpu0
+
+    def close(self) -> None:
+        """End the run's escaped thread, if any (its CPU is then counted)."""
+        self._closing.set()
+        if self._escapee is not None:
+            self._escapee.join(5.0)
 
 
 # -- sensor boundary ---------------------------------------------------------------------
@@ -725,6 +765,10 @@ def wrap_agent(
     elif m == "crash_loop":
         for name in ALL_CALLBACKS:
             _wrap_crash(agent, name, injector)
+    elif m == "thread_escape":
+        _wrap_escape(agent, injector)
+    elif m == "memory_leak":
+        _wrap_leak(agent, injector)
     if kill_at is not None:
         original_act = agent.act
 
@@ -762,3 +806,36 @@ def _wrap_crash(agent: Agent, name: str, injector: Injector) -> None:
         return original(*args)
 
     _set(agent, name, crashing)
+
+
+def _wrap_escape(agent: Agent, injector: Injector) -> None:
+    original = agent.collect
+
+    def escaping() -> Any:
+        if injector.active("thread_escape"):
+            injector.hit()
+            injector.escape()
+        return original()
+
+    _set(agent, "collect", escaping)
+
+
+_MIB = 1 << 20
+
+
+def _wrap_leak(agent: Agent, injector: Injector) -> None:
+    original = agent.collect
+    # held by the instance (the wrapper is one of its attributes), as an agent's own leak is:
+    # what the runtime releases when it quarantines the agent for its memory
+    kept: list[bytearray] = []
+
+    def leaking() -> Any:
+        if injector.active("memory_leak"):
+            injector.hit()
+            step = int(injector.param("mib_per_tick") * _MIB)
+            if (len(kept) + 1) * step <= injector.param("cap_mib") * _MIB:
+                kept.append(bytearray(step))  # written with zeros: resident at once
+                injector.held_mib = max(injector.held_mib, len(kept) * step / _MIB)
+        return original()
+
+    _set(agent, "collect", leaking)

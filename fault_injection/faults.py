@@ -111,6 +111,10 @@ class Fault:
     requires: frozenset[str] = frozenset()
     #: the facility a node fault drives ("*": every facility present)
     facility: str | None = None
+    #: a fault that harms the daemon itself rather than the node: the harness's measure of
+    #: that harm (a :class:`~sol.fault_injection.harness.RunRecord` ``daemon`` key), which
+    #: then stands in for the agent's harm metric (``escaped_core_s``, ``held_mib``)
+    daemon_metric: str | None = None
 
     def with_params(self, **overrides: float) -> Fault:
         unknown = sorted(set(overrides) - set(self.params))
@@ -315,6 +319,28 @@ _ALL: tuple[Fault, ...] = (
         _p(),
         frozenset({QUARANTINE}),
     ),
+    Fault(
+        "proc.thread_escape",
+        "process",
+        "process",
+        "thread_escape",
+        "the agent's collect() starts a thread that spins until the daemon ends: a core "
+        "charged to no agent's cpu_budget, outside every timeout and quarantine",
+        _p(),
+        frozenset({QUARANTINE}),
+        daemon_metric="escaped_core_s",
+    ),
+    Fault(
+        "proc.memory_leak",
+        "process",
+        "process",
+        "memory_leak",
+        "the agent's collect() keeps mib_per_tick MiB more at every model tick (up to cap_mib, "
+        "so that the unprotected run does not take the machine's memory)",
+        _p(mib_per_tick=8.0, cap_mib=512.0),
+        frozenset({QUARANTINE}),
+        daemon_metric="held_mib",
+    ),
     # -- environment: the node itself ---------------------------------------------------
     Fault(
         "env.load_spike",
@@ -364,6 +390,8 @@ REDUCED_FAULTS: tuple[str, ...] = (
     "act.not_applied",
     "proc.sigkill",
     "proc.crash_loop",
+    "proc.thread_escape",
+    "proc.memory_leak",
     "env.load_spike",
 )
 

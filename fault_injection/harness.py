@@ -27,6 +27,7 @@ from sol.fault_injection.failpoints import DaemonKilled, FaultBackend, Injector,
 from sol.fault_injection.faults import MITIGATE, QUARANTINE, Fault, Timeline
 from sol.fault_injection.profiles import AgentProfile, most_aggressive, profile_for
 from sol.runtime.base import AgentSpec
+from sol.runtime.memory import DEFAULT_HEADROOM, MemoryLimit, give_back_freed_memory
 from sol.runtime.virtual import VirtualExecutor
 from sol.safety.journal import UndoJournal
 from sol.sdk import Agent, Prediction, Schedule, as_verdict
@@ -34,6 +35,10 @@ from sol.sdk import Agent, Prediction, Schedule, as_verdict
 __all__ = ["Cell", "Probe", "RunRecord", "run_cell", "run_one"]
 
 LogEvent = tuple[float, str, dict[str, Any]]
+
+#: The memory the safeguarded runs may grow, as the daemon with no cgroup limit (the harness
+#: process's RSS at the start of each run is the baseline, not the daemon's ~35 MiB).
+HARNESS_MEMORY = MemoryLimit(None, "fault harness, as the daemon's default", headroom=DEFAULT_HEADROOM)
 
 
 def recording_logger(events: list[LogEvent], now: Callable[[], float]) -> Any:
@@ -142,6 +147,11 @@ class RunRecord:
     quarantined_at: float | None = None
     wall_s: float = 0.0
     setup_error: str | None = None
+    #: what a fault did to the daemon itself (``Fault.daemon_metric``): ``escaped_core_s``, the
+    #: core-seconds (run time) of the thread the agent started, charged to no agent (and
+    #: ``escaped_cpu_s``, what it really used before the faster-than-real-time run ended), and
+    #: ``held_mib``, the most memory the agent kept because of the fault
+    daemon: dict[str, float] = field(default_factory=dict)
 
     def compact(self) -> None:
         """Drop the per-call records (the ground truth and the counts stay)."""
@@ -195,6 +205,11 @@ def run_one(
 
     timeline = timeline or Timeline()
     profile = profile or profile_for(cls)
+    if fault is not None and fault.mechanism == "memory_leak":
+        # the runs share this process: what an earlier run freed must be back with the kernel,
+        # or this run's leak refills those pages without the RSS (the memory guard's
+        # measure, as the cgroup's) growing
+        give_back_freed_memory()
     wall0 = time.perf_counter()
     rec = RunRecord(
         cls.name,
@@ -246,6 +261,9 @@ def run_one(
                     restorers=backend.restorers(),
                     record=True,
                     start=start,
+                    # without SOL nothing stops an agent's thread or its memory
+                    refuse_threads=safeguards,
+                    memory_limit=HARNESS_MEMORY if safeguards else None,
                 )
                 backend.bind_clock(executor.vclock)
                 clock_ref[0] = executor.vclock.now
@@ -297,9 +315,16 @@ def run_one(
                     rec.knobs_restored = all(state.get(k) == v for k, v in images.items())
             rec.ground_truth = dict(backend.ground_truth())
         finally:
+            injector.close()
             if journal is not None:
                 journal.close()
             backend.close()
+    rec.daemon = {
+        # nothing stops an agent's own thread: one core from its start to the end of the run
+        "escaped_core_s": timeline.duration - injector.escaped_at if injector.escaped_at is not None else 0.0,
+        "escaped_cpu_s": injector.escaped_cpu_s,
+        "held_mib": injector.held_mib,
+    }
     rec.injections = injector.injections
     rec.first_injection = injector.first_at
     rec.touched = frozenset(backend.touched)
@@ -451,10 +476,23 @@ class Cell:
         clean, faulty = self.no_agent
         return float(faulty.get(m, 0.0)) - float(clean.get(m, 0.0))
 
+    def daemon_damage(self) -> tuple[float | None, float | None]:
+        """(on, off) of the fault's ``daemon_metric``; (None, None) for a fault of the node."""
+        m = self.fault.daemon_metric
+        if m is None:
+            return None, None
+        return self.on.daemon.get(m), self.off.daemon.get(m)
+
     def verdict(self) -> str:
-        """``prevented`` / ``not prevented`` / ``weak`` (no harm even without safeguards) / ``n/a``."""
+        """``prevented`` / ``not prevented`` / ``weak`` (no harm even without safeguards) / ``n/a``.
+
+        A fault that harms the daemon itself is judged on its ``daemon_metric`` (none without
+        the fault), not on the agent's harm metric.
+        """
         if not self.exercised:
             return "not exercised"
+        if self.fault.daemon_metric is not None:
+            return harm_verdict((0.0, 0.0, *self.daemon_damage()))
         return harm_verdict(self.harm(), self.environment_harm())
 
     def time_to_safe(self) -> tuple[float | None, float | None]:

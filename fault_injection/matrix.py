@@ -100,11 +100,18 @@ class Row:
         per = [c.environment_harm() for c in self.cells]
         return statistics.fmean(per) if per else 0.0
 
+    def daemon_damage(self) -> tuple[float | None, float | None]:
+        """(on, off) of the fault's ``daemon_metric``, over seeds; None for a node fault."""
+        per = [c.daemon_damage() for c in self.cells]
+        return _mean([p[0] for p in per]), _mean([p[1] for p in per])
+
     def verdict(self) -> str:
         if self.setup_error is not None:
             return "setup failed"
         if not self.exercised:
             return "not exercised"
+        if self.fault.daemon_metric is not None:
+            return harm_verdict((0.0, 0.0, *self.daemon_damage()))
         return harm_verdict(self.harm(), self.environment_harm())
 
     def response(self) -> dict[str, int]:
@@ -132,6 +139,10 @@ class Row:
             return out
         if any(c.on.state == "quarantined" for c in self.cells):
             out.append("quarantined")
+        if self.fault.daemon_metric is not None:
+            on, off = self.daemon_damage()
+            if on is not None and off is not None:
+                out.append(f"daemon {self.fault.daemon_metric} on {on:.3g} | off {off:.3g}")
         if any(c.on.left_open for c in self.cells):
             out.append("restore failed while the fault lasted; `sol restore` put it back after")
         env = self.environment_harm()
@@ -165,6 +176,9 @@ class Row:
             "benefit_metric": self.profile.benefit_metric,
             "benefit_kept": {"on": kept_on, "off": kept_off},
             "response": self.response(),
+            "daemon_damage": dict(
+                zip(("metric", "on", "off"), (self.fault.daemon_metric, *self.daemon_damage()), strict=True)
+            ),
             "states": {"on": [c.on.state for c in self.cells], "off": [c.off.state for c in self.cells]},
             "injections": {
                 "on": [c.on.injections for c in self.cells],

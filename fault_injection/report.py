@@ -160,6 +160,9 @@ def print_cell(cell: Cell, out: TextIO) -> None:
         )
     _table(["run", "ended", "injections", "safe after", "harm clean", "harm", "benefit kept"], lines, out)
     print(f"  harm metric: {m or 'none declared'}; benefit metric: {b or 'none'}", file=out)
+    if f.daemon_metric is not None:
+        on, off = cell.daemon_damage()
+        print(f"  harm to the daemon itself ({f.daemon_metric}): on {_num(on)} | off {_num(off)}", file=out)
     resp = cell.response()
     print(f"  runtime response (on): {dict(resp) or 'none'}", file=out)
     print(f"  verdict: {cell.verdict()}", file=out)

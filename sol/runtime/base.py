@@ -146,8 +146,9 @@ class ExecutorBase:
         assert guard is not None
         grown = guard.attributed(runner.name)
         runner.quarantine(
-            f"memory: grew the daemon's RSS by {grown / MIB:.0f} MiB while it was high "
-            f"({rss / MIB:.0f} MiB of a {guard.limit / MIB:.0f} MiB limit)"
+            f"memory: the daemon's RSS reached {rss / MIB:.0f} MiB of its {guard.limit / MIB:.0f} MiB "
+            f"limit and this agent grew it the most ({grown / MIB:.0f} MiB since it passed "
+            f"{guard.watch_at / MIB:.0f} MiB)"
         )
         release_state(runner.agent)
         after = guard.read()

@@ -45,6 +45,7 @@ __all__ = [
     "MemoryGuard",
     "MemoryLimit",
     "RssMeter",
+    "give_back_freed_memory",
     "own_memory_limit",
     "release_state",
 ]
@@ -305,7 +306,7 @@ def _mib(n: int) -> float:
 
 
 def release_state(agent: object) -> None:
-    """Drop what an agent instance that is out of service holds, and collect.
+    """Drop what an agent instance that is out of service holds, and give the memory back.
 
     The runtime keeps the instance (its class and name start a fresh one on resume), so
     whatever its attributes hold would stay alive with it: they are cleared (``name`` kept).
@@ -317,4 +318,23 @@ def release_state(agent: object) -> None:
         keep = {"name": state["name"]} if "name" in state else {}
         state.clear()
         state.update(keep)
+    give_back_freed_memory()
+
+
+def give_back_freed_memory() -> None:
+    """Collect, then return the C allocator's free pages to the kernel (glibc ``malloc_trim``).
+
+    glibc raises its mmap threshold to the size of the largest block freed (up to 32 MiB), so
+    after a few megabyte-sized buffers were freed the next ones come from the heap, and freed
+    heap pages stay resident: the RSS (what the cgroup charges) would not come down after a
+    quarantine, and a later leak would refill those pages unseen until they are used up.
+    Elsewhere than glibc (musl) this only collects.
+    """
     gc.collect()
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)

@@ -22,7 +22,7 @@ REQUIRED = {
     "model": {"learn_error", "predict_error", "learn_hang", "adversarial", "drift"},
     "scheduling": {"model_stall", "actuator_delay"},
     "actuation": {"eperm", "eio", "write_hang", "not_applied", "partial"},
-    "process": {"sigkill", "crash_loop"},
+    "process": {"sigkill", "crash_loop", "thread_escape", "memory_leak"},
     "environment": {"load_spike", "memory_pressure", "power_emergency"},
 }
 

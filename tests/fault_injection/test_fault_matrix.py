@@ -62,8 +62,9 @@ def test_the_matrix_shows_the_harm_safeguards_prevent(reduced: tuple[int, str, d
     prevented = [f for f, r in ewma.items() if r["verdict"] == "prevented"]
     assert len(prevented) >= 10, {f: r["verdict"] for f, r in ewma.items()}
     for f in prevented:
-        h = ewma[f]["harm"]
-        assert h["on"] < h["off"]
+        # a fault that harms the daemon itself is judged on that harm, not the node's
+        h = ewma[f]["daemon_damage"] if ewma[f]["daemon_damage"]["metric"] else ewma[f]["harm"]
+        assert h["on"] < h["off"], (f, h)
     # a fault that does no harm even without safeguards is called out, not hidden
     weak = [f for f, r in ewma.items() if r["verdict"] == "weak"]
     if weak:
