@@ -13,9 +13,13 @@ would, with nothing of the host's boot in it:
   Controllers the host binds to no v1 hierarchy get placeholders, so systemd binds none.
   Everything systemd and the daemon create (``system.slice/``, the harvest group) lies under
   the test's group and is removed with it.
-- files: tmpfs over ``/run``, ``/etc/sol``, ``/var/lib``, ``/opt`` and the unit folders (the
-  host's units are hidden; empty ``sysinit``/``basic``/... targets stand in), ``/proc/sys``
-  read-only (PID 1 would otherwise raise host-wide sysctls), ``/dev/console`` is a file.
+- files: tmpfs over ``/run``, ``/var/lib``, ``/opt`` and the unit folders (the host's units
+  are hidden; empty ``sysinit``/``basic``/... targets stand in), ``/proc/sys`` read-only (PID 1
+  would otherwise raise host-wide sysctls), ``/dev/console`` is a file. ``/etc`` is a copy on
+  the box's ``/run`` with a tmpfs at ``/etc/sol``: a mount point needs a directory, and a
+  missing ``/etc/sol`` made on the host's ``/etc`` (or by systemd for the unit's
+  ``ConfigurationDirectory=``) would outlive the box there. ``/opt`` and ``/var/lib`` must
+  exist (``why_not``) for the same reason.
 - the package: copied to ``/opt/sol/lib`` as a wheel would lay it out, run by a Python outside
   the folders the unit hides (``ProtectHome=``, ``PrivateTmp=``), with the test's own
   site-packages bind-mounted read-only at ``/opt/sol/deps`` for the dependencies.
@@ -126,6 +130,9 @@ def why_not() -> str | None:
         return "a cgroup-v2-only host: this harness boots systemd on v1/hybrid hierarchies only"
     if not Path(sysconfig.get_paths()["purelib"]).is_dir():
         return "cannot find this interpreter's site-packages"
+    for d in ("/opt", "/var/lib"):
+        if not Path(d).is_dir():
+            return f"no {d}: the box mounts a tmpfs there and would have to create it on the host's root"
     return None
 
 
@@ -160,12 +167,19 @@ mount -o bind,ro /proc/sys /proc/sys
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /run/systemd/system /run/soltest
 touch /run/soltest/console && mount --bind /run/soltest/console /dev/console
+# /etc is a copy on this tmpfs: whatever the box makes there (/etc/sol when the host has none,
+# systemd's ConfigurationDirectory=) stays in the box
+mkdir /run/soltest/etc
+cp -a /etc/. /run/soltest/etc/
+mount --bind /run/soltest/etc /etc
+mkdir -p /etc/sol
 for d in /usr/lib/systemd/system /lib/systemd/system /etc/systemd/system /usr/lib/systemd/system-generators \
          /lib/systemd/system-generators /etc/systemd/system-generators /usr/lib/systemd/system-preset \
          /opt /var/lib /etc/sol; do
   if [ -d "$d" ] && ! mountpoint -q "$d"; then mount -t tmpfs -o mode=755 tmpfs "$d"; fi
 done
-cp "$STAGE/sol.toml" /etc/sol/sol.toml && chmod 600 /etc/sol/sol.toml
+cp "$STAGE/sol.toml" /etc/sol/sol.toml
+chmod 600 /etc/sol/sol.toml
 mkdir -p /opt/sol/bin /opt/sol/deps
 cp -r "$STAGE/lib" /opt/sol/lib
 mount --bind -o ro "$(cat "$STAGE/deps")" /opt/sol/deps

@@ -55,16 +55,27 @@ dry_run = false
 """
 
 
+def host_etc() -> dict[str, list[str]]:
+    """What the box must not change on the host: the names in /etc and in /etc/sol (if any)."""
+    etc = Path("/etc")
+    sol = etc / "sol"
+    return {"/etc": sorted(os.listdir(etc)), "/etc/sol": sorted(os.listdir(sol)) if sol.is_dir() else []}
+
+
 @pytest.fixture
 def box(tmp_path: Path) -> Iterator[Box]:
     if WHY_NOT is not None:
         pytest.skip(f"no systemd box here: {WHY_NOT}")
+    before = host_etc()
     b = systemd_box.boot(tmp_path / "box", CONFIG)
     try:
         yield b
     finally:
         left = b.close()
         assert not left, f"cgroups of the box left behind: {left}"
+        # a first run on a host without /etc/sol once left one behind (the box's systemd made
+        # it for ConfigurationDirectory=): the box's /etc is its own copy
+        assert host_etc() == before, "the box changed the host's /etc"
 
 
 def events(box: Box) -> list[dict[str, object]]:
