@@ -40,11 +40,11 @@ from sol.sim.gpu import LlmRequests
 from sol.sim.memory import MemoryWorkload
 from sol.sim.synthetic import faas_object_sizes
 
-#: The most a trace may weigh, on disk and again once decompressed (bytes). Generous: a file
-#: of the full public traces is a few gigabytes uncompressed (an Azure VM readings file, a
-#: day of Azure Functions), and replaying one already holds its rows in memory; the cap only
-#: turns a path that is no trace (a disk image, a device behind a bind mount, a gzip bomb)
-#: into an error instead of minutes of reading.
+#: The most a trace may weigh, on disk and again once decompressed (bytes). Generous on
+#: purpose: well above any one file of the public datasets (``sol data list``), compressed or
+#: not, and replaying a trace holds its rows in memory, so a real one runs out of memory long
+#: before this. The cap is not there to judge traces but to turn a path that is none (a disk
+#: image, a device behind a bind mount, a gzip bomb) into an error, not minutes of reading.
 TRACE_MAX_BYTES = 16 << 30
 #: The longest line (bytes). The widest published rows, Azure Functions 2019's 1,440
 #: per-minute counts with their hashes, are a few kilobytes; a file with no line ends (a
