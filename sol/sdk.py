@@ -303,9 +303,9 @@ def relative_cgroup(value: object) -> str | None:
 #: The shortest time a schedule accepts, for every period and limit in it (seconds). It is
 #: how often the runtime may wake an agent's lane: below a millisecond a period is shorter
 #: than one Python callback takes and than the kernel's timer slack, so the lane never sleeps
-#: and spins a core (``act_every = 1e-300`` ran the daemon at 101 % of a core). 1 kHz is far
-#: above the rate any facility can be read or written meaningfully (cgroup and PSI counters
-#: move at the scheduler tick). A timeout or window this short could never be met either.
+#: and spins a core (docs/fault-injection.md, "Bad input"). 1 kHz is far above the rate any
+#: facility can be read or written meaningfully (the kernel updates cgroup CPU time and PSI
+#: per scheduler tick or slower). A timeout or window this short could never be met either.
 MIN_PERIOD_S = 0.001
 #: The longest: a week. No node agent ticks less often, and a wait far longer overflows
 #: (``threading.TIMEOUT_MAX``, ``time.sleep``) instead of waiting.
