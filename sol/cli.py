@@ -459,7 +459,6 @@ def _ctl(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> 
 
 def _restore(args: argparse.Namespace, registry: Registry, out: TextIO, err: TextIO) -> int:
     from sol.actuators.restorers import TargetScope
-    from sol.config import LinuxConfig
     from sol.files import ownership_problems
     from sol.safety.journal import restore_command
 
@@ -478,16 +477,16 @@ def _restore(args: argparse.Namespace, registry: Registry, out: TextIO, err: Tex
     journal = args.journal
     if journal is None or args.config is not None:
         config = _load(args.config, registry, err)
+    # ExecStopPost= must restore even when the config was broken in the meantime: the journal
+    # and the roots of what may be written then come from the raw file, else the defaults
+    raw = _raw_config(args.config) if config is None else {}
     if journal is None:
         if config is None:
-            # ExecStopPost= must restore even when the config was broken in the meantime:
-            # find the journal from the raw file, else the system default.
-            journal = _journal_of_broken_config(args.config)
+            journal = _journal_of_broken_config(raw)
             print(f"sol restore: using the undo journal {journal} despite the config errors above", file=err)
         else:
             journal = config.journal_path
-    # the knobs a restore may write: the config's roots, else a default host's
-    scope = TargetScope.from_linux(config.linux if config is not None else LinuxConfig())
+    scope = TargetScope.from_linux(config.linux if config is not None else _linux_of_broken_config(raw))
     captured = io.StringIO()
     rc = restore_command(journal, out=captured, scope=scope)
     if rc != 3 or config is None:
@@ -516,21 +515,25 @@ def _restore(args: argparse.Namespace, registry: Registry, out: TextIO, err: Tex
     return EXIT_OK if not result["failed"] else EXIT_FAIL
 
 
-def _journal_of_broken_config(path: Path | None) -> Path:
+def _raw_config(path: Path | None) -> dict[str, Any]:
+    """The config file as plain TOML, for ``sol restore`` when it does not load as a config."""
     import tomllib
 
-    from sol.config import _default_state_dir
     from sol.files import CONFIG_MAX_BYTES, read_regular
 
-    raw: dict[str, Any] = {}
     source = path if path is not None else default_config_path()
-    if source is not None:
-        try:  # as the loader reads it: a regular file under the cap (a FIFO would block for ever)
-            raw = tomllib.loads(
-                read_regular(Path(source), max_bytes=CONFIG_MAX_BYTES, what="config").decode()
-            )
-        except (OSError, ValueError):
-            raw = {}
+    if source is None:
+        return {}
+    try:  # as the loader reads it: a regular file under the cap (a FIFO would block for ever)
+        raw = tomllib.loads(read_regular(Path(source), max_bytes=CONFIG_MAX_BYTES, what="config").decode())
+    except (OSError, ValueError):
+        return {}
+    return raw
+
+
+def _journal_of_broken_config(raw: Mapping[str, Any]) -> Path:
+    from sol.config import _default_state_dir
+
     paths = raw.get("paths") if isinstance(raw.get("paths"), dict) else {}
     assert isinstance(paths, dict)
     if isinstance(paths.get("journal"), str) and paths["journal"]:
@@ -539,6 +542,20 @@ def _journal_of_broken_config(path: Path | None) -> Path:
         return Path(paths["state_dir"]) / "undo.journal"
     backend = raw.get("backend") if raw.get("backend") in ("sim", "linux") else "linux"
     return _default_state_dir(str(backend), os.environ) / "undo.journal"
+
+
+def _linux_of_broken_config(raw: Mapping[str, Any]) -> Any:
+    """The ``[linux]`` roots a broken config names (what a restore may write), else defaults."""
+    from sol.config import LinuxConfig
+
+    linux = raw.get("linux") if isinstance(raw.get("linux"), dict) else {}
+    assert isinstance(linux, dict)
+    roots = {
+        key: Path(linux[key])
+        for key in ("cgroup_root", "sys_root", "faas_cache_dir")
+        if isinstance(linux.get(key), str) and Path(linux[key]).is_absolute()
+    }
+    return LinuxConfig(**roots)
 
 
 def render_status(status: Mapping[str, Any]) -> str:

@@ -106,7 +106,7 @@ def ownership_problems(path: Path, *, what: str, euid: int | None = None) -> lis
     if euid != 0:
         return []
     problems: list[str] = []
-    fix = f"chown root:root {path} && chmod go-w {path}"
+    fix = f"chown root:root {path} && chmod 0600 {path}"
     try:
         st = os.stat(path)
     except OSError:

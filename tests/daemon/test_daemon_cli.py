@@ -115,15 +115,20 @@ def test_restore_while_the_daemon_runs_goes_through_the_daemon(root: Path) -> No
 def test_restore_with_a_broken_config_still_finds_the_journal(root: Path) -> None:
     from sol.safety.journal import UndoJournal
 
-    knob = root / "knob"
-    knob.write_text("changed\n")
+    group = root / "cgroup" / "cpu" / "batch"  # a fake cgroup tree, the broken config's root
+    group.mkdir(parents=True)
+    knob = group / "cpu.shares"
+    knob.write_text("4096\n")
     with UndoJournal.open(root / "state" / "undo.journal") as j:
-        j.record("crashed", "file", str(knob), "original\n")
+        j.record("crashed", "file", str(knob), "1024\n")
     cfg = root / "sol.toml"
-    cfg.write_text(f'rollback = "sometimes"\n[paths]\nstate_dir = "{root / "state"}"\n')
+    cfg.write_text(
+        f'rollback = "sometimes"\n[paths]\nstate_dir = "{root / "state"}"\n'
+        f'[linux]\ncgroup_root = "{root / "cgroup"}"\n'
+    )
     proc = sol("restore", "--config", str(cfg))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "despite the config errors" in proc.stderr and knob.read_text() == "original\n"
+    assert "despite the config errors" in proc.stderr and knob.read_text() == "1024\n"
 
 
 @needs_root
