@@ -550,12 +550,16 @@ def _linux_of_broken_config(raw: Mapping[str, Any]) -> Any:
 
     linux = raw.get("linux") if isinstance(raw.get("linux"), dict) else {}
     assert isinstance(linux, dict)
-    roots = {
-        key: Path(linux[key])
-        for key in ("cgroup_root", "sys_root", "faas_cache_dir")
-        if isinstance(linux.get(key), str) and Path(linux[key]).is_absolute()
-    }
-    return LinuxConfig(**roots)
+    def root(key: str) -> Path | None:
+        value = linux.get(key)
+        return Path(value) if isinstance(value, str) and Path(value).is_absolute() else None
+
+    default = LinuxConfig()
+    return LinuxConfig(
+        cgroup_root=root("cgroup_root") or default.cgroup_root,
+        sys_root=root("sys_root") or default.sys_root,
+        faas_cache_dir=root("faas_cache_dir"),
+    )
 
 
 def render_status(status: Mapping[str, Any]) -> str:
