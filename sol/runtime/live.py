@@ -264,7 +264,7 @@ class LiveExecutor(ExecutorBase):
             refused = isolation.leave() if refuse else None
         end = time.monotonic()
         if refused is not None:
-            # counted even if the agent caught the error: its thread would not have been
+            # a refused start fails the callback even if the agent caught the error
             err = _thread_refused(agent.runner, name, refused, err)
         # CPU is charged per tick by the lane loop (_charge), not per call: a thread-CPU clock
         # read is a system call, and cold after a lane's sleep it costs more than the call

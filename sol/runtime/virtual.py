@@ -112,7 +112,7 @@ class VirtualExecutor(ExecutorBase):
                 if refuse:
                     refused = isolation.leave()
             if refused is not None:
-                # counted even if the agent caught the error: its thread would not have been
+                # a refused start fails the callback even if the agent caught the error
                 runner.log.error("agent.thread_refused", callback=name, error=refused)
                 if err is None or refused not in err:
                     err = f"{isolation.AgentThreadError.__name__}: {refused}"

@@ -17,7 +17,7 @@ from sol.backend import NullBackend
 from sol.log import get_logger
 from sol.runtime.base import AgentSpec
 from sol.runtime.live import LiveExecutor
-from sol.runtime.memory import MIB, MemoryLimit, RssMeter
+from sol.runtime.memory import MIB, MemoryLimit, RssMeter, give_back_freed_memory
 from sol.runtime.virtual import VirtualExecutor
 from sol.testing import simulate
 
@@ -191,7 +191,8 @@ LEAK = 8 * MIB
 
 
 class Leaker(Agent):
-    """Keeps 8 MiB more at every model tick (touched, so it is resident)."""
+    """Keeps 8 MiB more at every model tick (touched, so it is resident), up to 320 MiB: more
+    than the tests' headroom, and a bound on what a broken guard would cost the machine."""
 
     name = "leaker"
     schedule = FAST
@@ -202,7 +203,8 @@ class Leaker(Agent):
         self.cleanups = cleanups if cleanups is not None else []
 
     def collect(self) -> object:
-        self.kept.append(bytearray(LEAK))
+        if len(self.kept) < 40:
+            self.kept.append(bytearray(LEAK))
         return 1.0
 
     def learn(self, obs: Any) -> None:
@@ -235,18 +237,11 @@ class Steady(Leaker):
         self.acts.append(time.monotonic())
 
 
-def _rss() -> int:
-    meter = RssMeter()
-    try:
-        return meter.read()
-    finally:
-        meter.close()
-
-
 @pytest.mark.live
 def test_live_leaking_agent_is_quarantined_before_the_limit_and_the_other_keeps_running() -> None:
     """8 MiB per tick at 20 Hz (160 MiB/s), 200 MiB of headroom: caught with room to spare."""
     headroom = 200 * MIB
+    give_back_freed_memory()  # what earlier tests freed would hide the leak's first pages
     cleanups: list[str] = []
     leaker, steady = Leaker(cleanups), Steady(cleanups)
     with capture_logs() as logs:
@@ -283,6 +278,7 @@ def test_live_leaking_agent_is_quarantined_before_the_limit_and_the_other_keeps_
 
 def test_virtual_leaking_agent_is_quarantined_by_its_own_callbacks_growth() -> None:
     headroom = 200 * MIB
+    give_back_freed_memory()
     leaker, steady = Leaker(), Steady()
     with capture_logs() as logs:
         ex = VirtualExecutor(
