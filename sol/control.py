@@ -22,11 +22,50 @@ What a client cannot do to the daemon. Lines longer than ``MAX_LINE`` bytes get 
 ``too-long`` reply and the connection is closed (a stream without a newline cannot be
 re-synchronised). Bytes that are not UTF-8, JSON that is not an object, deeply nested JSON,
 unknown commands and wrong argument types get an error reply and the connection stays usable.
-At most ``MAX_CLIENTS`` connections are served at once (more get ``busy``), an idle
-connection is closed after ``IDLE_TIMEOUT`` seconds, and a client that does not read its
-replies is cut off once ``MAX_PENDING`` bytes of them are queued. One thread serves every
-connection with a selector, so no client can hold a thread hostage; commands run one at a
-time on that thread.
+A client that does not read its replies is cut off once ``MAX_PENDING`` bytes of them are
+queued. One thread serves every connection with a selector, so no client can hold a thread
+hostage; commands run one at a time on that thread.
+
+What a user cannot do to root. A member of the group must not be able to keep root (or the
+daemon's own tools: ``sol ctl reload`` is the unit's ``ExecReload=``, ``sol restore`` its
+``ExecStopPost=``) out, nor spend the CPU the agents' lanes need: the unit's ``CPUQuota=`` is
+one budget for every thread of the daemon, and a socket thread that spends it gets the lanes
+throttled until the next period. "Admins" are root and the daemon's own uid; everyone else is
+a user, told apart by ``SO_PEERCRED``. The limits (fields of :class:`Limits`):
+
+- Slots. Users have ``MAX_CLIENTS`` connections among them and ``MAX_CLIENTS_PER_UID`` each;
+  admins have their own ``MAX_ADMIN_CLIENTS``, which no user can take. A refused connection
+  gets a ``busy`` reply saying which limit it hit ("per user limit", "total limit"), and is
+  closed.
+- Rate. Each user uid has a token bucket of ``RATE`` a second (``RATE_BURST`` at once) that
+  every connection and every request takes from, and all users together one of
+  ``GLOBAL_RATE`` requests (``GLOBAL_BURST``), so the work done for users a second is bounded
+  however many uids share it. Over the limit, the request is not even parsed: its reply is
+  ``busy``, "rate limited" (without the request's ``id``; replies stay in order).
+- Cut-off. After ``MAX_REFUSALS`` refusals in a row a uid's connections are closed and it is
+  kept out for ``COOLDOWN`` seconds, in the kernel where it can be: an ACL entry on the
+  socket file denies that uid, so its connects fail with ``EACCES`` and cost the daemon
+  nothing (refusing each one here would cost an accept and a close, and a user connecting in
+  a loop could make those spend the whole quota). Where the file system has no ACLs, the
+  daemon refuses them itself and says so in the log.
+- Cost. A user's read-only command is answered from a cache of that uid's last answer for
+  ``CACHE_TTL`` seconds (``status`` computes every agent's figures).
+- Fairness. At most ``LINES_PER_TURN`` requests of one connection are answered per turn of
+  the selector, the rest in later turns; a connection with requests waiting is not read from
+  (its sender blocks), so a pipelined flood queues in the sender, not in the daemon.
+- Idle. A user's connection with no complete request for ``IDLE_TIMEOUT`` seconds is closed,
+  an admin's after ``ADMIN_IDLE_TIMEOUT``; expiry runs on its own clock, not only when the
+  selector is quiet.
+- Connects. The listen backlog is ``socket.SOMAXCONN`` and up to ``ACCEPTS_PER_TURN`` are
+  accepted per wake: a burst of clients gets replies (``busy`` or real), not ``EAGAIN`` from
+  ``connect()`` (what a full AF_UNIX backlog tells a non-blocking socket; :func:`request`
+  waits that out too).
+
+The serving thread keeps the daemon's scheduling priority. A per-thread nice value was tried:
+it made no difference to the lanes (quota throttling stops every thread alike; once the work
+is bounded there is nothing left for it to arbitrate), and the lane threads that an admin's
+``resume`` or ``reload`` starts on this thread would inherit it. Figures:
+docs/operating.md, "The control socket".
 """
 
 from __future__ import annotations
@@ -48,13 +87,27 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ACCEPTS_PER_TURN",
+    "ADMIN_IDLE_TIMEOUT",
+    "CACHE_TTL",
+    "COOLDOWN",
+    "GLOBAL_BURST",
+    "GLOBAL_RATE",
     "IDLE_TIMEOUT",
+    "LINES_PER_TURN",
+    "MAX_ADMIN_CLIENTS",
     "MAX_CLIENTS",
+    "MAX_CLIENTS_PER_UID",
     "MAX_LINE",
+    "MAX_PENDING",
+    "MAX_REFUSALS",
+    "RATE",
+    "RATE_BURST",
     "Command",
     "CommandError",
     "ControlError",
     "ControlServer",
+    "Limits",
     "Peer",
     "handle_line",
     "request",
@@ -62,10 +115,32 @@ __all__ = [
 
 #: Longest request line accepted, in bytes (newline excluded).
 MAX_LINE = 64 * 1024
-#: Connections served at once.
+#: Connections of users (not root, not the daemon's uid) served at once, all uids together.
 MAX_CLIENTS = 16
-#: Seconds a connection may stay silent before it is closed.
-IDLE_TIMEOUT = 60.0
+#: Connections of one user uid served at once.
+MAX_CLIENTS_PER_UID = 4
+#: Connections of admins (root, the daemon's uid) served at once: their own, users cannot take them.
+MAX_ADMIN_CLIENTS = 64
+#: Seconds a user's connection may go without a complete request before it is closed.
+IDLE_TIMEOUT = 10.0
+#: Seconds an admin's connection may go without a complete request before it is closed.
+ADMIN_IDLE_TIMEOUT = 60.0
+#: Requests a second one user uid may make (token bucket refill), and at once (bucket size).
+RATE = 20.0
+RATE_BURST = 40
+#: Requests a second all users together may make, and at once.
+GLOBAL_RATE = 50.0
+GLOBAL_BURST = 100
+#: Refused requests in a row after which a uid's connections are closed ...
+MAX_REFUSALS = 20
+#: ... and its new ones refused, for this many seconds.
+COOLDOWN = 10.0
+#: Seconds a user's read-only command is answered from that uid's last answer.
+CACHE_TTL = 0.25
+#: Requests of one connection answered per turn of the selector (the rest wait their turn).
+LINES_PER_TURN = 8
+#: Connections accepted per wake of the selector.
+ACCEPTS_PER_TURN = 64
 #: Bytes of replies queued for one client before it is cut off (it is not reading).
 MAX_PENDING = 1 << 20
 #: AF_UNIX paths are limited to 108 bytes including the terminating NUL (Linux).
@@ -103,14 +178,120 @@ class Command:
     help: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What the socket grants its clients; the module docstring says what each limit is for.
+
+    "Users" are peers other than root and the daemon's own uid ("admins"): every rate, cache
+    and per-uid limit applies to users only; admins are bounded by their own slots alone.
+    """
+
+    max_line: int = MAX_LINE
+    max_clients: int = MAX_CLIENTS
+    max_clients_per_uid: int = MAX_CLIENTS_PER_UID
+    max_admin_clients: int = MAX_ADMIN_CLIENTS
+    idle_timeout: float = IDLE_TIMEOUT
+    admin_idle_timeout: float = ADMIN_IDLE_TIMEOUT
+    rate: float = RATE
+    burst: int = RATE_BURST
+    global_rate: float = GLOBAL_RATE
+    global_burst: int = GLOBAL_BURST
+    max_refusals: int = MAX_REFUSALS
+    cooldown: float = COOLDOWN
+    cache_ttl: float = CACHE_TTL
+    lines_per_turn: int = LINES_PER_TURN
+    accepts_per_turn: int = ACCEPTS_PER_TURN
+    #: also keep a cut-off uid out in the kernel (an ACL entry on the socket), not only here
+    kernel_ban: bool = True
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_line",
+            "max_clients_per_uid",
+            "max_admin_clients",
+            "burst",
+            "global_burst",
+            "max_refusals",
+            "lines_per_turn",
+            "accepts_per_turn",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Limits.{name} must be at least 1, not {getattr(self, name)!r}")
+        for name in ("idle_timeout", "admin_idle_timeout", "rate", "global_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"Limits.{name} must be positive, not {getattr(self, name)!r}")
+        if self.max_clients < 0 or self.cooldown < 0 or self.cache_ttl < 0:
+            raise ValueError("Limits.max_clients, cooldown and cache_ttl cannot be negative")
+
+
+@dataclass(slots=True)
+class _Bucket:
+    """A token bucket: ``rate`` tokens a second, at most ``burst`` saved up."""
+
+    rate: float
+    burst: float
+    tokens: float
+    stamp: float
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def full(self, now: float) -> bool:
+        return self.tokens + (now - self.stamp) * self.rate >= self.burst
+
+
+@dataclass(slots=True)
+class _User:
+    """What the server keeps about one user uid (not about admins)."""
+
+    bucket: _Bucket
+    conns: int = 0
+    #: refusals in a row (connections and requests over its rate)
+    strikes: int = 0
+    #: monotonic time until which new connections are refused (cut off for flooding)
+    banned_until: float = 0.0
+
+
+#: The access ACL of a file, as an extended attribute (acl(5)).
+_ACL_XATTR = "system.posix_acl_access"
+
+
+def _acl_denying(mode: int, uids: list[int]) -> bytes:
+    """An access ACL that keeps ``mode`` for owner, group and others and denies ``uids``.
+
+    The kernel's binary form (``linux/posix_acl_xattr.h``): version 2, then (tag, perm, id)
+    entries in the order it validates: owner, named users by id, owning group, mask, others.
+    A named user entry is matched before the group and other entries, so such a user cannot
+    connect (connect(2) needs write permission on the socket file): ``EACCES``, without the
+    daemon seeing the attempt. The mask is the group's bits, so ``ls -l`` shows ``mode``.
+    """
+    undefined = 0xFFFFFFFF
+    owner, group, other = (mode >> 6) & 7, (mode >> 3) & 7, mode & 7
+    entries = [(0x01, owner, undefined)]  # ACL_USER_OBJ
+    entries += [(0x02, 0, uid) for uid in sorted(uids)]  # ACL_USER: no permission
+    entries += [(0x04, group, undefined), (0x10, group, undefined), (0x20, other, undefined)]
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
 @dataclass(slots=True)
 class _Conn:
     sock: socket.socket
     peer: Peer
+    admin: bool
+    last: float
     inbuf: bytearray = field(default_factory=bytearray)
     outbuf: bytearray = field(default_factory=bytearray)
-    last: float = field(default_factory=time.monotonic)
+    #: complete requests wait in ``inbuf`` (over this turn's share): not read from meanwhile
+    pending: bool = False
     closing: bool = False
+    dropped: bool = False
+    #: the events the selector watches for it now
+    mask: int = selectors.EVENT_READ
 
 
 def _reply(ok: bool, rid: object, **body: Any) -> bytes:
@@ -125,15 +306,24 @@ def _error(code: str, message: str, rid: object = None) -> bytes:
     return _reply(False, rid, code=code, error=message)
 
 
-def handle_line(
-    line: bytes,
-    peer: Peer,
-    commands: Mapping[str, Command],
-    *,
-    admins: frozenset[int] = frozenset({0}),
-    log: Any = None,
-) -> bytes:
-    """The reply (one JSON line) to one request line; never raises."""
+def _result_reply(rid: object, result_json: str) -> bytes:
+    """The ok reply around a result already serialised: the bytes ``_reply`` would make."""
+    rid_json = "" if rid is None else '"id": ' + json.dumps(rid, ensure_ascii=False) + ", "
+    return ('{"ok": true, ' + rid_json + '"result": ' + result_json + "}\n").encode()
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    rid: object
+    name: str
+    command: Command
+    args: dict[str, Any]
+
+
+def _parse(
+    line: bytes, peer: Peer, commands: Mapping[str, Command], admins: frozenset[int]
+) -> _Request | bytes:
+    """The request in ``line``, or the error reply to it."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -163,21 +353,42 @@ def handle_line(
             f"{name} changes the daemon: only root may run it (you are uid {peer.uid})",
             rid,
         )
-    args = {k: v for k, v in req.items() if k not in ("cmd", "id")}
+    return _Request(rid, name, command, {k: v for k, v in req.items() if k not in ("cmd", "id")})
+
+
+def _execute(req: _Request, peer: Peer, log: Any) -> tuple[bytes, str | None]:
+    """Run ``req``: the reply, and the result as JSON when it succeeded (for a cache)."""
+    name, args = req.name, req.args
     try:
-        result = command.run(args, peer)
+        result = req.command.run(args, peer)
     except CommandError as exc:
-        return _error(exc.code, str(exc), rid)
+        return _error(exc.code, str(exc), req.rid), None
     except Exception as exc:  # a bug in a command must not take the daemon down
         if log is not None:
             log.error("control.command_crashed", cmd=name, error=f"{type(exc).__name__}: {exc}")
-        return _error("failed", f"{name} failed: {type(exc).__name__}: {exc}", rid)
-    if log is not None and command.mutating:
+        return _error("failed", f"{name} failed: {type(exc).__name__}: {exc}", req.rid), None
+    if log is not None and req.command.mutating:
         log.info("control.command", cmd=name, args=args, uid=peer.uid, pid=peer.pid)
     try:
-        return _reply(True, rid, result=result)
+        text = json.dumps(result, default=str, allow_nan=False, ensure_ascii=False)
     except ValueError as exc:  # NaN in a result, say
-        return _error("failed", f"{name}: result is not JSON: {exc}", rid)
+        return _error("failed", f"{name}: result is not JSON: {exc}", req.rid), None
+    return _result_reply(req.rid, text), text
+
+
+def handle_line(
+    line: bytes,
+    peer: Peer,
+    commands: Mapping[str, Command],
+    *,
+    admins: frozenset[int] = frozenset({0}),
+    log: Any = None,
+) -> bytes:
+    """The reply (one JSON line) to one request line; never raises."""
+    req = _parse(line, peer, commands, admins)
+    if isinstance(req, bytes):
+        return req
+    return _execute(req, peer, log)[0]
 
 
 class ControlServer:
@@ -190,17 +401,14 @@ class ControlServer:
         *,
         group: str | None = None,
         log: Any = None,
-        max_line: int = MAX_LINE,
-        max_clients: int = MAX_CLIENTS,
-        idle_timeout: float = IDLE_TIMEOUT,
+        limits: Limits | None = None,
     ) -> None:
         self.path = Path(path)
         self.commands = commands
         self.group = group
         self.log = log
-        self.max_line = max_line
-        self.max_clients = max_clients
-        self.idle_timeout = idle_timeout
+        self.limits = limits or Limits()
+        #: root and the daemon's own uid: may change the daemon, never short of a slot
         self.admins = frozenset({0, os.geteuid()})
         self._sock: socket.socket | None = None
         self._ino: int | None = None
@@ -208,6 +416,21 @@ class ControlServer:
         self._wake_r, self._wake_w = socket.socketpair()
         self._closed = threading.Event()
         self._conns: dict[int, _Conn] = {}
+        #: fds of connections with complete requests left over from an earlier turn
+        self._ready: set[int] = set()
+        self._users: dict[int, _User] = {}
+        #: uids denied in the socket's ACL now; None once the file system refused an ACL
+        self._acl_banned: frozenset[int] | None = frozenset()
+        self._user_conns = 0
+        self._admin_conns = 0
+        now = time.monotonic()
+        lim = self.limits
+        self._everyone = _Bucket(lim.global_rate, lim.global_burst, lim.global_burst, now)
+        #: (uid, command, arguments) -> (expires, result as JSON)
+        self._cache: dict[tuple[int, str, str], tuple[float, str]] = {}
+        # expiry (of idle connections, of bans) runs this often: each lasts at most this longer
+        self._tick = min(1.0, lim.idle_timeout / 4, lim.admin_idle_timeout / 4, (lim.cooldown or 4.0) / 4)
+        self._next_expiry = now
         self.created_dir: Path | None = None
 
     # -- setup ------------------------------------------------------------------------
@@ -238,7 +461,10 @@ class ControlServer:
         self._ino = os.stat(path).st_ino
         if self.group:
             self._grant_group(path, self.group)
-        sock.listen(self.max_clients)
+        # A large backlog: connect() on a non-blocking AF_UNIX socket fails with EAGAIN when
+        # the backlog is full (it does not wait), so a burst of clients would see errors
+        # rather than our `busy`. The kernel caps it at net.core.somaxconn.
+        sock.listen(socket.SOMAXCONN)
         sock.setblocking(False)
         self._sock = sock
         self._thread = threading.Thread(target=self._serve, name="sol-control", daemon=True)
@@ -297,9 +523,17 @@ class ControlServer:
         sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         try:
             while not self._closed.is_set():
-                # idle connections expire (checked once a second); with none open, sleep
-                # until a client or close() wakes us: an idle daemon's socket costs no wake-ups
-                for key, events in sel.select(timeout=1.0 if self._conns else None):
+                # Connections with requests left over are served again at once; otherwise
+                # sleep until the next expiry check, or, with no connection open, until a
+                # client or close() wakes us: an idle daemon's socket costs no wake-ups.
+                if self._ready:
+                    timeout: float | None = 0.0
+                elif self._conns or self._banned():
+                    timeout = max(0.0, self._next_expiry - time.monotonic())
+                else:
+                    timeout = None
+                served: set[int] = set()
+                for key, events in sel.select(timeout):
                     if key.data == "listen":
                         self._accept(sel)
                     elif key.data == "wake":
@@ -307,9 +541,19 @@ class ControlServer:
                             self._wake_r.recv(64)
                     else:
                         conn = self._conns.get(key.fd)
-                        if conn is not None:
+                        if conn is not None and conn.sock is key.fileobj:
+                            served.add(key.fd)
                             self._service(sel, conn, events)
-                self._expire(sel)
+                for fd in list(self._ready - served):
+                    conn = self._conns.get(fd)
+                    if conn is None:
+                        self._ready.discard(fd)
+                    else:
+                        self._service(sel, conn, 0)
+                # on its own clock: a flood keeps select() returning at once, and idle
+                # connections must expire all the same
+                if time.monotonic() >= self._next_expiry:
+                    self._expire(sel)
         except Exception as exc:  # never silently: the daemon keeps running without it
             if self.log is not None:
                 self.log.error("control.crashed", error=f"{type(exc).__name__}: {exc}")
@@ -320,31 +564,108 @@ class ControlServer:
 
     def _accept(self, sel: selectors.BaseSelector) -> None:
         assert self._sock is not None
-        try:
-            client, _ = self._sock.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                if self.log is not None:
-                    self.log.warning("control.accept_failed", error=str(exc))
-                time.sleep(0.05)  # do not spin on a full descriptor table
+        # several per wake: a burst of connects is drained from the backlog quickly, yet a
+        # storm of them cannot keep the thread from the connections it already has
+        for _ in range(self.limits.accepts_per_turn):
+            try:
+                client, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
                 return
-            raise
+            except OSError as exc:
+                if exc.errno == errno.ECONNABORTED:
+                    continue
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    if self.log is not None:
+                        self.log.warning("control.accept_failed", error=str(exc))
+                    time.sleep(0.05)  # do not spin on a full descriptor table
+                    return
+                raise
+            self._admit(sel, client)
+
+    def _admit(self, sel: selectors.BaseSelector, client: socket.socket) -> None:
         client.setblocking(False)
-        if len(self._conns) >= self.max_clients:
-            with contextlib.suppress(OSError):
-                client.send(_error("busy", f"more than {self.max_clients} clients; try again"))
+        try:
+            creds = client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError:
             client.close()
             return
-        creds = client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         pid, uid, gid = struct.unpack("3i", creds)
-        conn = _Conn(client, Peer(pid, uid, gid))
+        now = time.monotonic()
+        admin = uid in self.admins
+        why = self._admin_refusal() if admin else self._user_refusal(sel, uid, now)
+        if why is not None:
+            # the reply goes out without reading the request: `request()` still gets it
+            with contextlib.suppress(OSError):
+                client.send(_error("busy", why))
+            client.close()
+            return
+        conn = _Conn(client, Peer(pid, uid, gid), admin, now)
+        if admin:
+            self._admin_conns += 1
+        else:
+            self._users[uid].conns += 1
+            self._user_conns += 1
         self._conns[client.fileno()] = conn
         sel.register(client, selectors.EVENT_READ, "conn")
 
+    def _admin_refusal(self) -> str | None:
+        if self._admin_conns >= self.limits.max_admin_clients:
+            return f"all {self.limits.max_admin_clients} connections for root are in use; try again"
+        return None
+
+    def _user_refusal(self, sel: selectors.BaseSelector, uid: int, now: float) -> str | None:
+        """Why a new connection of user ``uid`` cannot be served now, or None.
+
+        Every attempt takes a token of the uid's bucket, refused or not: a user connecting in
+        a loop (each attempt costs this thread an accept) runs out, and is cut off like a
+        user who floods requests.
+        """
+        lim = self.limits
+        user = self._users.get(uid)
+        if user is None:
+            user = self._users[uid] = _User(_Bucket(lim.rate, lim.burst, lim.burst, now))
+        if user.banned_until > now:
+            return self._ban_message(uid, user, now)
+        if not user.bucket.take(now):
+            return self._strike(sel, uid, now) or self._rate_message(uid)
+        if user.conns >= lim.max_clients_per_uid:
+            return (
+                f"per user limit: uid {uid} has {user.conns} connections open, the most one user "
+                "may have; close one or try again"
+            )
+        if self._user_conns >= lim.max_clients:
+            return (
+                f"total limit: all {lim.max_clients} connections for users other than root are "
+                "in use; try again"
+            )
+        user.strikes = 0
+        return None
+
+    def _rate_message(self, uid: int) -> str:
+        lim = self.limits
+        return (
+            f"rate limited: uid {uid} may make {lim.rate:g} requests or connections a second "
+            f"({lim.burst} at once); after {lim.max_refusals} refusals in a row it is cut off "
+            f"for {lim.cooldown:g} s"
+        )
+
+    def _ban_message(self, uid: int, user: _User, now: float) -> str:
+        return (
+            f"rate limited: uid {uid} was cut off for flooding the control socket; "
+            f"try again in {max(0.0, user.banned_until - now):.0f} s"
+        )
+
+    def _strike(self, sel: selectors.BaseSelector, uid: int, now: float) -> str | None:
+        """Count a refusal of ``uid``; at ``max_refusals`` in a row, cut it off (and say so)."""
+        user = self._users[uid]
+        user.strikes += 1
+        if user.strikes < self.limits.max_refusals:
+            return None
+        self._ban(sel, uid, now)
+        return self._ban_message(uid, user, now)
+
     def _service(self, sel: selectors.BaseSelector, conn: _Conn, events: int) -> None:
-        if events & selectors.EVENT_READ and not conn.closing:
+        if events & selectors.EVENT_READ and not conn.closing and not conn.pending:
             try:
                 data = conn.sock.recv(65536)
             except (BlockingIOError, InterruptedError):
@@ -354,13 +675,15 @@ class ControlServer:
                 return
             if data == b"":
                 if conn.inbuf.strip():  # a last request without its newline
-                    self._answer(conn, bytes(conn.inbuf))
+                    self._answer(sel, conn, bytes(conn.inbuf))
                 conn.inbuf.clear()
                 conn.closing = True
             elif data:
-                conn.last = time.monotonic()
                 conn.inbuf += data
-                self._process(conn)
+        if not conn.closing and not conn.dropped:
+            self._process(sel, conn)
+        if conn.dropped:
+            return
         if conn.outbuf:
             try:
                 sent = conn.sock.send(conn.outbuf)
@@ -375,45 +698,170 @@ class ControlServer:
         if len(conn.outbuf) > MAX_PENDING or (conn.closing and not conn.outbuf):
             self._drop(sel, conn)
             return
+        fd = conn.sock.fileno()
+        if conn.pending:
+            self._ready.add(fd)
+        else:
+            self._ready.discard(fd)
         want = selectors.EVENT_WRITE if conn.outbuf else 0
-        if not conn.closing:
+        if not conn.closing and not conn.pending:
             want |= selectors.EVENT_READ
-        sel.modify(conn.sock, want or selectors.EVENT_WRITE, "conn")
+        # with requests pending and nothing to send there is nothing to wait for (the
+        # connection is in _ready); watching for writability costs no more than anything
+        want = want or selectors.EVENT_WRITE
+        if want != conn.mask:
+            sel.modify(conn.sock, want, "conn")
+            conn.mask = want
 
-    def _process(self, conn: _Conn) -> None:
-        while True:
+    def _process(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
+        """Answer this turn's share of the complete requests in ``conn.inbuf``."""
+        share = self.limits.lines_per_turn
+        while share > 0 and not conn.closing and not conn.dropped:
             nl = conn.inbuf.find(b"\n")
             if nl < 0:
-                if len(conn.inbuf) > self.max_line:
-                    conn.outbuf += _error(
-                        "too-long", f"request longer than {self.max_line} bytes; connection closed"
-                    )
-                    conn.inbuf.clear()
-                    conn.closing = True
-                return
+                if len(conn.inbuf) > self.limits.max_line:
+                    self._too_long(conn)
+                break
+            share -= 1
             line = bytes(conn.inbuf[:nl])
             del conn.inbuf[: nl + 1]
-            if len(line) > self.max_line:
-                conn.outbuf += _error(
-                    "too-long", f"request longer than {self.max_line} bytes; connection closed"
-                )
-                conn.inbuf.clear()
-                conn.closing = True
-                return
+            if len(line) > self.limits.max_line:
+                self._too_long(conn)
+                break
             if line.strip():
-                self._answer(conn, line)
+                conn.last = time.monotonic()
+                self._answer(sel, conn, line)
+        conn.pending = not conn.closing and not conn.dropped and b"\n" in conn.inbuf
 
-    def _answer(self, conn: _Conn, line: bytes) -> None:
-        conn.outbuf += handle_line(line, conn.peer, self.commands, admins=self.admins, log=self.log)
+    def _too_long(self, conn: _Conn) -> None:
+        conn.outbuf += _error(
+            "too-long", f"request longer than {self.limits.max_line} bytes; connection closed"
+        )
+        conn.inbuf.clear()
+        conn.closing = True
 
-    def _expire(self, sel: selectors.BaseSelector) -> None:
-        limit = time.monotonic() - self.idle_timeout
+    def _answer(self, sel: selectors.BaseSelector, conn: _Conn, line: bytes) -> None:
+        if conn.admin:
+            conn.outbuf += handle_line(line, conn.peer, self.commands, admins=self.admins, log=self.log)
+            return
+        lim, uid, now = self.limits, conn.peer.uid, time.monotonic()
+        user = self._users[uid]
+        # the limits come before the request is even parsed: a refusal costs next to nothing
+        if not user.bucket.take(now):
+            conn.outbuf += _error("busy", self._strike(sel, uid, now) or self._rate_message(uid))
+            return
+        if not self._everyone.take(now):
+            user.bucket.tokens += 1.0  # not this user's doing: the request costs it nothing
+            conn.outbuf += _error(
+                "busy",
+                f"rate limited: users other than root together may make {lim.global_rate:g} "
+                "requests a second; try again",
+            )
+            return
+        user.strikes = 0
+        req = _parse(line, conn.peer, self.commands, self.admins)
+        if isinstance(req, bytes):
+            conn.outbuf += req
+            return
+        if req.command.mutating or lim.cache_ttl <= 0:  # a user's mutating one was refused above
+            conn.outbuf += _execute(req, conn.peer, self.log)[0]
+            return
+        key = (uid, req.name, json.dumps(req.args, sort_keys=True, default=str))
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            conn.outbuf += _result_reply(req.rid, hit[1])
+            return
+        reply, result = _execute(req, conn.peer, self.log)
+        if result is not None:
+            self._cache[key] = (now + lim.cache_ttl, result)
+        conn.outbuf += reply
+
+    def _ban(self, sel: selectors.BaseSelector, uid: int, now: float) -> None:
+        """Close every connection of a uid that kept on flooding, and keep it out a while."""
+        lim = self.limits
+        user = self._users[uid]
+        user.banned_until = now + lim.cooldown
+        user.strikes = 0
+        if self.log is not None:
+            self.log.warning("control.flood_cut_off", uid=uid, cooldown_s=lim.cooldown)
+        # the kernel first: a client that sees its connection close may reconnect at once
+        self._sync_acl(now)
+        why = _error("busy", self._ban_message(uid, user, now))
         for conn in list(self._conns.values()):
-            if conn.last < limit:
+            if not conn.admin and conn.peer.uid == uid:
+                with contextlib.suppress(OSError):  # one try: it is not worth waiting for
+                    conn.sock.send(bytes(conn.outbuf) + why)
                 self._drop(sel, conn)
 
+    def _banned(self) -> bool:
+        return any(u.banned_until for u in self._users.values())
+
+    def _sync_acl(self, now: float) -> None:
+        """Deny the banned uids in the socket's ACL, so that their connects fail in the kernel.
+
+        Refusing a connection here costs an accept and a close however cheap the reply: a
+        user connecting in a loop would keep this thread (and the daemon's CPU quota) busy.
+        Where the file system has no ACLs (or the file is no longer ours) the ban is kept
+        here alone, and said once.
+        """
+        if not self.limits.kernel_ban or self._acl_banned is None:
+            return
+        banned = frozenset(uid for uid, u in self._users.items() if u.banned_until > now)
+        if banned == self._acl_banned:
+            return
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+            if st.st_ino != self._ino:
+                raise OSError(errno.ESTALE, "the socket file was replaced")
+            if banned:
+                acl = _acl_denying(stat.S_IMODE(st.st_mode), sorted(banned))
+                os.setxattr(self.path, _ACL_XATTR, acl, follow_symlinks=False)
+            else:
+                os.removexattr(self.path, _ACL_XATTR, follow_symlinks=False)
+        except OSError as exc:
+            self._acl_banned = None
+            if self.log is not None:
+                self.log.warning(
+                    "control.kernel_ban_unavailable",
+                    socket=str(self.path),
+                    error=exc.strerror or str(exc),
+                    effect="cut-off users are refused by the daemon, one accept at a time",
+                )
+            return
+        self._acl_banned = banned
+
+    def _expire(self, sel: selectors.BaseSelector) -> None:
+        now = time.monotonic()
+        lim = self.limits
+        for conn in list(self._conns.values()):
+            if now - conn.last > (lim.admin_idle_timeout if conn.admin else lim.idle_timeout):
+                self._drop(sel, conn)
+        for uid, user in list(self._users.items()):
+            if user.banned_until and user.banned_until <= now:
+                user.banned_until = 0.0
+            if not user.conns and not user.banned_until and user.bucket.full(now):
+                del self._users[uid]  # nothing to remember: it would start out the same
+        self._sync_acl(now)
+        for key, (expires, _) in list(self._cache.items()):
+            if expires <= now:
+                del self._cache[key]
+        self._next_expiry = now + self._tick
+
     def _drop(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
-        self._conns.pop(conn.sock.fileno(), None)
+        if conn.dropped:
+            return
+        conn.dropped = True
+        fd = conn.sock.fileno()
+        if self._conns.get(fd) is conn:
+            del self._conns[fd]
+        self._ready.discard(fd)
+        if conn.admin:
+            self._admin_conns -= 1
+        else:
+            self._user_conns -= 1
+            user = self._users.get(conn.peer.uid)
+            if user is not None:
+                user.conns -= 1
         with contextlib.suppress(KeyError, ValueError):
             sel.unregister(conn.sock)
         conn.sock.close()
@@ -445,23 +893,44 @@ class ControlServer:
         self._wake_w.close()
 
 
-def request(path: Path, payload: Mapping[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
-    """Send one request to the daemon at ``path`` and return its reply (a client helper)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
+def _connect(path: Path, timeout: float) -> socket.socket:
+    """A socket connected to ``path``; waits out a full listen backlog up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
         try:
             sock.connect(str(path))
-        except FileNotFoundError:
-            raise ControlError(f"no control socket at {path}: is the daemon running?") from None
-        except ConnectionRefusedError:
-            raise ControlError(f"nothing answers on {path}: the daemon is not running") from None
-        except PermissionError:
-            raise ControlError(
-                f"permission denied on {path}: run as root (or as a member of [daemon] control_group)"
-            ) from None
-        except OSError as exc:
-            raise ControlError(f"cannot connect to {path}: {exc.strerror or exc}") from None
+            return sock
+        except BlockingIOError:
+            # With a timeout the socket is non-blocking underneath, and a full AF_UNIX
+            # backlog then says EAGAIN rather than waiting: try again shortly.
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def request(path: Path, payload: Mapping[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
+    """Send one request to the daemon at ``path`` and return its reply (a client helper)."""
+    try:
+        sock = _connect(path, timeout)
+    except FileNotFoundError:
+        raise ControlError(f"no control socket at {path}: is the daemon running?") from None
+    except ConnectionRefusedError:
+        raise ControlError(f"nothing answers on {path}: the daemon is not running") from None
+    except PermissionError:
+        raise ControlError(
+            f"permission denied on {path}: run as root (or as a member of [daemon] control_group)"
+        ) from None
+    except BlockingIOError:
+        raise ControlError(f"the daemon on {path} accepted no connection within {timeout:g}s") from None
+    except OSError as exc:
+        raise ControlError(f"cannot connect to {path}: {exc.strerror or exc}") from None
+    try:
         # The daemon may answer without reading (``busy``) and close at once: its reply is
         # then still in our receive buffer.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
