@@ -5,6 +5,7 @@
     sol ctl          pause/resume an agent, dry-run on/off, reload, health (control socket)
     sol sim          accelerated simulation of a node (virtual time), summary table at the end
     sol agents       the agents this install knows
+    sol new-agent    a new agent as an installable plugin package (agent, entry point, test)
     sol check-config validate a config file
     sol restore      roll back every open undo record (systemd ExecStopPost=)
     sol install      put the systemd unit, tmpfiles snippet and an example config in place
@@ -41,6 +42,16 @@ def _duration(text: str) -> float:
     try:
         return parse_duration(text)
     except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _agent_name(text: str) -> str:
+    from sol.registry import BUILTIN_AGENTS
+    from sol.scaffold import ScaffoldError, check_name
+
+    try:
+        return check_name(text, taken=BUILTIN_AGENTS)
+    except ScaffoldError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -148,6 +159,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     agents = sub.add_parser("agents", help="list the agents this install knows")
     with_config(agents)
+
+    new = sub.add_parser("new-agent", help="write a new agent as an installable plugin package")
+    new.add_argument("name", type=_agent_name, metavar="NAME", help="the agent's name (snake_case)")
+    new.add_argument(
+        "--dir", type=Path, default=Path("."), metavar="DIR", help="where to write sol-agent-NAME (default .)"
+    )
 
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file", type=Path, nargs="?", help="the file (default: as `sol run` would pick)")
@@ -265,6 +282,9 @@ def _dispatch(args: argparse.Namespace, registry: Registry, out: TextIO, err: Te
 
     if cmd == "agents":
         return _agents(registry, out)
+
+    if cmd == "new-agent":
+        return _new_agent(args, out)
 
     if cmd == "data":
         from sol.sim.datasets import data_command
@@ -663,6 +683,17 @@ def _agents(registry: Registry, out: TextIO) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3], file=out)
     for problem in registry.problems:
         print(f"problem: {problem}", file=out)
+    return EXIT_OK
+
+
+def _new_agent(args: argparse.Namespace, out: TextIO) -> int:
+    from sol.registry import BUILTIN_AGENTS
+    from sol.scaffold import Names, new_agent
+
+    target = new_agent(args.name, args.dir, taken=BUILTIN_AGENTS)
+    n = Names.of(args.name)
+    print(f"wrote {target}: agent {n.name!r} ({n.package}.agent:{n.cls}), its test and a README", file=out)
+    print(f"next: cd {target} && pip install -e '.[test]' && pytest", file=out)
     return EXIT_OK
 
 
