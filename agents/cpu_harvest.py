@@ -500,13 +500,10 @@ class CpuHarvestAgent(Agent):
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
         self.p: Params = ctx.config
-        if ctx.sensors.cpu is None or ctx.actuators.cpu is None:
-            raise RuntimeError(
-                "cpu_harvest needs a node with a cpu facility (sensors and actuators); on Linux the "
-                "harvest actuator needs the cpu, cpuacct and cpuset cgroup controllers"
-            )
-        self.cpu = ctx.sensors.cpu
-        self.harvest = ctx.actuators.cpu
+        # a node without them is not one this agent applies to (FacilityMissing); on Linux the
+        # harvest actuator needs the cpu, cpuacct and cpuset cgroup controllers
+        self.cpu = ctx.sensors.require("cpu")
+        self.harvest = ctx.actuators.require("cpu")
         self.total = int(self.cpu.total_cores())
         if self.total < 1:
             raise RuntimeError(f"the cpu facility reports {self.total} cores")
@@ -867,8 +864,8 @@ class StaticBufferHarvest(Agent):
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
         self.p: StaticParams = ctx.config
-        self.cpu = ctx.sensors.cpu
-        self.harvest = ctx.actuators.cpu
+        self.cpu = ctx.sensors.require("cpu")
+        self.harvest = ctx.actuators.require("cpu")
         self.total = int(self.cpu.total_cores())
         self._prev: tuple[float, float, float] | None = None
         self.need: float | None = None

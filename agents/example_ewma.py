@@ -67,10 +67,8 @@ class ExampleEwmaAgent(Agent):
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
         self.p: Params = ctx.config
-        if ctx.sensors.cpu is None or ctx.actuators.cpu is None:
-            raise RuntimeError("example_ewma needs a node with a cpu facility")
-        self.cpu = ctx.sensors.cpu
-        self.harvest = ctx.actuators.cpu
+        self.cpu = ctx.sensors.require("cpu")  # FacilityMissing on a node without one
+        self.harvest = ctx.actuators.require("cpu")
         self.total = self.cpu.total_cores()
         self.model = EWMA(alpha=self.p.alpha)
         self.under = UnderPredictionRate(window=30, max_rate=self.p.max_under_rate, min_count=10)

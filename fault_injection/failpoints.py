@@ -27,13 +27,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from sol.actuators.base import WriteError
 from sol.actuators.restorers import RestoreMismatch, Restorer
+from sol.backend import BackendBase
+from sol.facilities import FACILITY_NAMES
 from sol.fault_injection.environment import lower_gpu_budget, memory_pressure, scale_load
 from sol.fault_injection.faults import Fault, Timeline
 from sol.safety.journal import JournalError, UndoJournal
@@ -402,7 +403,7 @@ def _write_error(target: str, errno_name: str, text: str) -> WriteError:
     )
 
 
-class FaultBackend:
+class FaultBackend(BackendBase):
     """The simulated node as the agent sees it under one fault; what the executor runs on.
 
     ``safeguards=True`` makes writes go through the simulated twin of the Linux write
@@ -419,8 +420,10 @@ class FaultBackend:
         safeguards: bool,
         journal: UndoJournal | None,
     ) -> None:
+        super().__init__()
         self.inner = inner
         self.name = inner.name
+        self.features = list(getattr(inner, "features", []))
         self.injector = injector
         self.owner = owner
         self.safeguards = safeguards
@@ -434,17 +437,9 @@ class FaultBackend:
         if injector is not None:
             injector._node_now = lambda: float(getattr(inner, "now", lambda: 0.0)())
         sensors, actuators = inner.sensors, inner.actuators
-        self.sensors = SimpleNamespace(
-            **{
-                f: (
-                    SensorProxy(getattr(sensors, f), f, self)
-                    if getattr(sensors, f, None) is not None
-                    else None
-                )
-                for f in ("cpu", "memory", "gpu", "faas")
-            }
-        )
-        self.actuators = SimpleNamespace(cpu=None, memory=None, gpu=None, faas=None)
+        for f in FACILITY_NAMES:
+            if getattr(sensors, f, None) is not None:
+                setattr(self.sensors, f, SensorProxy(getattr(sensors, f), f, self))
         if actuators.cpu is not None:
             self.actuators.cpu = CpuActuatorGate(actuators.cpu, self)
         if actuators.gpu is not None:

@@ -309,8 +309,7 @@ class Daemon:
                     config, clock_start=time.monotonic(), journal=journal, clock=MonotonicClock()
                 )
             self.metrics.journal_source = lambda: len(journal)
-            counts = getattr(backend, "actuation_counts", None)
-            self.metrics.actuation_source = counts if callable(counts) else _count_writers(backend)
+            self.metrics.actuation_source = backend.actuation_counts
             self._daemon_metrics()
             self.executor = executor = LiveExecutor(
                 prepared.specs,
@@ -819,45 +818,6 @@ class Daemon:
             "open_undo_records": len(self.journal),
             "note": "paused agents stay paused: `sol resume AGENT` starts one again",
         }
-
-
-#: HostWriter counter attribute -> the ``outcome`` label of ``sol_actuation_writes_total``
-_WRITER_COUNTERS = (
-    ("written", "writes"),
-    ("failed", "failures"),
-    ("rejected", "rejected"),
-    ("dry_run", "dry_runs"),
-    ("unchanged", "unchanged"),
-)
-
-
-def _count_writers(backend: Any) -> Callable[[], dict[str, dict[str, int]]] | None:
-    """Actuation counts of a backend that binds a HostWriter per agent (``ns.writer``).
-
-    Wraps its ``actuators_for`` to keep every writer it hands out, replaced ones included, so
-    the per-agent sums never go backwards when an agent restarts.
-    """
-    bind: Callable[..., Any] | None = getattr(backend, "actuators_for", None)
-    if bind is None:
-        return None
-    writers: dict[str, list[Any]] = {}
-
-    def actuators_for(owner: str, *, dry_run: bool) -> Any:
-        ns = bind(owner, dry_run=dry_run)
-        writer = getattr(ns, "writer", None)
-        if writer is not None:
-            writers.setdefault(owner, []).append(writer)
-        return ns
-
-    backend.actuators_for = actuators_for
-
-    def counts() -> dict[str, dict[str, int]]:
-        return {
-            owner: {label: sum(int(getattr(w, attr, 0)) for w in ws) for label, attr in _WRITER_COUNTERS}
-            for owner, ws in list(writers.items())
-        }
-
-    return counts
 
 
 def _no_args(fn: Callable[[], Any]) -> Callable[[Mapping[str, Any], Peer], Any]:

@@ -32,9 +32,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, overload, runtime_checkable
 
 __all__ = [
+    "FACILITIES",
+    "FACILITY_NAMES",
+    "Actuators",
     "CacheObject",
     "CpuActuators",
     "CpuPressure",
@@ -44,6 +47,8 @@ __all__ = [
     "DamonSnapshot",
     "FaasActuators",
     "FaasSensors",
+    "Facility",
+    "FacilityMissing",
     "GpuActuators",
     "GpuSensors",
     "GpuUtilization",
@@ -55,6 +60,8 @@ __all__ = [
     "Prewarm",
     "Residency",
     "RunQueueDelay",
+    "Sensors",
+    "facility",
 ]
 
 #: The CPU groups every CPU facility knows: the latency-sensitive primaries and the batch
@@ -371,3 +378,126 @@ class FaasActuators(Protocol):
     def evict(self, name: str) -> int:
         """Drop the object from memory (``POSIX_FADV_DONTNEED``); returns bytes dropped."""
         ...
+
+
+# ---------------------------------------------------------------------------------------
+# The facilities, registered once; the typed views agents get
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Facility:
+    """One node facility: its name (the attribute in ``ctx.sensors`` / ``ctx.actuators``) and
+    the interfaces its sensors and actuators implement on every backend."""
+
+    name: str
+    sensors: type
+    actuators: type
+    summary: str
+
+
+#: Every facility, in presentation order: the one list backends, the runtime and docs use.
+FACILITIES: tuple[Facility, ...] = (
+    Facility("cpu", CpuSensors, CpuActuators, "CPU usage, pressure and run-queue delay; harvest cores"),
+    Facility("memory", MemorySensors, MemoryActuators, "DAMON regions, NUMA nodes; page migration"),
+    Facility("gpu", GpuSensors, GpuActuators, "NVML power, limits, temperature; power limits"),
+    Facility("faas", FaasSensors, FaasActuators, "function cache objects and invocations; prewarm"),
+)
+FACILITY_NAMES: tuple[str, ...] = tuple(f.name for f in FACILITIES)
+FacilityName = Literal["cpu", "memory", "gpu", "faas"]
+
+
+def facility(name: str) -> Facility:
+    """The facility called ``name``; an unknown name is a ``LookupError`` listing the known.
+
+    >>> facility("gpu").sensors.__name__
+    'GpuSensors'
+    """
+    for f in FACILITIES:
+        if f.name == name:
+            return f
+    raise LookupError(f"unknown facility {name!r}; known: {', '.join(FACILITY_NAMES)}")
+
+
+class FacilityMissing(LookupError):
+    """An agent needs a facility this node does not have: the agent does not apply here.
+
+    Raised by :meth:`Sensors.require` / :meth:`Actuators.require` (typically in ``setup``); the
+    runtime reports the agent as not applicable rather than failed.
+    """
+
+    def __init__(self, name: str, side: str, why: str = "") -> None:
+        self.facility = name
+        detail = f" ({why})" if why else ""
+        super().__init__(f"this node has no {name} {side}{detail}")
+
+
+@dataclass(slots=True)
+class Sensors:
+    """``ctx.sensors``: one attribute per facility, ``None`` where the node lacks it.
+
+    ``require`` gives the facility typed and non-optional, or raises :class:`FacilityMissing`:
+
+    >>> s = Sensors()
+    >>> s.available()
+    ()
+    >>> s.require("cpu")
+    Traceback (most recent call last):
+    ...
+    sol.facilities.FacilityMissing: this node has no cpu sensors
+    """
+
+    cpu: CpuSensors | None = None
+    memory: MemorySensors | None = None
+    gpu: GpuSensors | None = None
+    faas: FaasSensors | None = None
+
+    def available(self) -> tuple[str, ...]:
+        return tuple(n for n in FACILITY_NAMES if getattr(self, n) is not None)
+
+    @overload
+    def require(self, name: Literal["cpu"]) -> CpuSensors: ...
+    @overload
+    def require(self, name: Literal["memory"]) -> MemorySensors: ...
+    @overload
+    def require(self, name: Literal["gpu"]) -> GpuSensors: ...
+    @overload
+    def require(self, name: Literal["faas"]) -> FaasSensors: ...
+    def require(self, name: str) -> object:
+        value = getattr(self, facility(name).name)
+        if value is None:
+            raise FacilityMissing(name, "sensors")
+        return value
+
+
+@dataclass(slots=True)
+class Actuators:
+    """``ctx.actuators``: one attribute per facility, ``None`` where the node lacks it (or the
+    agent may not write it). On Linux also ``cgroups`` (logical cgroup resources), ``tc``
+    (HTB classes) and ``writer`` (the agent's gated host writer), for agents beyond the four
+    facilities; ``None`` on the simulator."""
+
+    cpu: CpuActuators | None = None
+    memory: MemoryActuators | None = None
+    gpu: GpuActuators | None = None
+    faas: FaasActuators | None = None
+    cgroups: Any = None
+    tc: Any = None
+    writer: Any = None
+
+    def available(self) -> tuple[str, ...]:
+        return tuple(n for n in FACILITY_NAMES if getattr(self, n) is not None)
+
+    @overload
+    def require(self, name: Literal["cpu"]) -> CpuActuators: ...
+    @overload
+    def require(self, name: Literal["memory"]) -> MemoryActuators: ...
+    @overload
+    def require(self, name: Literal["gpu"]) -> GpuActuators: ...
+    @overload
+    def require(self, name: Literal["faas"]) -> FaasActuators: ...
+    def require(self, name: str) -> object:
+        value = getattr(self, facility(name).name)
+        if value is None:
+            raise FacilityMissing(name, "actuators")
+        return value

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
+from sol.facilities import Actuators, Sensors
+
 if TYPE_CHECKING:
     from sol.metrics import AgentMetrics
 
@@ -406,8 +408,11 @@ class Context:
 
     clock: Clock
     log: Any
-    sensors: Any
-    actuators: Any
+    #: the node's sensors, one attribute per facility (``None`` where it lacks one);
+    #: ``sensors.require("cpu")`` gives a facility typed, or raises ``FacilityMissing``
+    sensors: Sensors
+    #: this agent's actuators, bound to its name (undo records) and dry-run flag
+    actuators: Actuators
     #: the agent's typed parameters: an instance of its ``Params`` dataclass
     config: Any = field(default_factory=NoParams)
     state_dir: Path = field(default_factory=lambda: Path("."))

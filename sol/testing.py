@@ -35,10 +35,12 @@ from sol.sdk import Agent, Prediction, Schedule
 
 __all__ = [
     "AgentCheckFailed",
+    "BackendCheckFailed",
     "Check",
     "NotifySink",
     "SimulationResult",
     "check_agent",
+    "check_backend",
     "default_backend",
     "simulate",
 ]
@@ -148,6 +150,91 @@ class Check:
 
 
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class BackendCheckFailed(AssertionError):
+    pass
+
+
+def check_backend(backend: Backend) -> list[str]:
+    """Check ``backend`` against the backend contract (:class:`sol.backend.Backend`); return
+    the facilities it offers, raise :class:`BackendCheckFailed` naming every problem.
+
+    What it checks: every method and attribute of the contract is there (no capability left to
+    ``getattr``); ``sensors`` and ``actuators_for(...)`` are the typed views; each facility is
+    ``None`` or implements its interface from ``sol.facilities``, sensors and actuators alike;
+    a facility's actuators never come without its sensors; every absent facility has a
+    ``features`` entry saying why (on a backend that reports features); and ``restored`` and
+    ``revoke``/``unrevoke`` accept an owner. Third-party backends run it in their own tests,
+    as agents run :func:`check_agent`.
+
+    >>> from sol.backend import NullBackend
+    >>> check_backend(NullBackend())
+    []
+    """
+    from sol.backend import Backend as BackendProtocol
+    from sol.facilities import FACILITIES, Actuators, Sensors
+
+    problems: list[str] = []
+    if not isinstance(backend, BackendProtocol):
+        missing = [
+            n
+            for n in (
+                "name",
+                "sensors",
+                "actuators",
+                "features",
+                "revocable",
+                "actuators_for",
+                "revoke",
+                "unrevoke",
+                "restored",
+                "advance",
+                "ground_truth",
+                "actuation_counts",
+                "close",
+            )
+            if not hasattr(backend, n)
+        ]
+        raise BackendCheckFailed(
+            f"{type(backend).__name__} lacks {', '.join(missing)} of sol.backend.Backend"
+        )
+    if not isinstance(backend.sensors, Sensors):
+        problems.append(f"sensors is a {type(backend.sensors).__name__}, not sol.facilities.Sensors")
+    bound = backend.actuators_for("check_backend", dry_run=True)
+    for name, acts in (("actuators", backend.actuators), ("actuators_for()", bound)):
+        if not isinstance(acts, Actuators):
+            problems.append(f"{name} is a {type(acts).__name__}, not sol.facilities.Actuators")
+    if problems:
+        raise BackendCheckFailed("; ".join(problems))
+    offered: list[str] = []
+    for f in FACILITIES:
+        sensors, actuators = getattr(backend.sensors, f.name), getattr(bound, f.name)
+        if sensors is not None:
+            offered.append(f.name)
+            if not isinstance(sensors, f.sensors):
+                problems.append(f"{f.name} sensors do not implement {f.sensors.__name__}")
+        if actuators is not None:
+            if sensors is None:
+                problems.append(f"{f.name} actuators without {f.name} sensors")
+            if not isinstance(actuators, f.actuators):
+                problems.append(f"{f.name} actuators do not implement {f.actuators.__name__}")
+        elif (
+            sensors is not None
+            and backend.features
+            and not any(ft.name.startswith(f.name) for ft in backend.features)
+        ):
+            problems.append(f"{f.name} has sensors but no actuators, and no feature says why")
+        if sensors is None and backend.features and not any(ft.name == f.name for ft in backend.features):
+            problems.append(f"{f.name} is absent and no feature says why")
+    if not isinstance(backend.ground_truth(), Mapping):
+        problems.append("ground_truth() is not a mapping")
+    if not isinstance(backend.actuation_counts(), Mapping):
+        problems.append("actuation_counts() is not a mapping")
+    backend.restored("check_backend")
+    if problems:
+        raise BackendCheckFailed(f"{type(backend).__name__}: " + "; ".join(problems))
+    return offered
 
 
 def check_agent(

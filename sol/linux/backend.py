@@ -17,12 +17,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import structlog
 
+from sol.backend import BackendBase
 from sol.config import Config, LinuxConfig
+from sol.facilities import FACILITY_NAMES, Actuators
 from sol.linux.cgroupfs import CgroupLayout
 from sol.linux.cpu import CgroupWriter, CpuHost, CpuSettings, LinuxCpuActuators, LinuxCpuSensors
 from sol.linux.errors import Feature, SensorError, Unsupported
@@ -31,9 +32,16 @@ from sol.linux.taskstats import TaskstatsReader, delayacct_enabled
 from sol.safety.journal import UndoJournal
 from sol.sdk import Clock
 
-__all__ = ["FACILITIES", "LinuxBackend", "OwnerWriter"]
+__all__ = ["LinuxBackend", "OwnerWriter"]
 
-FACILITIES = ("cpu", "memory", "gpu", "faas")
+#: HostWriter counter attribute -> the ``outcome`` label of ``sol_actuation_writes_total``
+_WRITER_COUNTERS = (
+    ("written", "writes"),
+    ("failed", "failures"),
+    ("rejected", "rejected"),
+    ("dry_run", "dry_runs"),
+    ("unchanged", "unchanged"),
+)
 #: How long ``revoke`` waits for a write already in a kernel call to finish.
 REVOKE_WAIT_S = 5.0
 
@@ -47,7 +55,7 @@ class _MonotonicClock:
             time.sleep(seconds)
 
 
-class LinuxBackend:
+class LinuxBackend(BackendBase):
     """The real host. Build it with :meth:`from_config` (the daemon) or the constructor (tests).
 
     ``nvml`` is the NVML module to use (default: ``pynvml`` if importable); tests pass a fake
@@ -55,6 +63,7 @@ class LinuxBackend:
     """
 
     name = "linux"
+    revocable = True
 
     def __init__(
         self,
@@ -64,8 +73,9 @@ class LinuxBackend:
         clock: Clock | None = None,
         log: Any = None,
         nvml: Any = None,
-        facilities: tuple[str, ...] = FACILITIES,
+        facilities: tuple[str, ...] = FACILITY_NAMES,
     ) -> None:
+        super().__init__()
         self.linux = linux if linux is not None else LinuxConfig()
         self.journal = journal
         self.clock: Clock = clock if clock is not None else _MonotonicClock()
@@ -73,12 +83,12 @@ class LinuxBackend:
         self._gates: dict[str, Gate] = {}
         self._gates_lock = threading.Lock()
         self._closers: list[tuple[str, Callable[[], None]]] = []
-        self.features: list[Feature] = []
         self._owner_bound: dict[str, Callable[[OwnerWriter, CgroupWriter | None], Any]] = {}
         self.layout: CgroupLayout | None = None
         self.taskstats: TaskstatsReader | None = None
         self._cpu_host: CpuHost | None = None
-        self.sensors = SimpleNamespace(cpu=None, memory=None, gpu=None, faas=None)
+        #: every writer handed out per owner (restarts included): the actuation counts' source
+        self._writers: dict[str, list[OwnerWriter]] = {}
         self._nvml_module = nvml
         self._facility_objects: dict[str, Any] = {}
         builders: Mapping[str, Callable[[], Any]] = {
@@ -89,7 +99,7 @@ class LinuxBackend:
         }
         self._detect_cgroups()
         self._probe_tc()
-        for name in FACILITIES:
+        for name in FACILITY_NAMES:
             if name not in facilities:
                 self._unavailable(name, "disabled by the caller")
                 continue
@@ -101,7 +111,7 @@ class LinuxBackend:
                 self._unavailable(name, f"{type(exc).__name__}: {exc}")
         self.log.info(
             "linux.backend_ready",
-            facilities={n: getattr(self.sensors, n) is not None for n in FACILITIES},
+            facilities={n: getattr(self.sensors, n) is not None for n in FACILITY_NAMES},
             cgroup=self.layout.describe() if self.layout else None,
         )
         # A namespace for code that ignores actuators_for: dry-run only, it can change nothing.
@@ -117,21 +127,22 @@ class LinuxBackend:
         return cls(config.linux, journal=journal, clock=clock)
 
     # -- facilities --------------------------------------------------------------------
-    def _feature(self, name: str, supported: bool, detail: str) -> None:
+    def report_feature(self, name: str, supported: bool, detail: str) -> None:
+        """Record what a facility builder found (``sol agents``, the log, ``features``)."""
         self.features.append(Feature(name, supported, detail))
         self.log.info("linux.feature", feature=name, supported=supported, detail=detail)
 
     def _unavailable(self, facility: str, reason: str) -> None:
         setattr(self.sensors, facility, None)
-        self._feature(facility, False, reason)
+        self.report_feature(facility, False, reason)
 
     def _detect_cgroups(self) -> None:
         try:
             self.layout = CgroupLayout.detect(self.linux.cgroup_root)
         except Unsupported as exc:
-            self._feature("cgroup", False, exc.reason)
+            self.report_feature("cgroup", False, exc.reason)
             return
-        self._feature("cgroup", True, self.layout.describe())
+        self.report_feature("cgroup", True, self.layout.describe())
 
     def _build_cpu(self) -> None:
         if self.layout is None:
@@ -141,7 +152,7 @@ class LinuxBackend:
             self.taskstats = TaskstatsReader()
             self._closers.append(("taskstats", self.taskstats.close))
             acct = delayacct_enabled(lc.proc_root)
-            self._feature("taskstats", True, f"run-queue delay from taskstats (task_delayacct={acct})")
+            self.report_feature("taskstats", True, f"run-queue delay from taskstats (task_delayacct={acct})")
         settings = CpuSettings(
             harvest_cgroup=lc.harvest_cgroup,
             primary_cgroups=tuple(lc.primary_cgroups),
@@ -161,12 +172,13 @@ class LinuxBackend:
         )
         self._cpu_host = host
         self._closers.append(("cpu", host.close))
+        self.on_restored(lambda owner: host.forget_harvest_state())
         self.sensors.cpu = LinuxCpuSensors(host)
         problems = host.probe()
         primaries = (
             ", ".join(lc.primary_cgroups) if lc.primary_cgroups else "every task but the harvest group"
         )
-        self._feature(
+        self.report_feature(
             "cpu",
             True,
             f"{len(host.cores)} cores, lendable {sorted(host.lendable)}, primaries: {primaries}, "
@@ -174,7 +186,7 @@ class LinuxBackend:
             f"({'exists' if host.harvest_exists() else 'created on first write'})",
         )
         if problems:
-            self._feature("cpu.harvest", False, "; ".join(problems))
+            self.report_feature("cpu.harvest", False, "; ".join(problems))
         else:
             self._owner_bound["cpu"] = lambda writer, cg: (
                 LinuxCpuActuators(host, cg) if cg is not None else None
@@ -185,12 +197,12 @@ class LinuxBackend:
         # ~23 MiB of RSS at every start (its package imports IPRoute, NDB and IPDB), and only
         # an agent that binds tc actuators needs it (sol.actuators.tc imports it then).
         if importlib.util.find_spec("pyroute2") is None:
-            self._feature("tc", False, "pyroute2 is not installed")
+            self.report_feature("tc", False, "pyroute2 is not installed")
             return
         from sol.linux.tc import LinuxTcActuators
 
         self._owner_bound["tc"] = lambda writer, cg: LinuxTcActuators(writer, self.clock.now)
-        self._feature("tc", True, "HTB classes over rtnetlink (pyroute2)")
+        self.report_feature("tc", True, "HTB classes over rtnetlink (pyroute2)")
 
     def _build_memory(self) -> None:
         from sol.linux.memory import build_memory
@@ -222,25 +234,32 @@ class LinuxBackend:
                 f"the Linux backend has no undo journal: agent {owner!r} can only run in dry-run "
                 "(host writes need a before-image first)"
             )
-        return OwnerWriter(
+        writer = OwnerWriter(
             gate=self._gate(owner),
             journal=None if dry_run else self.journal,
             owner=owner,
             dry_run=dry_run,
             log=self.log,
         )
+        self._writers.setdefault(owner, []).append(writer)
+        return writer
 
-    def actuators_for(self, owner: str, *, dry_run: bool) -> SimpleNamespace:
-        """``owner``'s actuator namespace: ``cpu``, ``memory``, ``gpu``, ``faas`` (``None``
-        where the host lacks the facility) and ``cgroups`` (logical cgroup resources)."""
+    def actuators_for(self, owner: str, *, dry_run: bool) -> Actuators:
+        """``owner``'s actuators: ``cpu``, ``memory``, ``gpu``, ``faas`` (``None`` where the host
+        lacks the facility), ``cgroups`` (logical cgroup resources), ``tc`` and ``writer``."""
         writer = self.writer_for(owner, dry_run=dry_run)
         cgroups = CgroupWriter(self.layout, writer) if self.layout is not None else None
-        ns = SimpleNamespace(
-            cpu=None, memory=None, gpu=None, faas=None, tc=None, cgroups=cgroups, writer=writer
-        )
+        ns = Actuators(cgroups=cgroups, writer=writer)
         for name, bind in self._owner_bound.items():
             setattr(ns, name, bind(writer, cgroups))
         return ns
+
+    def actuation_counts(self) -> Mapping[str, Mapping[str, int]]:
+        return {
+            owner: {label: sum(int(getattr(w, attr, 0)) for w in ws) for label, attr in _WRITER_COUNTERS}
+            for owner, ws in list(self._writers.items())
+            if owner != "unbound"
+        }
 
     def revoke(self, owner: str) -> None:
         """Refuse every later write of ``owner``; wait for one in flight to finish first."""
@@ -253,11 +272,6 @@ class LinuxBackend:
             # A write is stuck inside the kernel. Refuse everything after it; it may still land.
             gate.revoked = True
             self.log.error("linux.revoke_timeout", owner=owner, waited_s=REVOKE_WAIT_S)
-
-    def restored(self, owner: str) -> None:
-        """The journal restored ``owner``'s knobs directly: forget cached host state."""
-        if self._cpu_host is not None:
-            self._cpu_host.forget_harvest_state()
 
     def unrevoke(self, owner: str) -> None:
         """Let ``owner`` write again (an agent restarted after a quarantine was lifted)."""
@@ -290,7 +304,7 @@ class LinuxBackend:
                 self.log.warning("linux.close_failed", what=name, error=f"{type(exc).__name__}: {exc}")
 
     def __repr__(self) -> str:
-        have = [n for n in FACILITIES if getattr(self.sensors, n) is not None]
+        have = list(self.sensors.available())
         return f"<LinuxBackend facilities={have}>"
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from sol.backend import Feature  # one type for every backend's probes
 
 __all__ = ["Feature", "SensorError", "Unsupported", "errno_name", "os_problem"]
 
@@ -46,16 +47,7 @@ class Unsupported(SensorError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Feature:
-    """The answer of one probe: is ``name`` usable on this host, and if not, why."""
 
-    name: str
-    supported: bool
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.name}: {'yes' if self.supported else 'unsupported'} ({self.detail})"
 
 
 def errno_name(exc: OSError) -> str:

@@ -182,4 +182,4 @@ def build_faas(backend: Any) -> None:
     )
     backend.sensors.faas = LinuxFaasSensors(host)
     backend.register_actuators("faas", lambda writer, cg: LinuxFaasActuators(host, writer))
-    backend._feature("faas", True, f"cache {host.cache_dir}, {len(host.objects())} object(s)")
+    backend.report_feature("faas", True, f"cache {host.cache_dir}, {len(host.objects())} object(s)")

@@ -206,4 +206,4 @@ def build_gpu(backend: Any) -> None:
     backend.add_closer("nvml", host.close)
     backend.sensors.gpu = LinuxGpuSensors(host)
     backend.register_actuators("gpu", lambda writer, cg: LinuxGpuActuators(host, writer))
-    backend._feature("gpu", True, f"{len(host.handles)} GPU(s) via NVML: {', '.join(host.uuids)}")
+    backend.report_feature("gpu", True, f"{len(host.handles)} GPU(s) via NVML: {', '.join(host.uuids)}")

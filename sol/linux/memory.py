@@ -209,10 +209,10 @@ def build_memory(backend: Any) -> None:
             writer = backend.writer_for("sol.linux", dry_run=False)
             monitor.start(writer)
             backend.add_closer("damon", lambda: monitor.stop(writer))
-            backend._feature("damon", True, f"monitoring pid {pid} on {monitor.kdamond}")
+            backend.report_feature("damon", True, f"monitoring pid {pid} on {monitor.kdamond}")
         except (Unsupported, OSError) as exc:
             problem = exc.reason if isinstance(exc, Unsupported) else f"cannot start DAMON: {exc}"
-            backend._feature("damon", False, problem)
+            backend.report_feature("damon", False, problem)
             monitor = None
     host = MemoryHost(
         topology,
@@ -227,4 +227,4 @@ def build_memory(backend: Any) -> None:
     backend.sensors.memory = LinuxMemorySensors(host)
     backend.register_actuators("memory", lambda writer, cg: LinuxMemoryActuators(host, writer, cg))
     tiers = {n.node: n.tier for n in topology.nodes(now=backend.clock.now())}
-    backend._feature("memory", True, f"NUMA nodes {tiers}, managed pid {pid}")
+    backend.report_feature("memory", True, f"NUMA nodes {tiers}, managed pid {pid}")

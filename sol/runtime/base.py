@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sol.backend import Backend
+from sol.facilities import Actuators
 from sol.metrics import RuntimeMetrics
 from sol.runtime.memory import MIB, MemoryGuard, MemoryLimit, release_state
 from sol.runtime.runner import AgentRunner, Invoker
@@ -30,16 +31,9 @@ class AgentSpec:
         return self.schedule if self.schedule is not None else type(self.agent).schedule
 
 
-def actuators_for(backend: Backend, owner: str, dry_run: bool) -> Any:
-    """The actuators one agent may use: bound to its name (undo records) and dry-run flag.
-
-    A backend that binds actuators per agent exposes ``actuators_for(owner, dry_run=...)``;
-    otherwise every agent shares ``backend.actuators``.
-    """
-    bind: Callable[..., Any] | None = getattr(backend, "actuators_for", None)
-    if bind is not None:
-        return bind(owner, dry_run=dry_run)
-    return backend.actuators
+def actuators_for(backend: Backend, owner: str, dry_run: bool) -> Actuators:
+    """The actuators one agent may use: bound to its name (undo records) and dry-run flag."""
+    return backend.actuators_for(owner, dry_run=dry_run)
 
 
 class ExecutorBase:
@@ -96,9 +90,7 @@ class ExecutorBase:
         def restore(owner: str) -> Any:
             # Revoke first: a write still in flight on a hung thread must not land after
             # the restore and leave the host changed with no open undo record.
-            revoke: Callable[[str], None] | None = getattr(backend, "revoke", None)
-            if revoke is not None:
-                revoke(owner)
+            backend.revoke(owner)
             try:
                 return journal.restore(restorers or {}, owner=owner, log=self.log)
             finally:
@@ -107,9 +99,7 @@ class ExecutorBase:
                 if release is not None:
                     release(owner)
                 # the restorers wrote knobs behind the backend's back: drop what it cached
-                restored: Callable[[str], None] | None = getattr(backend, "restored", None)
-                if restored is not None:
-                    restored(owner)
+                backend.restored(owner)
 
         return restore
 

@@ -207,7 +207,7 @@ class LiveExecutor(ExecutorBase):
         self.switch_interval = switch_interval
         # Only a simulated node needs time pushed into it; a real host moves by itself.
         if advance_every is None:
-            advance_every = 0.05 if getattr(self.backend, "name", "") == "sim" else 0.0
+            advance_every = 0.05 if self.backend.name == "sim" else 0.0
         self.advance_every = advance_every
         # Replaced (copy-on-write) under _admin, never mutated: the watchdog iterates them.
         self._agents: list[_Agent] = []
@@ -633,16 +633,15 @@ class LiveExecutor(ExecutorBase):
         Refused while a callback of the old instance still runs (hung): it holds the old
         actuators and could write once they are re-opened, behind the restore's back.
         """
-        unrevoke: Callable[[str], None] | None = getattr(self.backend, "unrevoke", None)
-        if unrevoke is None:
-            return
+        if not self.backend.revocable:
+            return  # nothing of the old instance can land on a host: nothing to wait for
         busy = old.busy_threads()
         if busy:
             raise AgentControlError(
                 f"agent {old.runner.name!r} cannot start again yet: a callback of its previous "
                 f"instance is still running ({', '.join(busy)}) and could still write; retry once it returns"
             )
-        unrevoke(old.runner.name)
+        self.backend.unrevoke(old.runner.name)
 
     def spec(self, name: str) -> AgentSpec:
         """The spec an agent runs (or would resume) with."""

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from types import SimpleNamespace
 from typing import Any
 
+from sol.backend import BackendBase, Feature
+from sol.facilities import FACILITY_NAMES
 from sol.sim._common import FacilityBase, FloatArray
 from sol.sim.cpu import CpuFacility
 from sol.sim.faas import FaasFacility
 from sol.sim.gpu import GpuFacility
 from sol.sim.memory import MemoryFacility
 
-FACILITY_NAMES = ("cpu", "memory", "gpu", "faas")
+__all__ = ["FACILITY_NAMES", "SimNode"]
 
 
-class SimNode:
+class SimNode(BackendBase):
     """A simulated node: up to four facilities behind the backend interface.
 
     ``advance(now)`` only records the time and, every ``flush_every`` simulated seconds,
@@ -35,6 +36,7 @@ class SimNode:
         label: str = "sim",
         flush_every: float = 60.0,
     ) -> None:
+        super().__init__()
         self.label = label
         self.clock_start = float(clock_start)
         self.flush_every = float(flush_every)
@@ -43,8 +45,9 @@ class SimNode:
         self._flushed = self.clock_start
         self._closed = False
         self._facilities: dict[str, FacilityBase] = {}
-        self.sensors = SimpleNamespace(cpu=None, memory=None, gpu=None, faas=None)
-        self.actuators = SimpleNamespace(cpu=None, memory=None, gpu=None, faas=None)
+        self.features = [
+            Feature(n, False, f"this simulated node ({label}) has no {n} facility") for n in FACILITY_NAMES
+        ]
 
     # -- assembly (scenarios call these before handing the node out) -------------------
     def now(self) -> float:
@@ -59,6 +62,8 @@ class SimNode:
         self._facilities[name] = facility
         setattr(self.sensors, name, facility.sensors)
         setattr(self.actuators, name, facility.actuators)
+        self.features = [f for f in self.features if f.name != name]
+        self.features.append(Feature(name, True, f"simulated {type(facility).__name__}"))
 
     @property
     def facilities(self) -> Mapping[str, Any]:

@@ -29,7 +29,8 @@ from sol.agents.cpu_harvest import (
     StaticParams,
     WindowOutcome,
 )
-from sol.facilities import CpuPressure, CpuUsage, RunQueueDelay
+from sol.backend import BackendBase
+from sol.facilities import Actuators, CpuPressure, CpuUsage, RunQueueDelay, Sensors
 from sol.log import get_logger
 from sol.sdk import Context, Prediction, Schedule
 from sol.testing import check_agent, simulate
@@ -63,7 +64,7 @@ def azure() -> Callable[[int], Any]:
 # -- a scripted node -------------------------------------------------------------------------
 
 
-class ScriptedCpu:
+class ScriptedCpu(BackendBase):
     """A node whose primaries need ``need(t)`` cores: they get what the harvest left them and
     wait for the rest (run-queue delay = unmet need), integrated exactly between events."""
 
@@ -72,6 +73,7 @@ class ScriptedCpu:
     def __init__(
         self, total: int, need: Callable[[float], float], *, psi: float = 0.0, psi_scope: str = "group"
     ) -> None:
+        super().__init__()
         self.total = total
         self.need = need
         self.psi = psi
@@ -89,12 +91,9 @@ class ScriptedCpu:
             run_queue_delay=self._delay,
             pressure=self._pressure,
         )
-        self.sensors = SimpleNamespace(cpu=cpu, memory=None, gpu=None, faas=None)
-        self.actuators = SimpleNamespace(
-            cpu=SimpleNamespace(set_harvest_cores=self._set, harvest_cores=lambda: self.granted),
-            memory=None,
-            gpu=None,
-            faas=None,
+        self.sensors = Sensors(cpu=cpu)  # type: ignore[arg-type]
+        self.actuators = Actuators(
+            cpu=SimpleNamespace(set_harvest_cores=self._set, harvest_cores=lambda: self.granted),  # type: ignore[arg-type]
         )
 
     def advance(self, now: float) -> None:

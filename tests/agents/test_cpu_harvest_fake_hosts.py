@@ -25,6 +25,7 @@ pytest.importorskip("sol.linux.backend", reason="the Linux backend (sol.linux) i
 
 from sol.actuators.restorers import default_restorers  # noqa: E402
 from sol.agents.cpu_harvest import CpuHarvestAgent, Params  # noqa: E402
+from sol.backend import BackendBase  # noqa: E402
 from sol.config import LinuxConfig  # noqa: E402
 from sol.linux.backend import LinuxBackend  # noqa: E402
 from sol.log import get_logger  # noqa: E402
@@ -50,18 +51,20 @@ class ClockRef:
         return None
 
 
-class ScriptedHost:
+class ScriptedHost(BackendBase):
     """The Linux backend, plus a workload: between events the primaries get ``need(t)`` cores
     if the harvest group left them that many, and wait for the rest (cgroup usage counter and
     the schedstat wait of their one thread move accordingly)."""
 
     name = "linux"
+    revocable = True
 
     def __init__(
         self, backend: LinuxBackend, fake: Any, proc: Any, version: int, need: Callable[[float], float]
     ):
         self.b = backend
         self.fake, self.proc, self.version, self.need = fake, proc, version, need
+        super().__init__()
         self.sensors = backend.sensors
         self.actuators = backend.actuators
         self.t = 0.0
@@ -74,6 +77,9 @@ class ScriptedHost:
 
     def revoke(self, owner: str) -> None:
         self.b.revoke(owner)
+
+    def unrevoke(self, owner: str) -> None:
+        self.b.unrevoke(owner)
 
     def restored(self, owner: str) -> None:
         self.restores.append(owner)

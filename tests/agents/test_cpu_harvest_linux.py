@@ -39,6 +39,7 @@ from typing import Any
 import pytest
 
 from sol.agents.cpu_harvest import CpuHarvestAgent
+from sol.backend import BackendBase
 
 
 def real_host(test: Callable[..., None]) -> Callable[..., None]:
@@ -375,15 +376,17 @@ class ClockRef:
         return None
 
 
-class FrozenCounterHost:
+class FrozenCounterHost(BackendBase):
     """The Linux backend on fake v1 trees, plus a workload: the primaries need ``need`` cores,
     get what the harvest group left them and wait for the rest. Their thread's schedstat (run
     and wait) always moves; their group's ``cpuacct.usage`` stands still over ``frozen``."""
 
     name = "linux"
+    revocable = True
 
     def __init__(self, backend: Any, fake: Any, proc: Any, need: float, frozen: tuple[float, float]) -> None:
         self.b, self.fake, self.proc, self.need, self.frozen = backend, fake, proc, need, frozen
+        super().__init__()
         self.sensors = backend.sensors
         self.actuators = backend.actuators
         self.t = 0.0
@@ -394,6 +397,9 @@ class FrozenCounterHost:
 
     def revoke(self, owner: str) -> None:
         self.b.revoke(owner)
+
+    def unrevoke(self, owner: str) -> None:
+        self.b.unrevoke(owner)
 
     def restored(self, owner: str) -> None:
         self.b.restored(owner)

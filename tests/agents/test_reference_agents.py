@@ -8,7 +8,7 @@ import pytest
 
 from sol.agents.example_ewma import ExampleEwmaAgent, Params
 from sol.agents.noop import NoopAgent
-from sol.facilities import CpuPressure, RunQueueDelay
+from sol.facilities import Actuators, CpuPressure, RunQueueDelay, Sensors
 from sol.sdk import Context
 from sol.testing import check_agent, simulate
 
@@ -52,6 +52,6 @@ def test_example_ewma_judges_the_primaries_by_readings_that_are_theirs(
     agent = ExampleEwmaAgent()
     clock = SimpleNamespace(now=lambda: 1.0, consume=lambda s: None)
     harvest = SimpleNamespace(harvest_cores=lambda: 2, set_harvest_cores=lambda n: None)
-    actuators = SimpleNamespace(cpu=harvest)
-    agent.setup(Context(clock, None, SimpleNamespace(cpu=cpu), actuators, Params()))
+    actuators = Actuators(cpu=harvest)  # type: ignore[arg-type]
+    agent.setup(Context(clock, None, Sensors(cpu=cpu), actuators, Params()))  # type: ignore[arg-type]
     assert bool(agent.assess_performance()) is not harm

@@ -101,17 +101,18 @@ class KnobBackend(NullBackend):
     """A node with one host knob (a file): writes go guard-less through HostWriter."""
 
     name = "knob"
+    revocable = True
 
     def __init__(self, journal: Any, knob: Path) -> None:
         super().__init__()
         self.journal = journal
         self.knob = FileKnob(knob)
-        self.writers: dict[str, HostWriter] = {}
+        self.writers: dict[str, list[HostWriter]] = {}
         self.revoked: set[str] = set()
 
     def actuators_for(self, owner: str, *, dry_run: bool) -> Any:
         writer = HostWriter(journal=self.journal, owner=owner, dry_run=dry_run)
-        self.writers[owner] = writer
+        self.writers.setdefault(owner, []).append(writer)
 
         def knob(value: str) -> None:
             if owner in self.revoked:
@@ -128,8 +129,12 @@ class KnobBackend(NullBackend):
 
     def actuation_counts(self) -> dict[str, dict[str, int]]:
         return {
-            o: {"written": w.writes, "failed": w.failures, "dry_run": w.dry_runs}
-            for o, w in self.writers.items()
+            o: {
+                "written": sum(w.writes for w in ws),
+                "failed": sum(w.failures for w in ws),
+                "dry_run": sum(w.dry_runs for w in ws),
+            }
+            for o, ws in self.writers.items()
         }
 
 

@@ -141,7 +141,7 @@ def test_dry_run_on_rebuilds_actuators_and_off_writes_again(root: Path, knob: Pa
         assert knob.read_text() == "original\n"
         backend = run.daemon.backend
         assert isinstance(backend, KnobBackend)
-        wait_until(lambda: backend.writers["writer"].dry_runs > 2, what="dry-run writes")
+        wait_until(lambda: backend.writers["writer"][-1].dry_runs > 2, what="dry-run writes")
         assert knob.read_text() == "original\n"
         assert run.ok(cmd="status")["agents"][0]["dry_run"] is True
         run.ok(cmd="dry-run", on=False)
@@ -262,15 +262,8 @@ def test_mutating_commands_from_a_non_root_peer_are_refused(root: Path) -> None:
         assert run.runner("ticker").state == "running"
 
 
-class _WritersOnly(KnobBackend):
-    """A backend that hands out writers (``ns.writer``) but does not count them itself."""
-
-    actuation_counts = None  # type: ignore[assignment]
-
-
-def test_actuation_writes_are_counted_from_the_writers_a_backend_hands_out(root: Path, knob: Path) -> None:
-    backend = lambda config, journal: _WritersOnly(journal, knob)  # noqa: E731
-    with running_daemon(root, "[agents.writer]\n", backend=backend) as run:
+def test_actuation_writes_are_the_backends_counts_and_survive_a_restart(root: Path, knob: Path) -> None:
+    with running_daemon(root, "[agents.writer]\n", backend=knob_backend(knob)) as run:
         wait_until(lambda: knob.read_text() == "written-by-writer")
         run.ok(cmd="dry-run", on=True)  # a second writer for the same agent: sums must keep the first
         counts = run.daemon.metrics.actuation_source()  # type: ignore[misc]
