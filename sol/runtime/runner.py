@@ -21,11 +21,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sol.facilities import FacilityMissing
 from sol.metrics import AgentMetrics, RuntimeMetrics
 from sol.safety.backoff import Backoff
 from sol.sdk import Agent, Clock, Prediction, Schedule, Verdict, as_verdict
 
 Side = Literal["model", "actuator"]
+#: ``not-applicable``: setup found the node lacks a facility the agent needs (not a failure)
+State = Literal["new", "running", "paused", "quarantined", "failed", "not-applicable", "stopped"]
 
 MODEL_CALLBACKS = frozenset({"collect", "validate", "learn", "predict", "assess_model"})
 
@@ -88,7 +91,7 @@ class AgentRunner:
         self.agent_metrics: AgentMetrics = metrics.for_agent(agent.name)
         self.invoke = invoker
         self._restore = restore
-        self.state: Literal["new", "running", "paused", "quarantined", "failed", "stopped"] = "new"
+        self.state: State = "new"
         self.state_reason: str | None = None
         # model side
         self._published: deque[_Published] = deque(maxlen=4)
@@ -156,8 +159,16 @@ class AgentRunner:
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self, ctx: Any) -> bool:
-        """Run ``setup``; an agent whose setup fails never runs (the others do)."""
-        out = self._call("actuator", "setup", self.agent.setup, ctx)
+        """Run ``setup``; an agent whose setup fails never runs (the others do). One that
+        raises ``FacilityMissing`` does not apply to this node: it never runs either, and is
+        reported as ``not-applicable``, not as failed."""
+        out = self._call("actuator", "setup", self._setup, ctx)
+        if out.ok and isinstance(out.value, FacilityMissing):
+            self.state, self.state_reason = "not-applicable", str(out.value)
+            self.log.warning("agent.not_applicable", reason=str(out.value), facility=out.value.facility)
+            self.metrics.state.labels(self.name).set(0)
+            self._rollback("not-applicable")  # whatever setup wrote before it found out
+            return False
         if not out.ok:
             self.state, self.state_reason = "failed", f"setup failed: {out.describe()}"
             self.log.error("agent.setup_failed", error=out.describe())
@@ -169,11 +180,20 @@ class AgentRunner:
         self.log.info("agent.started", schedule=_schedule_summary(self.schedule))
         return True
 
+    def _setup(self, ctx: Any) -> FacilityMissing | None:
+        # returned, not raised: the invokers turn an exception into an error string, and a
+        # node without the facility is a fact about the node, not an error of the agent
+        try:
+            self.agent.setup(ctx)
+        except FacilityMissing as exc:
+            return exc
+        return None
+
     def stop(self, *, restore: bool) -> None:
         """Guarantee 7: ``clean_up`` runs, then the undo journal per the rollback policy."""
         with self.lock:
             # paused: already cleaned up and restored when it was paused (LiveExecutor)
-            if self.state in ("stopped", "quarantined", "failed", "new", "paused"):
+            if self.state in ("stopped", "quarantined", "failed", "not-applicable", "new", "paused"):
                 self.state = "stopped" if self.state == "new" else self.state
                 return
             self.state = "stopped"
@@ -241,7 +261,7 @@ class AgentRunner:
 
     def quarantine(self, why: str) -> None:
         with self.lock:
-            if self.state in ("quarantined", "stopped", "failed"):
+            if self.state in ("quarantined", "stopped", "failed", "not-applicable"):
                 return
             self.state, self.state_reason = "quarantined", why
         self.metrics.quarantines.labels(self.name).inc()
