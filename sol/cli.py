@@ -4,12 +4,15 @@
     sol status       what the running daemon and each agent are doing (control socket)
     sol ctl          pause/resume an agent, dry-run on/off, reload, health (control socket)
     sol sim          accelerated simulation of a node (virtual time), summary table at the end
-    sol agents       the agents this install knows
+    sol agents       the agents this install knows, and which ones the config enables
     sol new-agent    a new agent as an installable plugin package (agent, entry point, test)
     sol check-config validate a config file
     sol restore      roll back every open undo record (systemd ExecStopPost=)
     sol install      put the systemd unit, tmpfiles snippet and an example config in place
     sol data         public traces: list, fetch
+    sol completion   a bash or zsh completion script
+
+``--json`` gives ``sim``, ``agents``, ``check-config`` and ``status`` as JSON for scripts.
 
 Wrong arguments print the usage and exit 2. A config, journal or backend problem prints a
 message naming it and exits 1.
@@ -37,7 +40,7 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 def _duration(text: str) -> float:
-    from sol.daemon import parse_duration
+    from sol.summary import parse_duration
 
     try:
         return parse_duration(text)
@@ -82,7 +85,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     run.add_argument(
         "--dry-run", action="store_true", help="every agent in dry-run: log writes, change nothing"
     )
-    run.add_argument("--log-format", choices=["auto", "json", "console"], help="override [log] format")
+    run.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        help="override [log] format; the summary table at the end goes beside console logs, else to stderr",
+    )
 
     def with_socket(sp: argparse.ArgumentParser) -> None:
         with_config(sp)
@@ -146,7 +153,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sim = sub.add_parser("sim", help="simulate a node in virtual time and print a summary")
     with_config(sim)
     sim.add_argument(
-        "--duration", type=_duration, default=3600.0, metavar="D", help="virtual time (default 1h)"
+        "--duration",
+        type=_duration,
+        metavar="D",
+        help="virtual time (default: the scenario's own, see --list-scenarios)",
     )
     src = sim.add_mutually_exclusive_group()
     src.add_argument("--scenario", metavar="NAME", help="a named scenario (see --list-scenarios)")
@@ -155,10 +165,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, help="override [sim] seed")
     sim.add_argument("--plots", type=Path, metavar="DIR", help="write PNG plots of the key series to DIR")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
-    sim.add_argument("--verbose", action="store_true", help="log agent events (to stderr)")
+    sim.add_argument(
+        "--verbose", action="store_true", help="log agent events (to stderr), stamped with simulated time"
+    )
+    sim.add_argument("--json", action="store_true", help="the results as one JSON object")
 
-    agents = sub.add_parser("agents", help="list the agents this install knows")
+    agents = sub.add_parser("agents", help="list the agents this install knows and which the config enables")
     with_config(agents)
+    agents.add_argument("--json", action="store_true", help="as a JSON object")
 
     new = sub.add_parser("new-agent", help="write a new agent as an installable plugin package")
     new.add_argument("name", type=_agent_name, metavar="NAME", help="the agent's name (snake_case)")
@@ -168,6 +182,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file", type=Path, nargs="?", help="the file (default: as `sol run` would pick)")
+    check.add_argument(
+        "--json", action="store_true", help="a JSON list of problems: {file, line, key, message}"
+    )
 
     restore = sub.add_parser("restore", help="roll back every open undo record")
     with_config(restore)
@@ -195,6 +212,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         from sol.fault_injection.cli import add_faults_arguments
 
         add_faults_arguments(faults)
+
+    completion = sub.add_parser("completion", help="print a shell completion script (bash, zsh)")
+    completion.add_argument("shell", choices=["bash", "zsh"])
     return p
 
 
@@ -275,13 +295,21 @@ def _dispatch(args: argparse.Namespace, registry: Registry, out: TextIO, err: Te
 
         path = args.file if args.file is not None else default_config_path()
         unsafe = config_file_problems(path) if path is not None else []
+        if args.json:
+            return _check_config_json(path, unsafe, registry, out)
         for problem in unsafe:
             print(f"{path}: unsafe for a root daemon: {problem}", file=out)
         rc = check_config_command(path, LazyAgents(registry), out)
         return rc or (EXIT_FAIL if unsafe else EXIT_OK)
 
     if cmd == "agents":
-        return _agents(registry, out)
+        return _agents(args, registry, out, err)
+
+    if cmd == "completion":
+        from sol.completion import completion_script
+
+        out.write(completion_script(args.shell, build_parser()))
+        return EXIT_OK
 
     if cmd == "new-agent":
         return _new_agent(args, out)
@@ -314,7 +342,7 @@ def _dispatch(args: argparse.Namespace, registry: Registry, out: TextIO, err: Te
         return _restore(args, registry, out, err)
 
     if cmd == "run":
-        return _run(args, registry, err)
+        return _run(args, registry, out, err)
 
     if cmd in ("status", "ctl"):
         config = _load(args.config, registry, err)
@@ -329,32 +357,44 @@ def _dispatch(args: argparse.Namespace, registry: Registry, out: TextIO, err: Te
         return EXIT_FAIL
 
     if cmd == "sim":
-        from sol.daemon import run_simulation
-
-        if args.list_scenarios:
-            from sol.sim.scenarios import list_scenarios
-
-            for info in list_scenarios():
-                print(f"{info.name:<24} {info.description}", file=out)
-            return EXIT_OK
-        configure(
-            "console" if args.verbose else "json", "info" if args.verbose else "error", stream=sys.stderr
-        )
-        return run_simulation(
-            config,
-            duration=args.duration,
-            scenario=args.scenario,
-            trace=args.trace,
-            seed=args.seed,
-            plots=args.plots,
-            out=out,
-            progress=not args.quiet,
-            registry=registry,
-        )
+        return _sim(args, config, registry, out, err)
     raise AssertionError(cmd)
 
 
-def _run(args: argparse.Namespace, registry: Registry, err: TextIO) -> int:
+def _sim(args: argparse.Namespace, config: Config, registry: Registry, out: TextIO, err: TextIO) -> int:
+    from sol.simulate import render_scenarios, run_simulation
+
+    if args.list_scenarios:
+        if args.json:
+            from dataclasses import asdict
+
+            from sol.sim.scenarios import list_scenarios
+
+            print(json.dumps([asdict(i) for i in list_scenarios()], indent=2), file=out)
+        else:
+            print(render_scenarios(), file=out)
+        return EXIT_OK
+    fmt: Any = "console" if args.verbose else "json"
+    level = "info" if args.verbose else "error"
+    configure(fmt, level, stream=err)  # until the run begins: loading a trace may log
+    return run_simulation(
+        config,
+        duration=args.duration,
+        scenario=args.scenario,
+        trace=args.trace,
+        seed=args.seed,
+        plots=args.plots,
+        out=out,
+        err=err,
+        progress=not args.quiet,
+        as_json=args.json,
+        registry=registry,
+        # events happen at simulated times: stamp them so, not with the wall clock's
+        configure_log=lambda clock: configure(fmt, level, stream=err, clock=clock),
+    )
+
+
+def _run(args: argparse.Namespace, registry: Registry, out: TextIO, err: TextIO) -> int:
     from dataclasses import replace
 
     from sol.daemon import check_config_file, run_daemon
@@ -379,13 +419,16 @@ def _run(args: argparse.Namespace, registry: Registry, err: TextIO) -> int:
         print("sol: fix the config (`sol check-config FILE` lists every problem)", file=err)
         return EXIT_FAIL
     log_format = args.log_format or config.log.format
-    configure(log_format, config.log.level)
+    configure(log_format, config.log.level, stream=out)
+    # the summary table follows console logs on their stream; JSON lines stay JSON lines
+    console = log_format == "console" or (log_format == "auto" and out.isatty())
     return run_daemon(
         config,
         duration=args.duration,
         registry=registry,
         load=load,
-        relog=lambda c: configure(args.log_format or c.log.format, c.log.level),
+        relog=lambda c: configure(args.log_format or c.log.format, c.log.level, stream=out),
+        summary=out if console else err,
     )
 
 
@@ -660,30 +703,105 @@ def _fmt_age(seconds: float) -> str:
     return f"{m}m{s}s" if m else f"{s}s"
 
 
-def _agents(registry: Registry, out: TextIO) -> int:
-    rows = [("name", "origin", "schedule", "description")]
+def _agents(args: argparse.Namespace, registry: Registry, out: TextIO, err: TextIO) -> int:
+    """Every agent this install knows and, per the config, whether it runs: enabled, in
+    dry-run, on which schedule (the config's overrides applied)."""
+    from dataclasses import asdict
+
+    config = _load(args.config, registry, err)  # a broken config: its problems on stderr
+    configured = config.agents if config is not None else {}
+    rows: list[dict[str, Any]] = []
+    unavailable: set[str] = set()
     for entry in registry.entries():
+        row: dict[str, Any] = {"name": entry.name, "origin": entry.origin}
+        ac = configured.get(entry.name)
+        row["configured"] = ac is not None
+        row["enabled"] = ac is not None and ac.enabled
+        row["dry_run"] = ac is not None and ac.dry_run
         try:
             cls = registry.get(entry.name)
         except Exception as exc:
-            rows.append((entry.name, entry.origin, "-", f"UNAVAILABLE: {exc}"))
+            unavailable.add(str(exc))
+            rows.append(
+                {
+                    **row,
+                    "schedule": None,
+                    "schedule_from_config": False,
+                    "description": "",
+                    "problem": str(exc),
+                }
+            )
             continue
-        s = cls.schedule
+        schedule = ac.schedule if ac is not None else cls.schedule
         doc = (cls.__doc__ or "").strip().splitlines()
         rows.append(
+            {
+                **row,
+                "schedule": asdict(schedule),
+                "schedule_from_config": schedule != cls.schedule,
+                "description": doc[0] if doc else "",
+                "problem": None,
+            }
+        )
+    problems = [p for p in dict.fromkeys(registry.problems) if p not in unavailable]
+    if args.json:
+        document = {
+            "config": config.source if config is not None else None,
+            "agents": rows,
+            "problems": problems,
+        }
+        print(json.dumps(document, indent=2), file=out)
+        return EXIT_OK if config is not None else EXIT_FAIL
+    table = [("name", "origin", "enabled", "schedule", "description")]
+    for r in rows:
+        if r["problem"] is not None:
+            table.append((r["name"], r["origin"], _enabled_cell(r), "-", f"UNAVAILABLE: {r['problem']}"))
+            continue
+        sch = r["schedule"]
+        when = f"collect {sch['collect_every']:g}s / act {sch['act_every']:g}s"
+        table.append(
             (
-                entry.name,
-                entry.origin,
-                f"collect {s.collect_every:g}s / act {s.act_every:g}s",
-                doc[0] if doc else "",
+                r["name"],
+                r["origin"],
+                _enabled_cell(r),
+                when + (" (config)" if r["schedule_from_config"] else ""),
+                r["description"],
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3], file=out)
-    for problem in registry.problems:
+    widths = [max(len(t[i]) for t in table) for i in range(4)]
+    for t in table:
+        print("  ".join(c.ljust(w) for c, w in zip(t[:4], widths, strict=True)) + "  " + t[4], file=out)
+    if config is not None:
+        on = [a.name for a in config.enabled_agents]
+        print(f"config {config.source}: enables {', '.join(on) or 'no agent'}", file=out)
+    for problem in problems:
         print(f"problem: {problem}", file=out)
-    return EXIT_OK
+    return EXIT_OK if config is not None else EXIT_FAIL
+
+
+def _enabled_cell(row: Mapping[str, Any]) -> str:
+    if not row["configured"]:
+        return "-"
+    if not row["enabled"]:
+        return "disabled"
+    return "yes, dry-run" if row["dry_run"] else "yes"
+
+
+def _check_config_json(path: Path | None, unsafe: Sequence[str], registry: Registry, out: TextIO) -> int:
+    """``sol check-config --json``: every problem as ``{file, line, key, message}``; [] when none."""
+    source = str(path) if path is not None else None
+    problems: list[dict[str, Any]] = [
+        {"file": source, "line": None, "key": None, "message": f"unsafe for a root daemon: {p}"}
+        for p in unsafe
+    ]
+    try:
+        load_config(path, agents=LazyAgents(registry))
+    except ConfigError as exc:
+        problems += [
+            {"file": p.source, "line": p.line, "key": p.key, "message": p.message} for p in exc.problems
+        ]
+    print(json.dumps(problems, indent=2), file=out)
+    return EXIT_FAIL if problems else EXIT_OK
 
 
 def _new_agent(args: argparse.Namespace, out: TextIO) -> int:

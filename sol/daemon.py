@@ -5,8 +5,9 @@ As a system service it also speaks sd_notify (``sol.notify``), serves the contro
 agents whose config changed restart) and, running as root, refuses a config file that
 someone other than root could have written (``config_file_problems``).
 
-Also the simulation driver behind ``sol sim``: the same agents under the virtual-time
-executor against a simulated node, ending with a summary table.
+Whatever stops it, it ends with a table of what each agent did (``sol.summary``) and, on a
+simulated node, the node's ground truth. ``sol sim`` drives the same agents in virtual time
+(``sol.simulate``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import os
 import select
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,6 +40,7 @@ from sol.registry import Registry, RegistryError
 from sol.runtime.base import AgentSpec
 from sol.runtime.live import LOOP_STALL
 from sol.runtime.runner import AgentRunner
+from sol.summary import format_duration, render_agents, summarize_agents
 
 #: How often the daemon logs a one-line report of what each agent did (``[daemon] report_every``).
 REPORT_EVERY = 5.0
@@ -250,8 +251,11 @@ class Daemon:
         report_every: float | None = None,
         backend: Callable[[Config, Any], Backend] | None = None,
         loop_stall: float = LOOP_STALL,
+        summary: TextIO | None = None,
     ) -> None:
         self.config = config
+        #: where the end-of-run table goes (``sol run``: beside the log); None: not printed
+        self.summary = summary
         #: ``(config, journal) -> Backend``; default: ``build_backend`` (sim or linux)
         self.backend_factory = backend
         #: seconds a loop may miss its tick outside any callback before it counts as stalled
@@ -334,7 +338,7 @@ class Daemon:
                 rollback=config.rollback,
                 pid=os.getpid(),
             )
-            reporter = _Reporter(lambda: executor.runners, self.metrics, backend)
+            reporter = _Reporter(lambda: executor.runners, self.metrics)
             with _signals(self._on_stop, self._on_hup, enabled=self.install_signals):
                 try:
                     executor.start()
@@ -359,6 +363,8 @@ class Daemon:
                     reporter.report(log, final=True)
                     if self.metrics_server is not None:
                         self.metrics_server.close()
+            # dozens of figures: the summary table prints them, a log line would be kilobytes
+            truth = dict(backend.ground_truth())
             backend.close()
         finally:
             journal.close()
@@ -367,7 +373,26 @@ class Daemon:
             self._wake_w.close()
         failed = [r.name for r in executor.runners if r.state in ("failed", "quarantined")]
         log.info("daemon.stopped", failed_agents=failed, exit_code=self.exit_code)
+        if self.summary is not None:
+            print("\n" + self.render_summary(truth), file=self.summary)
+            self.summary.flush()
         return self.exit_code
+
+    def render_summary(self, ground_truth: Mapping[str, float]) -> str:
+        """What each agent did over the whole run, the node's ground truth (a simulated node
+        has one), and how long the daemon ran: what ``sol run`` prints when it stops."""
+        lines = [render_agents(summarize_agents(self.executor.runners, self.metrics))]
+        if ground_truth:
+            from sol.sim.report import render_summary
+
+            lines += ["", render_summary(ground_truth)]
+        backend = self.backend.name if self.backend is not None else "?"
+        lines += [
+            "",
+            f"ran {format_duration(time.monotonic() - self.started_at)} on the {backend} backend, "
+            f"exit status {self.exit_code}",
+        ]
+        return "\n".join(lines)
 
     def _respawn(self, spec: AgentSpec) -> AgentSpec:
         from dataclasses import replace
@@ -846,8 +871,10 @@ def run_daemon(
     notifier: Notifier | None = None,
     backend: Callable[[Config, Any], Backend] | None = None,
     loop_stall: float = LOOP_STALL,
+    summary: TextIO | None = None,
 ) -> int:
-    """Run the live daemon until ``duration`` passes or SIGTERM/SIGINT; returns the exit code."""
+    """Run the live daemon until ``duration`` passes or SIGTERM/SIGINT; returns the exit code.
+    ``summary``: where to print the end-of-run table (None: not printed)."""
     daemon = Daemon(
         config,
         registry=registry,
@@ -859,6 +886,7 @@ def run_daemon(
         report_every=report_every,
         backend=backend,
         loop_stall=loop_stall,
+        summary=summary,
     )
     return daemon.run(duration)
 
@@ -923,12 +951,9 @@ class CpuMeter:
 class _Reporter:
     """Logs, per agent, what it applied since the last report: the story of the run."""
 
-    def __init__(
-        self, runners: Callable[[], Sequence[AgentRunner]], metrics: RuntimeMetrics, backend: Backend
-    ) -> None:
+    def __init__(self, runners: Callable[[], Sequence[AgentRunner]], metrics: RuntimeMetrics) -> None:
         self.runners = runners
         self.metrics = metrics
-        self.backend = backend
         self._seen: dict[str, collections.Counter[str]] = {}
 
     def report(self, log: Any, final: bool = False) -> None:
@@ -948,11 +973,6 @@ class _Reporter:
                 if last and last.reason
                 else (last.source if last else None),
             )
-        if not final:
-            return  # the node's ground truth (dozens of figures) once, at the end
-        truth = self.backend.ground_truth()
-        if truth:
-            log.info("node.ground_truth", **{k.replace(".", "_"): round(v, 3) for k, v in truth.items()})
 
 
 def _applied_totals(metrics: RuntimeMetrics, agent: str) -> collections.Counter[str]:
@@ -962,146 +982,9 @@ def _applied_totals(metrics: RuntimeMetrics, agent: str) -> collections.Counter[
     return out
 
 
-def _prediction_counts(r: AgentRunner) -> collections.Counter[str]:
-    out: collections.Counter[str] = collections.Counter()
-    for (source, reason), n in list(r.applied_counts.items()):
-        out[f"{source}/{reason}" if reason else source] += n
-    return out
-
-
 def _short(value: object, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-# -- sol sim --------------------------------------------------------------------------
-
-
-def run_simulation(
-    config: Config,
-    *,
-    duration: float,
-    scenario: str | None = None,
-    trace: Path | None = None,
-    seed: int | None = None,
-    plots: Path | None = None,
-    out: TextIO = sys.stdout,
-    progress: bool = True,
-    registry: Registry | None = None,
-) -> int:
-    from sol.runtime.virtual import VirtualExecutor
-    from sol.sim.report import render_summary, write_plots
-
-    log = get_logger(component="sim")
-    registry = registry or Registry()
-    prepared = build_specs(config, registry)
-    for problem in prepared.problems:
-        log.error("agent.unavailable", problem=problem)
-    if seed is not None:
-        from dataclasses import replace
-
-        config = replace(config, sim=replace(config.sim, seed=seed))
-    backend = build_backend(config, clock_start=0.0, scenario=scenario, trace=trace)
-    executor = VirtualExecutor(prepared.specs, backend=backend, log=get_logger())
-    bar = _ProgressBar(duration, sys.stderr) if progress else None
-    result = executor.run(duration, progress=bar.update if bar else None)
-    if bar:
-        bar.done()
-    print(_agents_table(executor.runners), file=out)
-    print(file=out)
-    print(render_summary(backend.ground_truth()), file=out)
-    print(
-        f"\nsimulated {_fmt_duration(duration)} in {result.wall_s:.2f} s wall "
-        f"({result.speedup:,.0f}x real time, {result.events:,} events)",
-        file=out,
-    )
-    if plots is not None:
-        for path in write_plots(backend, plots):
-            print(f"plot: {path}", file=out)
-    backend.close()
-    return 0
-
-
-def _agents_table(runners: Sequence[AgentRunner]) -> str:
-    rows = [("agent", "state", "model", "default", "default reasons", "errors", "mitigations")]
-    for r in runners:
-        counts = _prediction_counts(r)
-        model = sum(v for k, v in counts.items() if k.startswith("model"))
-        default = sum(v for k, v in counts.items() if k.startswith("default"))
-        reasons = ", ".join(f"{k.split('/', 1)[1]}={v}" for k, v in sorted(counts.items()) if "/" in k) or "-"
-        errors = _metric_sum(r, r.metrics.errors)
-        mitigations = _metric_sum(r, r.metrics.mitigations)
-        rows.append((r.name, r.state, str(model), str(default), reasons, str(errors), str(mitigations)))
-    return _table(rows)
-
-
-def _metric_sum(r: AgentRunner, metric: Any) -> int:
-    total = 0.0
-    for m in metric.collect():
-        for s in m.samples:
-            if s.name.endswith("_total") and s.labels.get("agent") == r.name:
-                total += s.value
-    return int(total)
-
-
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-class _ProgressBar:
-    def __init__(self, total: float, stream: TextIO) -> None:
-        self.total = total
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.last = -1
-
-    def update(self, done: float) -> None:
-        pct = int(100 * done / self.total) if self.total else 100
-        if pct == self.last or (not self.tty and pct % 25):
-            return
-        self.last = pct
-        filled = pct * 30 // 100
-        line = f"[{'#' * filled}{'.' * (30 - filled)}] {pct:3d}% {_fmt_duration(done)}"
-        if self.tty:
-            self.stream.write("\r" + line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def done(self) -> None:
-        self.update(self.total)
-        if self.tty:
-            self.stream.write("\n")
-        self.stream.flush()
-
-
-def _fmt_duration(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.4g}{unit}"
-    return f"{seconds:.4g}s"
-
-
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``15m``, ``2h``, ``1d``, ``500ms`` → seconds (ValueError otherwise)."""
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-    t = text.strip().lower()
-    for suffix in ("ms", "s", "m", "h", "d"):
-        if t.endswith(suffix):
-            number, scale = t[: -len(suffix)], units[suffix]
-            break
-    else:
-        number, scale = t, 1.0
-    try:
-        value = float(number) * scale
-    except ValueError:
-        raise ValueError(f"not a duration: {text!r} (examples: 30, 90s, 15m, 2h, 1d)") from None
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"duration must be > 0: {text!r}")
-    return value
 
 
 def status_line(runners: Sequence[AgentRunner]) -> str:

@@ -4,6 +4,8 @@ Every agent domain has one scenario on a real trace and one synthetic stress cas
 ``default`` has all four facilities on synthetic workloads (``sol run`` / ``sol sim`` with no
 arguments). Trace scenarios read the public samples from ``../shared/data`` (or
 ``$SOL_SHARED_DATA``); ``scenario_from_trace`` builds one around any supported trace file.
+A recorded trace starts over at its end: ``Scenario.replay`` says how long it is, so a run
+longer than that can say it loops.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from sol.sim.traces import (
 )
 
 __all__ = [
+    "Replay",
     "Scenario",
     "ScenarioError",
     "ScenarioInfo",
@@ -68,9 +71,29 @@ class ScenarioInfo:
 
 
 @dataclass(frozen=True)
+class Replay:
+    """A scenario's node and the recorded trace it replays."""
+
+    node: SimNode
+    #: seconds of recorded trace; past them it starts over. None: synthetic workloads only
+    trace_span_s: float | None = None
+
+    def loops(self, duration_s: float) -> float | None:
+        """How many times a run of ``duration_s`` goes through the trace, when more than once.
+
+        >>> Replay(SimNode(), 60.0).loops(600.0), Replay(SimNode(), 60.0).loops(30.0)
+        (10.0, None)
+        """
+        span = self.trace_span_s
+        if span is None or span <= 0 or duration_s <= span:
+            return None
+        return duration_s / span
+
+
+@dataclass(frozen=True)
 class Scenario:
     info: ScenarioInfo
-    _build: Callable[[int, float], SimNode]
+    _build: Callable[[int, float], Replay]
 
     @property
     def name(self) -> str:
@@ -86,6 +109,10 @@ class Scenario:
 
     def build(self, seed: int, clock_start: float = 0.0) -> SimNode:
         """A fresh node at clock time ``clock_start``; the same seed gives the same node."""
+        return self.replay(seed, clock_start).node
+
+    def replay(self, seed: int, clock_start: float = 0.0) -> Replay:
+        """``build``, with the length of the recorded trace the node replays."""
         return self._build(int(seed), float(clock_start))
 
 
@@ -173,7 +200,7 @@ def _memory_config(footprint: int, local_share: float, **kw: float) -> MemoryCon
 # ---------------------------------------------------------------------------------------
 
 
-def _default(seed: int, t0: float) -> SimNode:
+def _default(seed: int, t0: float) -> Replay:
     node = _node(t0, "default")
     demand = synthetic_vm_cpu(seed, 6, 3600.0)
     _add_cpu(node, CpuConfig(cores=int(demand.vcpus.sum()) + 2), demand, seed)
@@ -181,48 +208,48 @@ def _default(seed: int, t0: float) -> SimNode:
     _add_memory(node, _memory_config(mem.footprint, 0.6), mem, seed)
     _add_gpu(node, _gpu_config(2, 0.8), PoissonLlmRequests(seed, rate_per_s=1.2), seed)
     _add_faas(node, FaasConfig(), SyntheticFunctions(seed, n_functions=50), seed)
-    return node
+    return Replay(node)
 
 
-def _cpu_azure(seed: int, t0: float) -> SimNode:
+def _cpu_azure(seed: int, t0: float) -> Replay:
     path = _shared("azure-vm-cpu-2017/azure_v1_vm_cpu_avg_100vms_5min.csv", "azure-vm-cpu-2017-sample")
     demand = vm_demand_from_table(load_vm_cpu_wide(path), seed, slice(0, 12))
     node = _node(t0, "cpu-azure")
     _add_cpu(node, CpuConfig(cores=int(demand.vcpus.sum())), demand, seed)
-    return node
+    return Replay(node, demand.span_s)
 
 
-def _cpu_stress(seed: int, t0: float) -> SimNode:
+def _cpu_stress(seed: int, t0: float) -> Replay:
     demand = synthetic_vm_cpu(seed, 8, 3600.0, util_scale=4.0, peak_scale=1.5)
     node = _node(t0, "cpu-stress")
     _add_cpu(node, CpuConfig(cores=int(demand.vcpus.sum()), sub_cv=0.5), demand, seed)
-    return node
+    return Replay(node)
 
 
-def _mem_damon(seed: int, t0: float) -> SimNode:
+def _mem_damon(seed: int, t0: float) -> Replay:
     w = load_memory_trace(_shared("damon-access/damon_recA_regions.csv", "damo-recording-sample"))
     node = _node(t0, "mem-damon")
     _add_memory(node, _memory_config(w.footprint, 0.5, migrate_bw=200e6), w, seed)
-    return node
+    return Replay(node, w.span_s)
 
 
-def _mem_stress(seed: int, t0: float) -> SimNode:
+def _mem_stress(seed: int, t0: float) -> Replay:
     w = synthetic_memory(
         seed, footprint_bytes=32 * GiB, region_bytes=256 * MiB, duration_s=1800.0, phase_s=30.0, churn=0.5
     )
     node = _node(t0, "mem-stress")
     _add_memory(node, _memory_config(w.footprint, 0.4, memory_stall=0.5), w, seed)
-    return node
+    return Replay(node)
 
 
-def _gpu_splitwise(seed: int, t0: float) -> SimNode:
+def _gpu_splitwise(seed: int, t0: float) -> Replay:
     req = load_llm_2023(_shared("azure-llm-2023/AzureLLMInferenceTrace_code.csv", "azure-llm-2023-code"))
     node = _node(t0, "gpu-splitwise")
     _add_gpu(node, _gpu_config(4, 0.75), req, seed)
-    return node
+    return Replay(node, req.span_s)
 
 
-def _gpu_stress(seed: int, t0: float) -> SimNode:
+def _gpu_stress(seed: int, t0: float) -> Replay:
     node = _node(t0, "gpu-stress")
     _add_gpu(
         node,
@@ -230,31 +257,33 @@ def _gpu_stress(seed: int, t0: float) -> SimNode:
         PoissonLlmRequests(seed, rate_per_s=6.0, burstiness=1.0),
         seed,
     )
-    return node
+    return Replay(node)
 
 
-def _faas_2019(seed: int, t0: float) -> SimNode:
+def _faas_2019(seed: int, t0: float) -> Replay:
     path = _shared(
         "azure-functions/azure2019_sample1000fn_60min_invocation.csv", "azure-functions-2019-sample"
     )
+    stream = load_functions_2019(path, seed=seed)
     node = _node(t0, "faas-azure2019")
-    _add_faas(node, FaasConfig(), load_functions_2019(path, seed=seed), seed)
-    return node
+    _add_faas(node, FaasConfig(), stream, seed)
+    return Replay(node, stream.span_s)
 
 
-def _faas_2021(seed: int, t0: float) -> SimNode:
+def _faas_2021(seed: int, t0: float) -> Replay:
     path = _shared("azure-functions/azure2021_invocations_sample199.csv", "azure-functions-2021-sample")
+    stream = load_functions_2021(path, seed=seed)
     node = _node(t0, "faas-azure2021")
-    _add_faas(node, FaasConfig(), load_functions_2021(path, seed=seed), seed)
-    return node
+    _add_faas(node, FaasConfig(), stream, seed)
+    return Replay(node, stream.span_s)
 
 
-def _faas_stress(seed: int, t0: float) -> SimNode:
+def _faas_stress(seed: int, t0: float) -> Replay:
     node = _node(t0, "faas-stress")
     _add_faas(
         node, FaasConfig(keepalive_s=600.0), SyntheticFunctions(seed, n_functions=300, rate_scale=3.0), seed
     )
-    return node
+    return Replay(node)
 
 
 _SCENARIOS: dict[str, Scenario] = {
@@ -361,21 +390,21 @@ def scenario_from_trace(path: Path) -> Scenario:
         table = load_vm_cpu_wide(path) if fmt == "azure-vm-cpu-wide" else load_vm_cpu_readings(path)
         span = table.avg_pct.shape[0] * table.window_s
 
-        def build_cpu(seed: int, t0: float) -> SimNode:
+        def build_cpu(seed: int, t0: float) -> Replay:
             demand = vm_demand_from_table(table, seed)
             node = _node(t0, label)
             _add_cpu(node, CpuConfig(cores=int(demand.vcpus.sum())), demand, seed)
-            return node
+            return Replay(node, span)
 
         info = ScenarioInfo(label, f"{len(table.names)} VMs of {path.name} ({fmt})", span, ("cpu",))
         return Scenario(info, build_cpu)
     if facility == "gpu":
         req = load_llm_2023(path)
 
-        def build_gpu(seed: int, t0: float) -> SimNode:
+        def build_gpu(seed: int, t0: float) -> Replay:
             node = _node(t0, label)
             _add_gpu(node, _gpu_config(4, 0.75), req, seed)
-            return node
+            return Replay(node, req.span_s)
 
         info = ScenarioInfo(
             label, f"{req.arrival_s.size} LLM requests of {path.name} on 4 GPUs", req.span_s, ("gpu",)
@@ -387,27 +416,27 @@ def scenario_from_trace(path: Path) -> Scenario:
             span = probe.span_s
             desc = f"{len(probe.functions)} functions of {path.name} (per-minute counts)"
 
-            def build_faas(seed: int, t0: float) -> SimNode:
+            def build_faas(seed: int, t0: float) -> Replay:
                 node = _node(t0, label)
                 _add_faas(node, FaasConfig(), load_functions_2019(path, seed=seed), seed)
-                return node
+                return Replay(node, span)
         else:
             probe21 = load_functions_2021(path, seed=0)
             span = probe21.span_s
             desc = f"{probe21.start_s.size} invocations of {path.name}"
 
-            def build_faas(seed: int, t0: float) -> SimNode:
+            def build_faas(seed: int, t0: float) -> Replay:
                 node = _node(t0, label)
                 _add_faas(node, FaasConfig(), load_functions_2021(path, seed=seed), seed)
-                return node
+                return Replay(node, span)
 
         return Scenario(ScenarioInfo(label, desc, span, ("faas",)), build_faas)
     w = load_memory_trace(path)
 
-    def build_mem(seed: int, t0: float) -> SimNode:
+    def build_mem(seed: int, t0: float) -> Replay:
         node = _node(t0, label)
         _add_memory(node, _memory_config(w.footprint, 0.5), w, seed)
-        return node
+        return Replay(node, w.span_s)
 
     info = ScenarioInfo(
         label, f"{w.phase_t.size} DAMON snapshots of {path.name}, half local", w.span_s, ("memory",)

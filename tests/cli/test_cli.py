@@ -215,3 +215,102 @@ def test_faults_list_names_every_fault_boundary() -> None:
     assert proc.returncode == 0, proc.stderr
     for boundary in ("sensor", "predictor", "actuator", "process", "node"):
         assert boundary in proc.stdout
+
+
+def test_run_ends_with_a_summary_table_on_stderr_and_keeps_json_log_lines_short(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "[agents.noop]\n")
+    proc = sol("run", "--config", str(cfg), "--duration", "1s")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert all(line.startswith("{") for line in lines)  # stdout stays JSON lines for journald
+    assert max(len(line) for line in lines) < 1000  # the node's ground truth is no log line
+    assert events(proc.stdout)[-1]["event"] == "daemon.stopped"
+    table = proc.stderr.splitlines()
+    header = next(i for i, line in enumerate(table) if line.startswith("agent "))
+    assert table[header + 2].split()[:2] == ["noop", "stopped"]
+    assert "harvested_core_s" in proc.stderr  # the simulated node's ground truth, as a table
+    assert "on the sim backend, exit status 0" in table[-1]
+
+
+def test_run_with_console_logs_prints_the_summary_after_them(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "[agents.noop]\n")
+    proc = sol("run", "--config", str(cfg), "--duration", "1s", "--log-format", "console")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.index("daemon.stopped") < out.index("default reasons") < out.index("exit status 0")
+
+
+def test_run_on_a_node_without_the_facility_an_agent_needs_says_not_applicable(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, '[sim]\nscenario = "mem-stress"\n[agents.noop]\n[agents.example_ewma]\n')
+    proc = sol("run", "--config", str(cfg), "--duration", "1s")
+    assert proc.returncode == 0, proc.stderr
+    evs = events(proc.stdout)
+    assert not [e for e in evs if e["event"] == "agent.setup_failed"]
+    na = [e for e in evs if e["event"] == "agent.not_applicable"]
+    assert na and na[0]["agent"] == "example_ewma" and na[0]["facility"] == "cpu"
+    finals = {e["agent"]: e["state"] for e in evs if e["event"] == "agent.final"}
+    assert finals == {"noop": "stopped", "example_ewma": "not-applicable"}
+    assert next(e for e in evs if e["event"] == "daemon.stopped")["failed_agents"] == []
+    assert "example_ewma: not-applicable: this node has no cpu sensors" in proc.stderr
+
+
+AGENTS_CONFIG = """
+[agents.noop]
+dry_run = true
+[agents.example_ewma.schedule]
+act_every = 0.5
+[agents.cpu_harvest]
+enabled = false
+"""
+
+
+def test_agents_says_which_agents_the_config_enables_with_schedule_and_dry_run(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, AGENTS_CONFIG)
+    proc = sol("agents", "--config", str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines()}
+    assert "yes, dry-run" in rows["noop"]
+    assert " yes " in rows["example_ewma"] and "act 0.5s (config)" in rows["example_ewma"]
+    assert "disabled" in rows["cpu_harvest"]
+    assert f"config {cfg}: enables noop, example_ewma" in proc.stdout
+
+
+def test_agents_json_gives_each_agent_with_what_the_config_says(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, AGENTS_CONFIG)
+    proc = sol("agents", "--config", str(cfg), "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["config"] == str(cfg) and doc["problems"] == []
+    agents = {a["name"]: a for a in doc["agents"]}
+    assert agents["noop"]["enabled"] and agents["noop"]["dry_run"]
+    assert (
+        agents["example_ewma"]["schedule"]["act_every"] == 0.5
+        and agents["example_ewma"]["schedule_from_config"]
+    )
+    assert agents["cpu_harvest"]["configured"] and not agents["cpu_harvest"]["enabled"]
+
+
+def test_agents_with_a_broken_config_still_lists_the_agents_and_exits_1(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "[agents.noop]\nenabled = 'yes'\n")
+    proc = sol("agents", "--config", str(cfg))
+    assert proc.returncode == 1
+    assert "agents.noop.enabled" in proc.stderr and "noop" in proc.stdout
+
+
+def test_check_config_json_lists_every_problem_with_file_line_and_key(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, '\nrollback = "sometimes"\n[agents.noop.schedule]\ncolect_every = 1\n')
+    proc = sol("check-config", "--json", str(cfg))
+    assert proc.returncode == 1
+    problems = json.loads(proc.stdout)
+    assert [(p["file"], p["line"], p["key"]) for p in problems] == [
+        (str(cfg), 2, "rollback"),
+        (str(cfg), 4, "agents.noop.schedule.colect_every"),
+    ]
+    assert all(set(p) == {"file", "line", "key", "message"} for p in problems)
+    assert "unknown key" in problems[1]["message"]
+
+
+def test_check_config_json_of_a_good_file_is_an_empty_list(tmp_path: Path) -> None:
+    proc = sol("check-config", "--json", str(write_config(tmp_path, "[agents.noop]\n")))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []

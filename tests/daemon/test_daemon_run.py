@@ -335,3 +335,44 @@ def test_a_control_socket_that_cannot_be_created_leaves_the_agents_running(root:
     finally:
         daemon.request_stop()
         t.join(20)
+
+
+def test_the_daemon_prints_what_each_agent_did_when_it_stops(root: Path, knob: Path) -> None:
+    import io
+    import threading
+
+    from sold_helpers import parse, registry
+
+    from sol.daemon import Daemon
+    from sol.notify import Notifier
+
+    config = parse(config_text(root, "[agents.writer]\n[agents.other]\n"))
+    summary = io.StringIO()
+    ready = threading.Event()
+    daemon = Daemon(
+        config,
+        registry=registry(),
+        notifier=Notifier(environ={}),
+        install_signals=False,
+        on_ready=lambda ex: ready.set(),
+        backend=knob_backend(knob),
+        summary=summary,
+    )
+    t = threading.Thread(target=daemon.run, daemon=True)
+    t.start()
+    try:
+        assert ready.wait(10)
+        wait_until(lambda: Writer.instances[0].acts > 3 and Other.instances[0].acts > 3)
+        assert summary.getvalue() == ""  # nothing until it stops
+    finally:
+        daemon.request_stop()  # a stop, not a --duration: the table all the same
+        t.join(20)
+    lines = summary.getvalue().splitlines()
+    assert lines[0] == ""  # apart from the log lines above it
+    lines = lines[1:]
+    assert lines[0].split()[:3] == ["agent", "state", "model"]
+    rows = {line.split()[0]: line.split() for line in lines[2:4]}
+    assert rows["writer"][1] == "stopped" and int(rows["writer"][2]) + int(rows["writer"][3]) > 3
+    assert rows["other"][1] == "stopped"
+    assert lines[-1].startswith("ran ") and lines[-1].endswith("on the knob backend, exit status 0")
+    assert "simulation" not in lines  # a backend without ground truth prints none
