@@ -1,7 +1,7 @@
 """Cgroup knobs as logical resources: one name, its v1 file(s), its v2 file, a validator.
 
 Agents and facilities never build cgroup paths: they ask for a resource of a group, and
-the layout (:class:`~sol.linux.cgroupfs.CgroupLayout`) says which file(s) carry it on this
+the layout (:class:`~sol.kernel.cgroupfs.CgroupLayout`) says which file(s) carry it on this
 host. Values are logical (CPU ids, ``CpuMax``, a v2 weight, bytes); each resource converts
 them to the text of its version's file(s), and compares read-backs in the kernel's own form.
 
@@ -46,9 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from sol.actuators.file import FileKnob, read_text, write_existing
-from sol.linux.cgroupfs import CgroupLayout, check_group_name
-from sol.linux.errors import Unsupported
-from sol.linux.procfs import format_cpulist, parse_cpulist
+from sol.kernel.cgroupfs import CgroupLayout, check_group_name
+from sol.kernel.errors import Unsupported
+from sol.kernel.procfs import format_cpulist, parse_cpulist
 
 __all__ = [
     "CPUSET_CPUS",

@@ -30,10 +30,12 @@ import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sol.actuators.restorers import HostRoots, Restorer
+from sol.kernel.errors import Unsupported
 from sol.lazy import LazyModule
-from sol.linux.errors import Unsupported
 
 if TYPE_CHECKING:
     import numpy as np
@@ -373,14 +375,16 @@ def run_migratepages(pid: int, from_nodes: str, to_nodes: str, *, timeout: float
         raise OSError(code, f"migratepages {pid} {from_nodes} {to_nodes} failed: {text or proc.returncode}")
 
 
-def restore_process(target: str, before: Any) -> None:
+def restore_process(
+    target: str, before: Any, *, proc_root: Path = Path("/proc"), sys_root: Path = Path("/sys")
+) -> None:
     """Move a process's pages back onto the nodes it used before (best effort)."""
     nodes = json.loads(before) if isinstance(before, str) else before
     if not target.isdigit() or not isinstance(nodes, list) or not nodes:
         raise ValueError(f"numa.process record needs a pid and a node list, got {target!r} {before!r}")
-    if not os.path.exists(f"/proc/{target}"):
+    if not (proc_root / target).exists():
         return
-    online = _online_nodes()
+    online = _online_nodes(sys_root)
     others = ",".join(str(n) for n in online if n not in nodes)
     if not others:
         return  # every online node is one it used: nothing can be off its old nodes
@@ -391,10 +395,10 @@ def restore_process(target: str, before: Any) -> None:
             raise
 
 
-def _online_nodes() -> list[int]:
-    from sol.linux.procfs import parse_cpulist, read_file
+def _online_nodes(sys_root: Path) -> list[int]:
+    from sol.kernel.procfs import parse_cpulist, read_file
 
-    path = "/sys/devices/system/node/online"
+    path = sys_root / "devices/system/node/online"
     return list(parse_cpulist(read_file(path), path))
 
 
@@ -535,3 +539,12 @@ def restore_damos(target: str, before: Any) -> None:
     if not Path(target).is_dir():
         return
     _apply_scheme(target, DamosScheme.from_json(before))
+
+
+def restorers(roots: HostRoots) -> dict[str, Restorer]:
+    """The knob kinds this module defines, with their restorers (host roots injected)."""
+
+    def process(target: str, before: Any) -> None:
+        restore_process(target, before, proc_root=roots.proc, sys_root=roots.sys)
+
+    return {"numa.pages": restore_pages, "numa.process": process, "damos.scheme": restore_damos}

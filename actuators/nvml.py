@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from sol.actuators.restorers import HostRoots, Restorer
+
 __all__ = [
     "LockedClocksKnob",
     "PowerLimitKnob",
@@ -168,3 +170,8 @@ def restore_limit(target: str, before: Any, *, nvml: Any = None) -> None:
 def restore_clocks(target: str, before: Any, *, nvml: Any = None) -> None:
     text = str(before) if not isinstance(before, str) else before
     _with_device(target, lambda lib, handle: _apply_clocks(lib, handle, text), nvml)
+
+
+def restorers(roots: HostRoots) -> dict[str, Restorer]:
+    """The knob kinds this module defines, with their restorers."""
+    return {"nvml.power_limit": restore_limit, "nvml.clocks": restore_clocks}

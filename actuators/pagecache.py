@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sol.actuators.restorers import HostRoots, Restorer
 from sol.lazy import LazyModule
 
 if TYPE_CHECKING:
@@ -199,3 +200,8 @@ def restore_advice(target: str, before: Any) -> None:
         advise(path, os.POSIX_FADV_DONTNEED)
     elif int(resident) >= int(size):
         advise(path, os.POSIX_FADV_WILLNEED)
+
+
+def restorers(roots: HostRoots) -> dict[str, Restorer]:
+    """The knob kinds this module defines, with their restorers."""
+    return {"pagecache": restore_advice}

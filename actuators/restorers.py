@@ -3,7 +3,8 @@
 The undo journal stores ``(kind, target, before)``; at restore it calls
 ``restorers[kind](target, before)``. A restorer raises on failure (the record then stays open
 and the restore is reported as failed); an unknown kind is a reported failure too, naming the
-known kinds. Adding a kind is one entry in :func:`default_restorers`.
+known kinds. Each module of knobs registers its own kinds (``restorers(roots)``, listed in
+:data:`KNOB_MODULES`), with the host roots injected.
 
 >>> sorted(default_restorers())  # doctest: +ELLIPSIS
 ['damon.kdamond', 'damos.scheme', 'file', ...]
@@ -11,6 +12,7 @@ known kinds. Adding a kind is one entry in :func:`default_restorers`.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -21,6 +23,8 @@ from typing import Any, Protocol, TypeAlias
 from sol.actuators.file import read_text, write_existing
 
 __all__ = [
+    "KNOB_MODULES",
+    "HostRoots",
     "Identity",
     "RestoreMismatch",
     "Restorer",
@@ -31,6 +35,7 @@ __all__ = [
     "file_identity",
     "pid_identity",
     "restore_file",
+    "restorers",
 ]
 
 #: ``restorer(target, before)``: put ``before`` back on ``target``; raise on failure.
@@ -60,20 +65,48 @@ def restore_file(target: str, before: Any) -> None:
         raise RestoreMismatch(f"{target} reads back {readback.strip()!r}, expected {before.strip()!r}")
 
 
-def default_restorers() -> dict[str, Restorer]:
-    """The restorer of every knob kind sol writes. A new kind: add one line here."""
-    return {
-        "file": restore_file,
-        "numa.pages": lambda t, b: __import__("sol.actuators.numa", fromlist=["_"]).restore_pages(t, b),
-        "numa.process": lambda t, b: __import__("sol.actuators.numa", fromlist=["_"]).restore_process(t, b),
-        "damos.scheme": lambda t, b: __import__("sol.actuators.numa", fromlist=["_"]).restore_damos(t, b),
-        "damon.kdamond": lambda t, b: __import__("sol.linux.damon", fromlist=["_"]).restore_kdamond(t, b),
-        "nvml.power_limit": lambda t, b: __import__("sol.actuators.nvml", fromlist=["_"]).restore_limit(t, b),
-        "nvml.clocks": lambda t, b: __import__("sol.actuators.nvml", fromlist=["_"]).restore_clocks(t, b),
-        "pagecache": lambda t, b: __import__("sol.actuators.pagecache", fromlist=["_"]).restore_advice(t, b),
-        "tc.qdisc": lambda t, b: __import__("sol.actuators.tc", fromlist=["_"]).restore_qdisc(t, b),
-        "tc.class": lambda t, b: __import__("sol.actuators.tc", fromlist=["_"]).restore_class(t, b),
-    }
+@dataclass(frozen=True, slots=True)
+class HostRoots:
+    """Where the host's ``/proc`` and ``/sys`` are (a container, a test's fake tree)."""
+
+    proc: Path = Path("/proc")
+    sys: Path = Path("/sys")
+
+    @classmethod
+    def from_linux(cls, linux: Any) -> HostRoots:
+        """The roots of a ``[linux]`` config section (:class:`sol.config.LinuxConfig`)."""
+        return cls(proc=linux.proc_root, sys=linux.sys_root)
+
+
+#: The modules that define knob kinds. Each registers its own kinds: a function
+#: ``restorers(roots) -> {kind: restorer}`` beside the knob classes. A new kind is one entry in
+#: its module's ``restorers``; a new module of knobs is one line here. All are cheap to import
+#: (heavy libraries such as pyroute2 and pynvml load only when a restorer runs).
+KNOB_MODULES = (
+    "sol.actuators.restorers",
+    "sol.actuators.numa",
+    "sol.actuators.damon",
+    "sol.actuators.nvml",
+    "sol.actuators.pagecache",
+    "sol.actuators.tc",
+)
+
+
+def restorers(roots: HostRoots) -> dict[str, Restorer]:
+    """This module's own kind: plain files (cgroup knobs)."""
+    return {"file": restore_file}
+
+
+def default_restorers(roots: HostRoots | None = None) -> dict[str, Restorer]:
+    """The restorer of every knob kind sol writes, each registered by the module of its knob."""
+    roots = roots if roots is not None else HostRoots()
+    out: dict[str, Restorer] = {}
+    for name in KNOB_MODULES:
+        for kind, restore in importlib.import_module(name).restorers(roots).items():
+            if kind in out:
+                raise RuntimeError(f"knob kind {kind!r} is registered twice (again by {name})")
+            out[kind] = restore
+    return out
 
 
 # -- identities: the same object, not just the same name ------------------------------------
@@ -105,9 +138,14 @@ def pid_identity(target: str, *, proc_root: Path = Path("/proc")) -> str | None:
     return f"{pid}@{fields[19]}" if len(fields) > 19 else None
 
 
-def default_identities() -> dict[str, Identity]:
+def default_identities(roots: HostRoots | None = None) -> dict[str, Identity]:
     """Per knob kind, how a restore tells the object sol wrote from a new one of its name."""
-    return {"file": file_identity, "numa.pages": pid_identity, "numa.process": pid_identity}
+    proc = (roots if roots is not None else HostRoots()).proc
+
+    def pid(target: str) -> str | None:
+        return pid_identity(target, proc_root=proc)
+
+    return {"file": file_identity, "numa.pages": pid, "numa.process": pid}
 
 
 # -- scope: the knobs this sol may write, whatever a journal says ----------------------------

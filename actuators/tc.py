@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sol.actuators.restorers import HostRoots, Restorer
+
 __all__ = ["HtbClassKnob", "HtbRootKnob", "parse_classid", "restore_class", "restore_qdisc"]
 
 DEFAULT_QDISCS = frozenset({"noqueue", "pfifo_fast", "fq_codel", "mq", "fq", "pfifo"})
@@ -222,3 +224,8 @@ def restore_class(target: str, before: Any) -> None:
         if exc.errno in (errno.ENOENT, errno.ENODEV):
             return
         raise
+
+
+def restorers(roots: HostRoots) -> dict[str, Restorer]:
+    """The knob kinds this module defines, with their restorers."""
+    return {"tc.qdisc": restore_qdisc, "tc.class": restore_class}

@@ -40,14 +40,14 @@ from sol.actuators.cgroup import CPU_WEIGHT
 from sol.actuators.numa import PAGE_SIZE, MovePages, PageMigrator
 from sol.actuators.pagecache import residency
 from sol.config import LinuxConfig
+from sol.kernel.cgroupfs import CgroupLayout
+from sol.kernel.errors import SensorError, Unsupported
+from sol.kernel.procfs import parse_psi, parse_schedstat, read_file
 from sol.linux import LinuxBackend
-from sol.linux.cgroupfs import CgroupLayout
 from sol.linux.damon import DamonMonitor, DamonSettings, make_fake_admin
-from sol.linux.errors import SensorError, Unsupported
 from sol.linux.fake_nvml import FakeGpu, FakeNvml
 from sol.linux.gate import Gate, OwnerWriter
 from sol.linux.numa import process_node_bytes
-from sol.linux.procfs import parse_psi, parse_schedstat, read_file
 from sol.linux.taskstats import TaskstatsReader
 from sol.safety.journal import UndoJournal
 

@@ -41,7 +41,7 @@ from sol.safety.journal import JournalError, UndoJournal
 from sol.sdk import Agent, Clock, Prediction
 
 try:  # the exception the Linux backend raises for an unreadable or unparsable file
-    from sol.linux.errors import SensorError
+    from sol.kernel.errors import SensorError
 except ImportError:  # pragma: no cover - sol.linux ships with the package
 
     class SensorError(Exception):  # type: ignore[no-redef]

@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeAlias
 import structlog
 
 if TYPE_CHECKING:
-    from sol.actuators.restorers import Identity, Restorer, Scope
+    from sol.actuators.restorers import HostRoots, Identity, Restorer, Scope
 
 __all__ = [
     "FORMAT_VERSION",
@@ -1030,6 +1030,7 @@ def restore_command(
     *,
     out: TextIO,
     scope: Scope | None = None,
+    roots: HostRoots | None = None,
     euid: int | None = None,
 ) -> int:
     """``sol restore``: put back every open before-image. Safe to run any number of times.
@@ -1037,7 +1038,8 @@ def restore_command(
     Running as root, the journal (and every directory above it) must be root's and writable by
     no one else, as ``sol run`` requires of its config: a journal another user could write is a
     list of files they chose for root to overwrite. Every record is checked against ``scope``
-    (default: the knobs of a default Linux config) before anything is written.
+    (default: the knobs of a default Linux config) before anything is written; ``roots`` are the
+    host's ``/proc`` and ``/sys`` for the restorers (default: the real ones).
 
     Exit status: 0 nothing failed (a missing journal included; records whose object is gone
     are closed and listed), 1 some restore failed or was refused, the journal is unreadable or
@@ -1099,7 +1101,9 @@ def restore_command(
             print(f"undo journal {journal_path}: nothing to restore", file=out)
         else:
             print(f"undo journal {journal_path}: {pending} open before-image(s)", file=out)
-            report = journal.restore(default_restorers(), identities=default_identities(), scope=scope)
+            report = journal.restore(
+                default_restorers(roots), identities=default_identities(roots), scope=scope
+            )
             for record in report.restored:
                 print(f"restored  {record.describe()} -> {record.before!r}", file=out)
             for gone in report.gone:

@@ -521,7 +521,7 @@ def _ctl(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> 
 
 
 def _restore(args: argparse.Namespace, registry: Registry, out: TextIO, err: TextIO) -> int:
-    from sol.actuators.restorers import TargetScope
+    from sol.actuators.restorers import HostRoots, TargetScope
     from sol.files import ownership_problems
     from sol.safety.journal import restore_command
 
@@ -549,9 +549,10 @@ def _restore(args: argparse.Namespace, registry: Registry, out: TextIO, err: Tex
             print(f"sol restore: using the undo journal {journal} despite the config errors above", file=err)
         else:
             journal = config.journal_path
-    scope = TargetScope.from_linux(config.linux if config is not None else _linux_of_broken_config(raw))
+    linux = config.linux if config is not None else _linux_of_broken_config(raw)
     captured = io.StringIO()
-    rc = restore_command(journal, out=captured, scope=scope)
+    scope, roots = TargetScope.from_linux(linux), HostRoots.from_linux(linux)
+    rc = restore_command(journal, out=captured, scope=scope, roots=roots)
     if rc != 3 or config is None:
         out.write(captured.getvalue())
         return rc

@@ -104,7 +104,7 @@ def build_backend(
 
 def open_journal(config: Config, log: Any) -> Any:
     """Open the undo journal and roll back what a crashed run left open (guarantee 8)."""
-    from sol.actuators.restorers import TargetScope, default_identities, default_restorers
+    from sol.actuators.restorers import HostRoots, TargetScope, default_identities, default_restorers
     from sol.files import ownership_problems
     from sol.safety.journal import JournalError, UndoJournal
 
@@ -131,9 +131,9 @@ def open_journal(config: Config, log: Any) -> Any:
     if leftovers:
         log.warning("journal.leftovers", count=len(leftovers), journal=str(config.journal_path))
         report = journal.restore(
-            default_restorers(),
+            default_restorers(HostRoots.from_linux(config.linux)),
             log=log,
-            identities=default_identities(),
+            identities=default_identities(HostRoots.from_linux(config.linux)),
             scope=TargetScope.from_linux(config.linux),
         )
         log.info("journal.restored", summary=report.summary())
@@ -294,7 +294,7 @@ class Daemon:
 
     # -- lifecycle --------------------------------------------------------------------
     def run(self, duration: float | None = None) -> int:
-        from sol.actuators.restorers import default_restorers
+        from sol.actuators.restorers import HostRoots, default_restorers
         from sol.runtime.clock import MonotonicClock
         from sol.runtime.live import LiveExecutor
         from sol.runtime.memory import MemoryLimit, own_memory_limit
@@ -321,7 +321,7 @@ class Daemon:
                 log=get_logger(),
                 metrics=self.metrics,
                 journal=journal,
-                restorers=default_restorers(),
+                restorers=default_restorers(HostRoots.from_linux(config.linux)),
                 state_dir=config.state_dir,
                 rollback=config.rollback,
                 respawn=self._respawn,
@@ -822,7 +822,7 @@ class Daemon:
         return {"dry_run": on, "agents": out}
 
     def _cmd_restore(self, args: Mapping[str, Any], peer: Peer) -> Any:
-        from sol.actuators.restorers import default_restorers
+        from sol.actuators.restorers import HostRoots, default_identities, default_restorers
 
         name = self._agent_arg(args, required=False)
         ex = self.executor
@@ -834,7 +834,10 @@ class Daemon:
                 self._control(functools.partial(ex.pause_agent, n, why=why))
                 paused.append(n)
         # what is still open: restores that failed before, or owners no agent runs any more
-        report = self.journal.restore(default_restorers(), owner=name, log=self.log)
+        roots = HostRoots.from_linux(self.config.linux)
+        report = self.journal.restore(
+            default_restorers(roots), owner=name, log=self.log, identities=default_identities(roots)
+        )
         self.notifier.status(self.status_line())
         return {
             "paused": paused,

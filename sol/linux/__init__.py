@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sol.linux.errors import Feature, SensorError, Unsupported
+from sol.backend import Feature
+from sol.kernel.errors import SensorError, Unsupported
 
 if TYPE_CHECKING:
     from sol.linux.backend import LinuxBackend

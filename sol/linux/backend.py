@@ -21,12 +21,12 @@ from typing import Any
 
 import structlog
 
-from sol.backend import BackendBase
+from sol.backend import BackendBase, Feature
 from sol.config import Config, LinuxConfig
 from sol.facilities import FACILITY_NAMES, Actuators
-from sol.linux.cgroupfs import CgroupLayout
+from sol.kernel.cgroupfs import CgroupLayout
+from sol.kernel.errors import SensorError, Unsupported
 from sol.linux.cpu import CgroupWriter, CpuHost, CpuSettings, LinuxCpuActuators, LinuxCpuSensors
-from sol.linux.errors import Feature, SensorError, Unsupported
 from sol.linux.gate import Gate, OwnerWriter
 from sol.linux.taskstats import TaskstatsReader, delayacct_enabled
 from sol.safety.journal import UndoJournal

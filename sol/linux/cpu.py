@@ -49,11 +49,9 @@ from sol.actuators.cgroup import (
 )
 from sol.actuators.file import read_text, write_existing
 from sol.facilities import CPU_GROUPS, CpuPressure, CpuUsage, RunQueueDelay
-from sol.linux._util import DeltaTracker, Expiring, LogOnce
-from sol.linux.cgroupfs import CgroupLayout
-from sol.linux.errors import SensorError, Unsupported, errno_name, os_problem
-from sol.linux.gate import check_writer, gated
-from sol.linux.procfs import (
+from sol.kernel.cgroupfs import CgroupLayout
+from sol.kernel.errors import SensorError, Unsupported, errno_name, os_problem
+from sol.kernel.procfs import (
     KeptOpen,
     Psi,
     parse_cpulist,
@@ -64,6 +62,8 @@ from sol.linux.procfs import (
     parse_schedstat,
     read_file,
 )
+from sol.linux._util import DeltaTracker, Expiring, LogOnce
+from sol.linux.gate import check_writer, gated
 from sol.linux.taskstats import TaskstatsReader
 from sol.safety.guard import ActuationGuard
 

@@ -23,16 +23,16 @@ the next start or ``sol restore``.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sol.actuators.damon import KdamondKnob, restore_kdamond  # the knob lives with the pipeline
 from sol.facilities import DamonRegion, DamonSnapshot
-from sol.linux.errors import SensorError, Unsupported
-from sol.linux.procfs import parse_int, read_file
+from sol.kernel.errors import SensorError, Unsupported
+from sol.kernel.procfs import parse_int, read_file
 
 __all__ = ["DamonMonitor", "DamonSettings", "KdamondKnob", "make_fake_admin", "restore_kdamond"]
 
@@ -58,59 +58,6 @@ class DamonSettings:
     @property
     def max_nr_accesses(self) -> int:
         return max(1, self.aggr_us // self.sample_us)
-
-
-class KdamondKnob:
-    """A kdamond's ``state`` as a knob (kind ``damon.kdamond``).
-
-    ``read`` is ``{"state": ..., "created": bool}``: whether sol created this kdamond (and so
-    removes it on restore) is part of the before-image.
-    """
-
-    kind = "damon.kdamond"
-
-    def __init__(self, kdamond: Path, *, created: bool) -> None:
-        self.kdamond = kdamond
-        self.created = created
-
-    @property
-    def target(self) -> str:
-        return str(self.kdamond)
-
-    def read(self) -> str:
-        state = (self.kdamond / "state").read_text().strip()
-        return json.dumps({"state": state, "created": self.created}, sort_keys=True)
-
-    def write(self, raw: str) -> None:
-        _write(self.kdamond / "state", raw)
-
-    def matches(self, written: str, readback: str) -> bool:
-        try:
-            return bool(json.loads(readback).get("state") == written.strip())
-        except ValueError:
-            return False
-
-
-def restore_kdamond(target: str, before: Any) -> None:
-    """Turn the kdamond off; if sol created it, remove it again (``nr_kdamonds`` back down)."""
-    image = json.loads(before) if isinstance(before, str) else before
-    kdamond = Path(target)
-    if not kdamond.is_dir():
-        return  # gone already: nothing runs there
-    state = kdamond / "state"
-    if state.read_text().strip() != "off" and image.get("state", "off") == "off":
-        _write(state, "off")
-    if image.get("created"):
-        parent = kdamond.parent
-        index = int(kdamond.name)
-        nr = int((parent / "nr_kdamonds").read_text().strip())
-        others_off = all(
-            (parent / str(i) / "state").read_text().strip() == "off"
-            for i in range(nr)
-            if (parent / str(i)).is_dir()
-        )
-        if nr == index + 1 and others_off:
-            _write(parent / "nr_kdamonds", str(index))
 
 
 class DamonMonitor:
@@ -274,7 +221,7 @@ class DamonMonitor:
             try:
                 _write(state, "update_schemes_tried_regions")
             except OSError as exc:
-                from sol.linux.errors import errno_name, os_problem
+                from sol.kernel.errors import errno_name, os_problem
 
                 raise SensorError(
                     state, os_problem(exc, "cannot request tried regions"), errno_name=errno_name(exc)

@@ -21,7 +21,7 @@ from typing import Any
 from sol.actuators.base import HostWriter
 from sol.actuators.pagecache import PageCacheKnob, residency
 from sol.facilities import CacheObject, Invocation, Prewarm, Residency
-from sol.linux.errors import SensorError, Unsupported, errno_name, os_problem
+from sol.kernel.errors import SensorError, Unsupported, errno_name, os_problem
 from sol.linux.gate import check_writer
 
 __all__ = ["FaasHost", "LinuxFaasActuators", "LinuxFaasSensors", "build_faas"]

@@ -2,8 +2,8 @@
 
 A host without the NVML library, without a driver or without a GPU has no GPU facility
 (``None``, the reason logged once). Telemetry failures become
-:class:`~sol.linux.errors.SensorError` naming the GPU and the NVML error; ``NotSupported``
-becomes :class:`~sol.linux.errors.Unsupported` (e.g. energy on boards without the counter).
+:class:`~sol.kernel.errors.SensorError` naming the GPU and the NVML error; ``NotSupported``
+becomes :class:`~sol.kernel.errors.Unsupported` (e.g. energy on boards without the counter).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 from sol.actuators.base import HostWriter, WriteResult
 from sol.actuators.nvml import LockedClocksKnob, PowerLimitKnob
 from sol.facilities import GpuUtilization
+from sol.kernel.errors import SensorError, Unsupported
 from sol.linux._util import LogOnce
-from sol.linux.errors import SensorError, Unsupported
 from sol.linux.gate import check_writer
 from sol.safety.guard import ActuationGuard
 

@@ -2,7 +2,7 @@
 
 The managed process is ``linux.memory_pid``: DAMON monitors its virtual address space and
 ``placement``/``migrate`` act on its pages (``move_pages(2)``). Without it, ``nodes()`` still
-works and the rest raises :class:`~sol.linux.errors.Unsupported` saying what to set.
+works and the rest raises :class:`~sol.kernel.errors.Unsupported` saying what to set.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from sol.actuators.numa import (
     plan_migration,
 )
 from sol.facilities import DamonSnapshot, Migration, NumaNode
+from sol.kernel.errors import Unsupported
 from sol.linux.cpu import CgroupWriter
 from sol.linux.damon import DamonMonitor, DamonSettings
-from sol.linux.errors import Unsupported
 from sol.linux.gate import check_writer
 from sol.linux.numa import NumaTopology, process_node_bytes
 

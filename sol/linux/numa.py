@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from sol.facilities import NumaNode
-from sol.linux.errors import SensorError, Unsupported
-from sol.linux.procfs import parse_cpulist, parse_node_meminfo, parse_numa_maps, read_file
+from sol.kernel.errors import SensorError, Unsupported
+from sol.kernel.procfs import parse_cpulist, parse_node_meminfo, parse_numa_maps, read_file
 
 __all__ = ["NumaTopology", "make_fake_nodes", "process_node_bytes"]
 

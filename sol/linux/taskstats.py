@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sol.linux.errors import SensorError, Unsupported
+from sol.kernel.errors import SensorError, Unsupported
 
 __all__ = ["TaskDelay", "TaskstatsReader", "delayacct_enabled"]
 

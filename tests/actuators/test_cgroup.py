@@ -21,8 +21,8 @@ from sol.actuators.cgroup import (
     CgroupResource,
     CpuMax,
 )
-from sol.linux.cgroupfs import CgroupLayout, check_group_name
-from sol.linux.errors import Unsupported
+from sol.kernel.cgroupfs import CgroupLayout, check_group_name
+from sol.kernel.errors import Unsupported
 
 
 def test_module_examples_run() -> None:

@@ -16,8 +16,8 @@ from sol.actuators.base import WriteError
 from sol.actuators.nvml import restore_clocks, restore_limit
 from sol.actuators.restorers import default_restorers
 from sol.config import LinuxConfig
+from sol.kernel.errors import SensorError, Unsupported
 from sol.linux import LinuxBackend
-from sol.linux.errors import SensorError, Unsupported
 from sol.linux.fake_nvml import FakeGpu, FakeNvml
 from sol.safety.journal import UndoJournal
 

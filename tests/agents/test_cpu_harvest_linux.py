@@ -298,7 +298,7 @@ def test_host_wide_pressure_counts_the_harvest_groups_own_waiting_and_is_not_tak
     from sol.agents.cpu_harvest import Params
     from sol.config import loads_config
     from sol.daemon import build_backend
-    from sol.linux.procfs import parse_psi
+    from sol.kernel.procfs import parse_psi
     from sol.registry import Registry
     from sol.runtime.base import actuators_for
     from sol.runtime.clock import MonotonicClock

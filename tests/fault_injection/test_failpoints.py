@@ -12,7 +12,7 @@ from sol.actuators.base import WriteError
 from sol.fault_injection import environment
 from sol.fault_injection.failpoints import DaemonKilled
 from sol.fault_injection.faults import get_fault
-from sol.linux.errors import SensorError
+from sol.kernel.errors import SensorError
 from sol.sim.scenarios import get_scenario
 
 ACTIVE, BEFORE, AFTER = 12.0, 5.0, 35.0

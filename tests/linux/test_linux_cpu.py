@@ -12,9 +12,9 @@ from linux_fakes import FakeProc, FakeV1, FakeV2, StepClock, psi_text
 from structlog.testing import capture_logs
 
 from sol.actuators.base import HostWriter, WriteError
-from sol.linux.cgroupfs import CgroupLayout
+from sol.kernel.cgroupfs import CgroupLayout
+from sol.kernel.errors import SensorError
 from sol.linux.cpu import CgroupWriter, CpuHost, CpuSettings, LinuxCpuActuators, LinuxCpuSensors
-from sol.linux.errors import SensorError
 from sol.linux.gate import Gate, OwnerWriter
 from sol.safety.journal import UndoJournal
 

@@ -20,7 +20,7 @@ from linux_fakes import REAL_CGROUP
 
 from sol.actuators.base import WriteError
 from sol.actuators.cgroup import CPUSET_CPUS
-from sol.linux.cgroupfs import CgroupLayout
+from sol.kernel.cgroupfs import CgroupLayout
 from sol.linux.cpu import CgroupWriter, CpuHost, CpuSettings, LinuxCpuActuators, LinuxCpuSensors
 from sol.linux.gate import Gate, OwnerWriter
 from sol.safety.journal import UndoJournal
@@ -149,8 +149,8 @@ def test_real_cpuset_parent_narrower_than_child_is_ebusy(real_group_name: str, t
 def test_a_kept_open_cgroup_file_follows_its_group_being_removed_and_recreated(real_group_name: str) -> None:
     """``KeptOpen`` rereads a real cgroup file by pread; a removed group is an error naming the
     file (not a stale number), and one recreated under the same name is read again."""
-    from sol.linux.errors import SensorError
-    from sol.linux.procfs import KeptOpen
+    from sol.kernel.errors import SensorError
+    from sol.kernel.procfs import KeptOpen
 
     group = REAL_CGROUP / "cpuacct" / real_group_name
     group.mkdir()

@@ -14,7 +14,7 @@ import pytest
 import structlog
 from linux_fakes import FakeProc, FakeV1, StepClock
 
-from sol.linux.cgroupfs import CgroupLayout
+from sol.kernel.cgroupfs import CgroupLayout
 from sol.linux.cpu import CpuHost, CpuSettings
 
 

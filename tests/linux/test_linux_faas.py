@@ -12,8 +12,8 @@ from linux_fakes import StepClock
 
 from sol.actuators.pagecache import advise, residency
 from sol.config import LinuxConfig
+from sol.kernel.errors import SensorError
 from sol.linux import LinuxBackend
-from sol.linux.errors import SensorError
 from sol.safety.journal import UndoJournal
 
 SIZE = 4 << 20

@@ -19,9 +19,9 @@ from linux_fakes import StepClock, fake_damon
 from sol.actuators.numa import PAGE_SIZE, DamosScheme, MovePages
 from sol.actuators.restorers import default_restorers
 from sol.config import LinuxConfig
+from sol.kernel.errors import SensorError, Unsupported
 from sol.linux import LinuxBackend
 from sol.linux.damon import DamonMonitor, DamonSettings
-from sol.linux.errors import SensorError, Unsupported
 from sol.linux.gate import Gate, OwnerWriter
 from sol.linux.numa import NumaTopology, make_fake_nodes
 from sol.safety.journal import UndoJournal

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-import sol.linux.cgroupfs
-import sol.linux.errors
-import sol.linux.procfs
-from sol.linux.errors import SensorError
-from sol.linux.procfs import (
+import sol.kernel.cgroupfs
+import sol.kernel.errors
+import sol.kernel.procfs
+from sol.kernel.errors import SensorError
+from sol.kernel.procfs import (
     format_cpulist,
     parse_cpulist,
     parse_flat_keyed,
@@ -26,7 +26,7 @@ from sol.linux.procfs import (
 
 
 @pytest.mark.parametrize(
-    "module", [sol.linux.procfs, sol.linux.errors, sol.linux.cgroupfs], ids=lambda m: m.__name__
+    "module", [sol.kernel.procfs, sol.kernel.errors, sol.kernel.cgroupfs], ids=lambda m: m.__name__
 )
 def test_module_examples_run(module: object) -> None:
     assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]
@@ -141,7 +141,7 @@ def test_node_meminfo_golden() -> None:
 
 
 def test_kept_open_rereads_in_place_and_bounds_its_descriptors(tmp_path: Path) -> None:
-    from sol.linux.procfs import KeptOpen
+    from sol.kernel.procfs import KeptOpen
 
     files = KeptOpen(limit=2)
     paths = [tmp_path / f"f{i}" for i in range(3)]

@@ -10,10 +10,10 @@ import pytest
 import structlog
 from linux_fakes import FakeProc, FakeV1, StepClock
 
-from sol.linux.cgroupfs import CgroupLayout
+from sol.kernel.cgroupfs import CgroupLayout
+from sol.kernel.errors import SensorError
+from sol.kernel.procfs import parse_schedstat, read_file
 from sol.linux.cpu import CpuHost, CpuSettings
-from sol.linux.errors import SensorError
-from sol.linux.procfs import parse_schedstat, read_file
 from sol.linux.taskstats import TaskstatsReader, delayacct_enabled
 
 pytestmark = pytest.mark.linux

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from sol.linux.errors import SensorError, Unsupported
-from sol.linux.procfs import read_file
+from sol.kernel.errors import SensorError, Unsupported
+from sol.kernel.procfs import read_file
 
 __all__ = ["V1_MARKERS", "CgroupLayout", "check_group_name"]
 

@@ -1,7 +1,7 @@
 """Readers and parsers of the procfs, sysfs and cgroupfs files the sensors use.
 
 Each parser takes the file's text and its path (for the error message) and raises
-:class:`~sol.linux.errors.SensorError` naming the file, the line and what was wrong: a
+:class:`~sol.kernel.errors.SensorError` naming the file, the line and what was wrong: a
 garbage byte in a kernel file is a clear, local error, never a ``ValueError`` from deep
 inside a sensor. The formats are the kernel's, cited per parser.
 
@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sol.linux.errors import SensorError, errno_name, os_problem
+from sol.kernel.errors import SensorError, errno_name, os_problem
 
 __all__ = [
     "KeptOpen",

@@ -13,9 +13,7 @@ import errno as _errno
 import os
 from pathlib import Path
 
-from sol.backend import Feature  # one type for every backend's probes
-
-__all__ = ["Feature", "SensorError", "Unsupported", "errno_name", "os_problem"]
+__all__ = ["SensorError", "Unsupported", "errno_name", "os_problem"]
 
 
 class SensorError(Exception):
