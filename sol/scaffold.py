@@ -293,9 +293,9 @@ class $cls(Agent):
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
         self.p: Params = ctx.config
-        # TODO: take the facilities the agent needs and refuse a node without them, e.g.
-        #     if ctx.sensors.cpu is None or ctx.actuators.cpu is None:
-        #         raise RuntimeError("$name needs a node with a cpu facility")
+        # TODO: take the facilities the agent needs, e.g.
+        #     self.cpu = ctx.sensors.require("cpu")  # FacilityMissing: not for this node
+        #     self.harvest = ctx.actuators.require("cpu")
         # and build the model from self.p (a learner from sol.predictors).
 
     # -- model side: may be slow, may be starved ---------------------------------------
