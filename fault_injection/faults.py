@@ -311,6 +311,16 @@ _ALL: tuple[Fault, ...] = (
         frozenset({"restore"}),
     ),
     Fault(
+        "proc.journal_emptied",
+        "process",
+        "process",
+        "sigkill",
+        "as proc.sigkill, and the undo journal is emptied before `sol restore` runs (a full disk, "
+        "an operator's mistake): the journal's state file must bring every setting back",
+        _p(restart_s=30.0, empty_journal=1.0),
+        frozenset({"restore"}),
+    ),
+    Fault(
         "proc.crash_loop",
         "process",
         "process",
@@ -389,6 +399,7 @@ REDUCED_FAULTS: tuple[str, ...] = (
     "act.eio",
     "act.not_applied",
     "proc.sigkill",
+    "proc.journal_emptied",
     "proc.crash_loop",
     "proc.thread_escape",
     "proc.memory_leak",

@@ -141,6 +141,8 @@ class RunRecord:
     #: after a kill: `sol restore` restored every record, and every knob reads its before-image
     restore_ok: bool | None = None
     knobs_restored: bool | None = None
+    #: after a kill: what the reopened journal found lost (and recovered from its state file)
+    journal_damage: int = 0
     #: undo records still open after the run (a quarantine's restore failed while the fault lasted)
     left_open: int = 0
     final_restore_ok: bool | None = None
@@ -289,10 +291,14 @@ def run_one(
                 kill_at = None
                 clock_ref[0] = lambda: float(node.now())
                 if journal is not None:
-                    journal.close()
-                    journal = UndoJournal.open(jpath, log=log, fsync=False)
-                    backend.journal = journal
+                    # what the dead daemon had made durable: the settings restore must bring back
                     images = {(r.kind, r.target): r.before for r in journal.open_records()}
+                    journal.close()
+                    if fault is not None and fault.params.get("empty_journal"):
+                        jpath.write_bytes(b"")  # lost between the kill and the restore
+                    journal = UndoJournal.open(jpath, log=log, fsync=False)
+                    rec.journal_damage = len(journal.damage)
+                    backend.journal = journal
                     report = journal.restore(backend.restorers(), log=log)
                     state = backend.knob_state()
                     rec.restore_ok = report.ok

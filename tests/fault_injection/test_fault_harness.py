@@ -88,6 +88,15 @@ def test_sigkill_restores_every_before_image_and_the_daemon_restarts(cells: dict
     assert time_to_safe(on, SHORT) == 0.0
 
 
+def test_a_journal_emptied_after_a_sigkill_is_recovered_from_its_state_file_and_said(
+    cells: dict[str, Cell],
+) -> None:
+    on = cells["proc.journal_emptied"].on
+    assert on.killed_at == pytest.approx(SHORT.surge_at, abs=1.0)
+    assert on.journal_damage >= 1, "the lost records are reported"
+    assert on.restore_ok and on.knobs_restored, "and every setting the dead daemon changed is back"
+
+
 def test_a_refused_restore_is_retried_and_finished_once_the_fault_clears(cells: dict[str, Cell]) -> None:
     on = cells["act.eperm"].on
     assert on.state == "quarantined"
