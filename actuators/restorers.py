@@ -196,7 +196,7 @@ class TargetScope:
     @classmethod
     def from_linux(cls, linux: Any) -> TargetScope:
         """The scope of a ``[linux]`` config section (:class:`sol.config.LinuxConfig`)."""
-        return cls(cgroup_root=linux.cgroup_root, sys_root=linux.sys_root, cache_dir=linux.faas_cache_dir)
+        return cls(cgroup_root=linux.cgroup_root, sys_root=linux.sys_root, cache_dir=linux.faas.cache_dir)
 
     @staticmethod
     def cgroup_files() -> frozenset[str]:
@@ -228,7 +228,7 @@ class TargetScope:
             return None
         if kind == "pagecache":
             if self.cache_dir is None:
-                return f"pagecache {target}: no [linux] faas_cache_dir is configured"
+                return f"pagecache {target}: no [linux.faas] cache_dir is configured"
             if not _within(_real(Path(target)), [_real(self.cache_dir)]):
                 return f"pagecache {target} is not in the cache directory {self.cache_dir}"
             return None

@@ -39,7 +39,7 @@ from sol.actuators.base import HostWriter
 from sol.actuators.cgroup import CPU_WEIGHT
 from sol.actuators.numa import PAGE_SIZE, MovePages, PageMigrator
 from sol.actuators.pagecache import residency
-from sol.config import LinuxConfig
+from sol.config import LinuxConfig, LinuxFaasConfig, LinuxMemoryConfig, MemoryTarget
 from sol.kernel.cgroupfs import CgroupLayout
 from sol.kernel.errors import SensorError, Unsupported
 from sol.kernel.procfs import parse_psi, parse_schedstat, read_file
@@ -100,7 +100,10 @@ def sensor_rows(n: int, tmp: Path) -> list[tuple[str, ...]]:
     blob = tmp / "blob"
     blob.write_bytes(os.urandom(64 << 20))
     backend = LinuxBackend(
-        LinuxConfig(memory_pid=pid, faas_cache_dir=tmp),
+        LinuxConfig(
+            memory=LinuxMemoryConfig(targets=(MemoryTarget(pid=pid),)),
+            faas=LinuxFaasConfig(cache_dir=tmp),
+        ),
         clock=Clock(),
         log=quiet,
         nvml=FakeNvml([FakeGpu(uuid="GPU-fake")]),

@@ -212,6 +212,8 @@ level = "info"
 
 [linux]
 cgroup_root = "{self.root}"
+
+[linux.cpu]
 harvest_cgroup = "{self.group}"
 
 [daemon]

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sol import __version__
-from sol.config import Config, ConfigError, default_config_path, load_config
+from sol.config import Config, ConfigError, ConfigProblem, default_config_path, load_config
 from sol.log import configure
 from sol.registry import Registry, RegistryError
 from sol.sdk import Agent
@@ -610,19 +610,25 @@ def _journal_of_broken_config(raw: Mapping[str, Any]) -> Path:
 
 def _linux_of_broken_config(raw: Mapping[str, Any]) -> Any:
     """The ``[linux]`` roots a broken config names (what a restore may write), else defaults."""
-    from sol.config import LinuxConfig
+    from sol.config import LinuxConfig, LinuxFaasConfig
 
-    linux = raw.get("linux") if isinstance(raw.get("linux"), dict) else {}
-    assert isinstance(linux, dict)
-    def root(key: str) -> Path | None:
-        value = linux.get(key)
+    def table(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+        value = parent.get(key)
+        return value if isinstance(value, dict) else {}
+
+    def absolute(table: Mapping[str, Any], key: str) -> Path | None:
+        value = table.get(key)
         return Path(value) if isinstance(value, str) and Path(value).is_absolute() else None
 
+    linux = table(raw, "linux")
     default = LinuxConfig()
     return LinuxConfig(
-        cgroup_root=root("cgroup_root") or default.cgroup_root,
-        sys_root=root("sys_root") or default.sys_root,
-        faas_cache_dir=root("faas_cache_dir"),
+        cgroup_root=absolute(linux, "cgroup_root") or default.cgroup_root,
+        sys_root=absolute(linux, "sys_root") or default.sys_root,
+        # [linux.faas] cache_dir, or the deprecated [linux] faas_cache_dir
+        faas=LinuxFaasConfig(
+            cache_dir=absolute(table(linux, "faas"), "cache_dir") or absolute(linux, "faas_cache_dir")
+        ),
     )
 
 
@@ -789,20 +795,34 @@ def _enabled_cell(row: Mapping[str, Any]) -> str:
 
 
 def _check_config_json(path: Path | None, unsafe: Sequence[str], registry: Registry, out: TextIO) -> int:
-    """``sol check-config --json``: every problem as ``{file, line, key, message}``; [] when none."""
+    """``sol check-config --json``: every problem as ``{file, line, key, message, severity}``
+    (``"error"``, or ``"warning"`` for what loads but should change); [] when none. Exit 1 on
+    any error, warnings alone exit 0."""
     source = str(path) if path is not None else None
-    problems: list[dict[str, Any]] = [
-        {"file": source, "line": None, "key": None, "message": f"unsafe for a root daemon: {p}"}
+
+    def row(p: ConfigProblem, severity: str) -> dict[str, Any]:
+        return {"file": p.source, "line": p.line, "key": p.key, "message": p.message, "severity": severity}
+
+    problems = [
+        {
+            "file": source,
+            "line": None,
+            "key": None,
+            "message": f"unsafe for a root daemon: {p}",
+            "severity": "error",
+        }
         for p in unsafe
     ]
+
     try:
-        load_config(path, agents=LazyAgents(registry))
+        config = load_config(path, agents=LazyAgents(registry))
     except ConfigError as exc:
-        problems += [
-            {"file": p.source, "line": p.line, "key": p.key, "message": p.message} for p in exc.problems
-        ]
+        found = [row(p, "warning") for p in exc.warnings] + [row(p, "error") for p in exc.problems]
+    else:
+        found = [row(p, "warning") for p in config.warnings]
+    problems += sorted(found, key=lambda p: (p["line"] is None, p["line"] or 0))
     print(json.dumps(problems, indent=2), file=out)
-    return EXIT_FAIL if problems else EXIT_OK
+    return EXIT_FAIL if any(p["severity"] == "error" for p in problems) else EXIT_OK
 
 
 def _new_agent(args: argparse.Namespace, out: TextIO) -> int:

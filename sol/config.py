@@ -12,7 +12,9 @@ their types and their defaults are derived from the field annotations, so adding
 ``float`` (an integer is accepted), ``bool`` (never accepted as a number, nor a number as a
 bool), ``Path``, ``Literal[...]``, ``X | None``, ``list[X]``, ``tuple[X, ...]``,
 ``dict[str, X]`` and nested dataclasses (a sub-table). Per-agent ``params`` tables use the
-same machinery on the agent class's ``Params`` dataclass.
+same machinery on the agent class's ``Params`` dataclass. A key that moved (``_MOVED``: the
+flat ``[linux]`` keys of earlier versions) still loads at its new place, checked there but
+reported at the key the file wrote, with a warning naming the new key (``Config.warnings``).
 
 Every value is checked on its own, at its key: a number must be finite (TOML has ``nan`` and
 ``inf``) and within the range its field declares (``sol.sdk.bounds``, or any
@@ -52,7 +54,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -83,7 +85,12 @@ __all__ = [
     "ConfigProblem",
     "DaemonConfig",
     "LinuxConfig",
+    "LinuxCpuConfig",
+    "LinuxFaasConfig",
+    "LinuxGpuConfig",
+    "LinuxMemoryConfig",
     "LogConfig",
+    "MemoryTarget",
     "PathsConfig",
     "SimConfig",
     "check_config_command",
@@ -128,12 +135,17 @@ class ConfigProblem:
 
 
 class ConfigError(ValueError):
-    """The configuration cannot be used; ``problems`` lists every reason, in file order."""
+    """The configuration cannot be used; ``problems`` lists every reason, in file order.
 
-    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+    ``warnings`` are what would only have been warned about had the file loaded (a
+    deprecated key), so ``sol check-config`` shows a whole file's to-do list at once.
+    """
+
+    def __init__(self, problems: Sequence[ConfigProblem], *, warnings: Sequence[ConfigProblem] = ()) -> None:
         if not problems:
             raise ValueError("ConfigError needs at least one problem")
         self.problems: list[ConfigProblem] = list(problems)
+        self.warnings: list[ConfigProblem] = list(warnings)
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
@@ -175,12 +187,9 @@ class SimConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class LinuxConfig:
-    """``[linux]``: the host roots, passed to every Linux sensor and actuator."""
+class LinuxCpuConfig:
+    """``[linux.cpu]``: what ``cpu_harvest`` lends, and to whom (docs/linux-backend.md)."""
 
-    cgroup_root: Path = Path("/sys/fs/cgroup")
-    proc_root: Path = Path("/proc")
-    sys_root: Path = Path("/sys")
     #: the batch cgroup lent cores, below every hierarchy's root; created on the first real write
     harvest_cgroup: str = field(default="sol-harvest", metadata=rule(relative_cgroup))
     primary_cgroups: tuple[str, ...] = ()  # globs, e.g. ["machine.slice/*"]; empty: every task but harvest
@@ -190,21 +199,103 @@ class LinuxConfig:
     run_delay_source: Literal["schedstat", "taskstats"] = "schedstat"  # per-task run-queue delay source
     #: most of a core the run-queue sensor spends (readings are reused)
     run_delay_cpu_share: float = field(default=0.002, metadata=bounds(gt=0, le=1))
-    #: the process mem_tier manages (DAMON target, move_pages)
-    memory_pid: int | None = field(default=None, metadata=bounds(ge=1))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryTarget:
+    """One workload ``mem_tier`` manages: a process, or every process of a cgroup.
+
+    A cgroup target is resolved to the PIDs in its ``cgroup.procs`` when the memory facility
+    is built (each start of the daemon), so the file names a VM by its scope, not by a PID
+    that changes when the VM restarts.
+
+    >>> MemoryTarget(pid=1234), MemoryTarget(cgroup="machine.slice/vm-a")
+    (MemoryTarget(pid=1234, cgroup=None), MemoryTarget(pid=None, cgroup='machine.slice/vm-a'))
+    >>> MemoryTarget(pid=1, cgroup="x")
+    Traceback (most recent call last):
+    ...
+    sol.sdk.ParamError: cgroup cannot be given with pid: a target is one process or one cgroup
+    """
+
+    pid: int | None = field(default=None, metadata=bounds(ge=1))
+    #: below the cgroup root, like ``harvest_cgroup``
+    cgroup: str | None = field(default=None, metadata=rule(relative_cgroup))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.pid is not None and self.cgroup is not None:
+            raise ParamError("cgroup", "cannot be given with pid: a target is one process or one cgroup")
+        if self.pid is None and self.cgroup is None:
+            raise ValueError('a target needs one key: pid = PID or cgroup = "PATH"')
+
+    def describe(self) -> str:
+        """``pid 1234`` or ``cgroup machine.slice/vm-a``, for logs and feature lines."""
+        return f"pid {self.pid}" if self.pid is not None else f"cgroup {self.cgroup}"
+
+
+@dataclass(frozen=True, slots=True)
+class LinuxMemoryConfig:
+    """``[linux.memory]``: the workloads ``mem_tier`` manages and how fast pages may move."""
+
+    #: each exactly one of ``pid`` or ``cgroup``; empty: no managed workload (``nodes()`` only)
+    targets: tuple[MemoryTarget, ...] = ()
     migrate_mb_s: float = field(default=256.0, metadata=bounds(gt=0))  # page migration bandwidth cap, MB/s
     #: NUMA nodes of the slow tier; empty: the memory-only nodes
     far_nodes: tuple[int, ...] = field(default=(), metadata=bounds(ge=0))
     #: kdamond index reserved for sol; None: use DAMON only if unused
     damon_kdamond: int | None = field(default=None, metadata=bounds(ge=0))
-    #: the node's GPU power budget; None: unbounded
-    gpu_power_budget_w: float | None = field(default=None, metadata=bounds(gt=0))
-    faas_cache_dir: Path | None = None  # local FaaS cache directory; None: no faas facility
-    faas_origin_dir: Path | None = None  # where objects missing from the cache dir are copied from
-    faas_invocation_log: Path | None = None  # JSON lines {"t": wall s, "function", "object"} per invocation
 
     def __post_init__(self) -> None:
         check_fields(self)
+        seen: dict[MemoryTarget, int] = {}
+        for i, target in enumerate(self.targets):
+            if target in seen:
+                raise ParamError(f"targets[{i}]", f"repeats targets[{seen[target]}] ({target.describe()})")
+            seen[target] = i
+
+
+@dataclass(frozen=True, slots=True)
+class LinuxGpuConfig:
+    """``[linux.gpu]``: the node's GPU power budget."""
+
+    #: watts for all the node's GPUs together; None: unbounded
+    power_budget_w: float | None = field(default=None, metadata=bounds(gt=0))
+    #: a file a rack controller rewrites with the budget in watts (not read yet: see build_gpu)
+    budget_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True, slots=True)
+class LinuxFaasConfig:
+    """``[linux.faas]``: the local function-object cache ``faas_prewarm`` manages."""
+
+    cache_dir: Path | None = None  # local cache directory; None: no faas facility
+    origin_dir: Path | None = None  # where objects missing from the cache dir are copied from
+    invocation_log: Path | None = None  # JSON lines {"t": wall s, "function", "object"} per invocation
+
+
+@dataclass(frozen=True, slots=True)
+class LinuxConfig:
+    """``[linux]``: the host roots, passed to every Linux sensor and actuator, and one
+    sub-table per facility (``[linux.cpu]``, ``[linux.memory]``, ``[linux.gpu]``,
+    ``[linux.faas]``).
+
+    The flat keys of earlier versions (``[linux] harvest_cgroup``, ``memory_pid``, ...) still
+    load, each with a deprecation warning naming its new place (``Config.warnings``).
+    """
+
+    cgroup_root: Path = Path("/sys/fs/cgroup")
+    proc_root: Path = Path("/proc")
+    sys_root: Path = Path("/sys")
+    cpu: LinuxCpuConfig = field(default_factory=LinuxCpuConfig)
+    memory: LinuxMemoryConfig = field(default_factory=LinuxMemoryConfig)
+    gpu: LinuxGpuConfig = field(default_factory=LinuxGpuConfig)
+    faas: LinuxFaasConfig = field(default_factory=LinuxFaasConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +357,9 @@ class Config:
     state_dir: Path = field(default=Path("."), metadata=_DERIVED)
     #: ``paths.journal``, or ``<state_dir>/undo.journal``
     journal_path: Path = field(default=Path("undo.journal"), metadata=_DERIVED)
+    #: what loaded but should change (a deprecated key), in file order; ``sol check-config``
+    #: prints them, ``sol run`` logs them (``config.warning``)
+    warnings: tuple[ConfigProblem, ...] = field(default=(), metadata=_DERIVED)
 
     @property
     def enabled_agents(self) -> list[AgentConfig]:
@@ -341,29 +435,39 @@ def loads_config(
         raise ConfigError([_syntax_problem(source, exc, text)]) from exc
     builder = _Builder(source, locate_keys(text))
     config = builder.build_config(raw, agents, os.environ if environ is None else environ)
+    warnings = _in_file_order(builder.warnings)
     if builder.problems or config is None:
-        raise ConfigError(_in_file_order(builder.problems))
-    return config
+        raise ConfigError(_in_file_order(builder.problems), warnings=warnings)
+    return dataclasses.replace(config, warnings=tuple(warnings))
 
 
 def check_config_command(path: Path | None, agents: Mapping[str, type[Agent]], out: TextIO) -> int:
-    """``sol check-config``: print ``OK: ...`` or every problem; return the exit status."""
+    """``sol check-config``: print ``OK: ...`` or every problem; return the exit status.
+
+    Warnings (a deprecated key) are printed before, each as ``warning: FILE:LINE: KEY: ...``;
+    alone they do not fail the check.
+    """
     try:
         config = load_config(path, agents=agents)
     except ConfigError as exc:
+        for warning in exc.warnings:
+            print(f"warning: {warning}", file=out)
         for problem in exc.problems:
             print(problem, file=out)
         count = len(exc.problems)
         print(f"{count} problem{'s' if count != 1 else ''} found", file=out)
         return 1
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=out)
     names = []
     for agent in config.agents.values():
         flags = [flag for flag, on in (("disabled", not agent.enabled), ("dry-run", agent.dry_run)) if on]
         names.append(agent.name + (f" [{', '.join(flags)}]" if flags else ""))
     count = len(names)
+    warned = len(config.warnings)
     print(
         f"OK: {config.source}: {count} agent{'s' if count != 1 else ''} ({', '.join(names)}), "
-        f"backend {config.backend}",
+        f"backend {config.backend}" + (f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""),
         file=out,
     )
     return 0
@@ -383,15 +487,66 @@ class _Builder:
         self.source = source
         self.lines = lines
         self.problems: list[ConfigProblem] = []
+        self.warnings: list[ConfigProblem] = []
+        #: where a moved key's value now sits -> the key the file wrote (see move_old_keys)
+        self.written_as: dict[KeyPath, KeyPath] = {}
 
     # -- reporting ---------------------------------------------------------------------
     def report(self, path: KeyPath, message: str) -> None:
-        self.problems.append(ConfigProblem(self.source, _line_of(self.lines, path), _dotted(path), message))
+        self.problems.append(self.problem(path, message))
+
+    def warn(self, path: KeyPath, message: str) -> None:
+        self.warnings.append(self.problem(path, message))
+
+    def problem(self, path: KeyPath, message: str) -> ConfigProblem:
+        path = self.as_written(path)
+        return ConfigProblem(self.source, _line_of(self.lines, path), _dotted(path), message)
+
+    def as_written(self, path: KeyPath) -> KeyPath:
+        """``path`` as the file spelled it: a moved key's value is reported at its old key."""
+        for end in range(len(path), 0, -1):
+            old = self.written_as.get(path[:end])
+            if old is not None:
+                return (*old, *path[end:])
+        return path
+
+    # -- keys that moved ---------------------------------------------------------------
+    def move_old_keys(self, raw: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``raw`` with each deprecated key's value at its new place, warned about.
+
+        The value is then checked by the new key's field, but every problem with it is
+        reported at the key and line the file wrote. Both the old and the new key: an error
+        at the old one (which to keep is the operator's call).
+        """
+        moved: dict[str, dict[str, Any]] = {}
+        for move in _MOVED:
+            table = _table_at(raw, move.old[:-1])
+            if table is None or move.old[-1] not in table:
+                continue
+            # only keys of top-level tables have moved so far: one level to copy
+            outer = moved.setdefault(move.old[0], dict(table))
+            value = outer.pop(move.old[-1])
+            target = _table_at(raw, move.new[:-1])
+            if target is not None and move.new[-1] in target:
+                new_line = self.lines.get(move.new)
+                where = f" (line {new_line})" if new_line is not None else ""
+                also = f"given twice: also as {move.use(None)}{where}"
+                self.report(move.old, f"{also}; delete this deprecated key")
+                continue
+            self.warn(move.old, f"deprecated: use {move.use(value)}")
+            sub = outer.get(move.new[-2], {})
+            if not isinstance(sub, dict):
+                continue  # reported as "expected a table" at the section itself
+            outer[move.new[-2]] = {**sub, move.new[-1]: move.wrap(value)}
+            for end in range(len(move.inner) + 1):
+                self.written_as[(*move.new, *move.inner[:end])] = move.old
+        return {**raw, **moved} if moved else raw
 
     # -- top level ---------------------------------------------------------------------
     def build_config(
         self, raw: Mapping[str, Any], agents: Mapping[str, type[Agent]], environ: Mapping[str, str]
     ) -> Config | None:
+        raw = self.move_old_keys(raw)
         settings = self.fields_from_table(Config, raw, (), extra_keys=("agents",))
         configured = self.build_agents(raw.get("agents", {}), agents)
         if settings is None or configured is None:
@@ -814,6 +969,78 @@ def _syntax_problem(source: str, exc: tomllib.TOMLDecodeError, text: str) -> Con
             line = text.count("\n") + (0 if text.endswith("\n") else 1)
             column = None
     return ConfigProblem(source, line, None, f"invalid TOML: {message}", column=column)
+
+
+# --------------------------------------------------------------------------------------
+# Keys that moved: still loaded where the file wrote them, with a warning naming the new key
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Moved:
+    """A key of an earlier version (``old``) and the key that holds its value now (``new``)."""
+
+    old: KeyPath
+    new: KeyPath
+    #: the old value as the new key's value (``memory_pid = N`` -> ``targets = [{pid = N}]``)
+    wrapper: Callable[[object], object] | None = None
+    #: where the old value sits inside the new key's value (``memory_pid``: ``[0].pid``)
+    inner: KeyPath = ()
+    #: how to write the new key, ``{value}`` the old value as TOML (default: ``[table] key``)
+    template: str = ""
+
+    def wrap(self, value: object) -> object:
+        return value if self.wrapper is None else self.wrapper(value)
+
+    def use(self, value: object) -> str:
+        """The new key as an operator writes it; ``value`` (a scalar) filled in."""
+        table = f"[{_dotted(self.new[:-1])}]"
+        if self.template and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            return f"{table} {self.template.format(value=_fmt(value))}"
+        return f"{table} {self.new[-1]}"
+
+
+def _linux_moved(old: str, section: str, new: str | None = None, **kwargs: Any) -> _Moved:
+    return _Moved(("linux", old), ("linux", section, new or old), **kwargs)
+
+
+#: ``[linux]``'s flat keys from before each facility had its own table: still loaded, warned.
+_MOVED: tuple[_Moved, ...] = (
+    *(
+        _linux_moved(key, "cpu")
+        for key in (
+            "harvest_cgroup",
+            "primary_cgroups",
+            "reserved_cores",
+            "harvest_mode",
+            "run_delay_source",
+            "run_delay_cpu_share",
+        )
+    ),
+    _linux_moved(
+        "memory_pid",
+        "memory",
+        "targets",
+        wrapper=lambda pid: [{"pid": pid}],
+        inner=(_Index(0), "pid"),
+        template="targets = [{{ pid = {value} }}]",
+    ),
+    *(_linux_moved(key, "memory") for key in ("migrate_mb_s", "far_nodes", "damon_kdamond")),
+    _linux_moved("gpu_power_budget_w", "gpu", "power_budget_w"),
+    _linux_moved("faas_cache_dir", "faas", "cache_dir"),
+    _linux_moved("faas_origin_dir", "faas", "origin_dir"),
+    _linux_moved("faas_invocation_log", "faas", "invocation_log"),
+)
+
+
+def _table_at(raw: Mapping[str, Any], path: KeyPath) -> Mapping[str, Any] | None:
+    """The sub-table of ``raw`` at ``path``, or None where there is none (or not a table)."""
+    table: object = raw
+    for part in path:
+        if not isinstance(table, dict):
+            return None
+        table = table.get(part)
+    return table if isinstance(table, dict) else None
 
 
 # --------------------------------------------------------------------------------------

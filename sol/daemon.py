@@ -230,6 +230,12 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
     return plan
 
 
+def log_config_warnings(log: Any, config: Config) -> None:
+    """One ``config.warning`` per thing that loaded but should change (a deprecated key)."""
+    for w in config.warnings:
+        log.warning("config.warning", file=w.source, line=w.line, key=w.key, message=w.message)
+
+
 class Daemon:
     """``sol run``: the live executor plus everything that makes it a system service.
 
@@ -329,6 +335,7 @@ class Daemon:
                 # headroom over its RSS at start: a leaking agent is quarantined before either
                 memory_limit=own_memory_limit() or MemoryLimit(None, "no cgroup memory limit"),
             )
+            log_config_warnings(log, config)
             log.info(
                 "daemon.starting",
                 config=config.source,
@@ -616,6 +623,7 @@ class Daemon:
                 hint="these take effect at the next start (`systemctl restart sol`)",
             )
         self.config = new
+        log_config_warnings(log, new)
         took = time.monotonic() - t0
         self.reloads["ok"] += 1
         self._reload_counter.labels("ok").inc()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from sol.backend import BackendBase, NullBackend
-from sol.config import LinuxConfig
+from sol.config import LinuxConfig, LinuxCpuConfig
 from sol.facilities import FACILITY_NAMES, Actuators, FacilityMissing, Sensors
 from sol.sim.scenarios import get_scenario, list_scenarios
 from sol.testing import BackendCheckFailed, check_backend
@@ -62,7 +62,7 @@ def test_the_linux_backend_keeps_the_contract_on_a_fake_v1_host(tmp_path: Path) 
 def test_the_linux_backend_keeps_the_contract_on_this_host() -> None:
     from sol.linux import LinuxBackend
 
-    backend = LinuxBackend(LinuxConfig(harvest_cgroup="sol_test_never_created"))
+    backend = LinuxBackend(LinuxConfig(cpu=LinuxCpuConfig(harvest_cgroup="sol_test_never_created")))
     try:
         offered = check_backend(backend)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import io
 import json
@@ -25,6 +26,11 @@ from sol.config import (
     Config,
     ConfigError,
     LinuxConfig,
+    LinuxCpuConfig,
+    LinuxFaasConfig,
+    LinuxGpuConfig,
+    LinuxMemoryConfig,
+    MemoryTarget,
     check_config_command,
     default_config_path,
     load_config,
@@ -152,49 +158,49 @@ ERROR_CASES = [
         id="empty-path",
     ),
     pytest.param(
-        "[linux]\nrun_delay_cpu_share = 0.0",
-        "sol.toml:2: linux.run_delay_cpu_share: must be a finite number in (0, 1], got 0.0",
+        "[linux.cpu]\nrun_delay_cpu_share = 0.0",
+        "sol.toml:2: linux.cpu.run_delay_cpu_share: must be a finite number in (0, 1], got 0.0",
         id="run-delay-share-zero",
     ),
     pytest.param(
-        "[linux]\nreserved_cores = [\n  99,\n  -1,\n]",
-        "sol.toml:4: linux.reserved_cores[1]: must be an integer >= 0, got -1",
+        "[linux.cpu]\nreserved_cores = [\n  99,\n  -1,\n]",
+        "sol.toml:4: linux.cpu.reserved_cores[1]: must be an integer >= 0, got -1",
         id="reserved-core-negative",
     ),
     pytest.param(
-        '[linux]\nharvest_cgroup = "/"',
-        "sol.toml:2: linux.harvest_cgroup: must be a relative, normalised cgroup path below the root, "
+        '[linux.cpu]\nharvest_cgroup = "/"',
+        "sol.toml:2: linux.cpu.harvest_cgroup: must be a relative, normalised cgroup path below the root, "
         'without "..", got "/"',
         id="harvest-cgroup-root",
     ),
     pytest.param(
-        '[linux]\nharvest_cgroup = "../escape"',
-        "sol.toml:2: linux.harvest_cgroup: must be a relative",
+        '[linux.cpu]\nharvest_cgroup = "../escape"',
+        "sol.toml:2: linux.cpu.harvest_cgroup: must be a relative",
         id="harvest-cgroup-dotdot",
     ),
     pytest.param(
-        '[linux]\nharvest_cgroup = "/sys/fs/cgroup/x"',
-        "sol.toml:2: linux.harvest_cgroup: must be a relative",
+        '[linux.cpu]\nharvest_cgroup = "/sys/fs/cgroup/x"',
+        "sol.toml:2: linux.cpu.harvest_cgroup: must be a relative",
         id="harvest-cgroup-absolute",
     ),
     pytest.param(
-        '[linux]\nharvest_cgroup = "a//b/"',
-        "sol.toml:2: linux.harvest_cgroup: must be a relative",
+        '[linux.cpu]\nharvest_cgroup = "a//b/"',
+        "sol.toml:2: linux.cpu.harvest_cgroup: must be a relative",
         id="harvest-cgroup-not-normalised",
     ),
     pytest.param(
-        '[linux]\nharvest_cgroup = "."',
-        "sol.toml:2: linux.harvest_cgroup: must be a relative",
+        '[linux.cpu]\nharvest_cgroup = "."',
+        "sol.toml:2: linux.cpu.harvest_cgroup: must be a relative",
         id="harvest-cgroup-dot",
     ),
     pytest.param(
-        "[linux]\nmigrate_mb_s = nan",
-        "sol.toml:2: linux.migrate_mb_s: must be a finite number > 0, got nan",
+        "[linux.memory]\nmigrate_mb_s = nan",
+        "sol.toml:2: linux.memory.migrate_mb_s: must be a finite number > 0, got nan",
         id="linux-nan",
     ),
     pytest.param(
-        "[linux]\nfar_nodes = [0, -2]",
-        "sol.toml:2: linux.far_nodes[1]: must be an integer >= 0, got -2",
+        "[linux.memory]\nfar_nodes = [0, -2]",
+        "sol.toml:2: linux.memory.far_nodes[1]: must be an integer >= 0, got -2",
         id="far-node-negative",
     ),
     pytest.param(
@@ -493,14 +499,29 @@ def test_one_error_in_a_table_does_not_hide_its_other_errors() -> None:
             id="every-daemon-key",
         ),
         pytest.param(
-            "[linux]\nreserved_cores = [-1]\nharvest_cgroup = '/'\nmigrate_mb_s = 0\nfar_node = 1\n",
+            "[linux.cpu]\nreserved_cores = [-1]\nharvest_cgroup = '/'\n"
+            "[linux.memory]\nmigrate_mb_s = 0\nfar_node = 1\ntargets = [{ pid = 0 }, {}]\n",
+            [
+                (2, "linux.cpu.reserved_cores[0]"),
+                (3, "linux.cpu.harvest_cgroup"),
+                (5, "linux.memory.migrate_mb_s"),
+                (6, "linux.memory.far_node"),
+                (7, "linux.memory.targets[0].pid"),
+                (7, "linux.memory.targets[1]"),
+            ],
+            id="every-linux-key",
+        ),
+        pytest.param(
+            "[linux]\nreserved_cores = [-1]\nharvest_cgroup = '/'\nmigrate_mb_s = 0\nfar_node = 1\n"
+            "memory_pid = 0\n",
             [
                 (2, "linux.reserved_cores[0]"),
                 (3, "linux.harvest_cgroup"),
                 (4, "linux.migrate_mb_s"),
                 (5, "linux.far_node"),
+                (6, "linux.memory_pid"),
             ],
-            id="every-linux-key",
+            id="every-deprecated-linux-key-at-the-key-written",
         ),
         pytest.param(
             "[agents.example_ewma.params]\nalpah = 1\nalpha = 2\n",
@@ -513,6 +534,455 @@ def test_every_problem_of_a_table_is_reported_at_its_key(text: str, keys: list[t
     with pytest.raises(ConfigError) as info:
         load(text)
     assert [(p.line, p.key) for p in info.value.problems] == keys
+
+
+# -- [linux]: the host roots, and one table per facility naming its targets -------------------
+
+FACILITY_TABLES = """\
+[linux]
+cgroup_root = "/host/cgroup"
+proc_root = "/host/proc"
+sys_root = "/host/sys"
+
+[linux.cpu]
+harvest_cgroup = "batch.slice/harvest"
+primary_cgroups = ["machine.slice/*"]
+reserved_cores = [0, 1]
+harvest_mode = "quota"
+run_delay_source = "taskstats"
+run_delay_cpu_share = 0.01
+
+[linux.memory]
+targets = [
+  { pid = 1234 },
+  { cgroup = "machine.slice/vm-a" },
+]
+migrate_mb_s = 128
+far_nodes = [2, 3]
+damon_kdamond = 1
+
+[linux.gpu]
+power_budget_w = 1400
+budget_file = "/run/rack/gpu-budget-w"
+
+[linux.faas]
+cache_dir = "/var/cache/faas"
+origin_dir = "/mnt/origin"
+invocation_log = "/var/log/faas.jsonl"
+"""
+
+
+def test_each_linux_facility_has_its_own_table() -> None:
+    cfg = load(FACILITY_TABLES)
+    assert cfg.linux == LinuxConfig(
+        cgroup_root=Path("/host/cgroup"),
+        proc_root=Path("/host/proc"),
+        sys_root=Path("/host/sys"),
+        cpu=LinuxCpuConfig(
+            harvest_cgroup="batch.slice/harvest",
+            primary_cgroups=("machine.slice/*",),
+            reserved_cores=(0, 1),
+            harvest_mode="quota",
+            run_delay_source="taskstats",
+            run_delay_cpu_share=0.01,
+        ),
+        memory=LinuxMemoryConfig(
+            targets=(MemoryTarget(pid=1234), MemoryTarget(cgroup="machine.slice/vm-a")),
+            migrate_mb_s=128.0,
+            far_nodes=(2, 3),
+            damon_kdamond=1,
+        ),
+        gpu=LinuxGpuConfig(power_budget_w=1400.0, budget_file=Path("/run/rack/gpu-budget-w")),
+        faas=LinuxFaasConfig(
+            cache_dir=Path("/var/cache/faas"),
+            origin_dir=Path("/mnt/origin"),
+            invocation_log=Path("/var/log/faas.jsonl"),
+        ),
+    )
+    assert cfg.warnings == ()
+
+
+def test_the_facility_tables_can_be_written_as_dotted_keys_or_inline_tables() -> None:
+    cfg = load(
+        'linux.cpu.harvest_cgroup = "h"\nlinux.memory = { targets = [{ cgroup = "vm" }, { pid = 7 }] }\n'
+    )
+    assert cfg.linux.cpu.harvest_cgroup == "h"
+    assert cfg.linux.memory.targets == (MemoryTarget(cgroup="vm"), MemoryTarget(pid=7))
+
+
+MEMORY_TARGET_CASES = [
+    pytest.param(
+        "targets = [\n  { pid = 1, cgroup = 'vm' },\n]",
+        "sol.toml:3: linux.memory.targets[0].cgroup: cannot be given with pid: "
+        "a target is one process or one cgroup",
+        id="both-pid-and-cgroup",
+    ),
+    pytest.param(
+        "targets = [\n  { pid = 1 },\n  {},\n]",
+        'sol.toml:4: linux.memory.targets[1]: a target needs one key: pid = PID or cgroup = "PATH"',
+        id="neither",
+    ),
+    pytest.param(
+        "targets = [{ pid = 0 }]",
+        "sol.toml:2: linux.memory.targets[0].pid: must be an integer >= 1, got 0",
+        id="pid-zero",
+    ),
+    pytest.param(
+        "targets = [{ pid = -5 }]",
+        "sol.toml:2: linux.memory.targets[0].pid: must be an integer >= 1, got -5",
+        id="pid-negative",
+    ),
+    pytest.param(
+        "targets = [{ pid = '1234' }]",
+        'sol.toml:2: linux.memory.targets[0].pid: expected an integer, got "1234"',
+        id="pid-a-string",
+    ),
+    pytest.param(
+        "targets = [{ cgroup = '/' }]",
+        "sol.toml:2: linux.memory.targets[0].cgroup: must be a relative, normalised cgroup path "
+        'below the root, without "..", got "/"',
+        id="cgroup-root",
+    ),
+    pytest.param(
+        "targets = [{ cgroup = 'machine.slice/../../etc' }]",
+        "sol.toml:2: linux.memory.targets[0].cgroup: must be a relative",
+        id="cgroup-dotdot",
+    ),
+    pytest.param(
+        "targets = [{ cgroup = '/sys/fs/cgroup/vm' }]",
+        "sol.toml:2: linux.memory.targets[0].cgroup: must be a relative",
+        id="cgroup-absolute",
+    ),
+    pytest.param(
+        "targets = [{ cgroup = 'vm' }, { pid = 3 }, { cgroup = 'vm' }]",
+        "sol.toml:2: linux.memory.targets[2]: repeats targets[0] (cgroup vm)",
+        id="a-repeated-target",
+    ),
+    pytest.param(
+        "targets = [{ pdi = 3 }]",
+        "sol.toml:2: linux.memory.targets[0].pdi: unknown key (known: pid, cgroup); did you mean pid?",
+        id="a-misspelt-key",
+    ),
+    pytest.param(
+        "targets = [1234]", "sol.toml:2: linux.memory.targets[0]: expected a table, got 1234", id="a-bare-pid"
+    ),
+    pytest.param(
+        "targets = { pid = 1 }",
+        "sol.toml:2: linux.memory.targets: expected an array, got a table",
+        id="one-table-not-an-array",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), MEMORY_TARGET_CASES)
+def test_a_memory_target_is_exactly_one_pid_or_one_cgroup_below_the_root(body: str, expected: str) -> None:
+    problems = problems_of(f"[linux.memory]\n{body}\n")
+    assert problems[0].startswith(expected), problems
+
+
+def test_several_memory_targets_load_in_file_order() -> None:
+    cfg = load(
+        "[linux.memory]\ntargets = [{ cgroup = 'machine.slice/vm-b' }, { pid = 99 }, "
+        "{ cgroup = 'machine.slice/vm-a' }, { pid = 1 }]\n"
+    )
+    assert [t.describe() for t in cfg.linux.memory.targets] == [
+        "cgroup machine.slice/vm-b",
+        "pid 99",
+        "cgroup machine.slice/vm-a",
+        "pid 1",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "[linux]\n\nharvest_mode = 'quota'\ncpus = 3",
+            "sol.toml:4: linux.cpus: unknown key (known: cgroup_root, proc_root, sys_root, cpu, memory, gpu, "
+            "faas); did you mean cpu?",
+            id="linux",
+        ),
+        pytest.param(
+            "[linux.cpu]\nharvest_group = 'x'",
+            "sol.toml:2: linux.cpu.harvest_group: unknown key (known: harvest_cgroup, primary_cgroups, "
+            "reserved_cores, harvest_mode, run_delay_source, run_delay_cpu_share); "
+            "did you mean harvest_cgroup?",
+            id="linux.cpu",
+        ),
+        pytest.param(
+            "[linux.memory]\n\nmemory_pid = 3",
+            "sol.toml:3: linux.memory.memory_pid: unknown key (known: targets, migrate_mb_s, far_nodes, "
+            "damon_kdamond)",
+            id="linux.memory",
+        ),
+        pytest.param(
+            "[linux.gpu]\nbudget_w = 300",
+            "sol.toml:2: linux.gpu.budget_w: unknown key (known: power_budget_w, budget_file)",
+            id="linux.gpu",
+        ),
+        pytest.param(
+            "[linux.faas]\ncache = '/c'",
+            "sol.toml:2: linux.faas.cache: unknown key (known: cache_dir, origin_dir, invocation_log)",
+            id="linux.faas",
+        ),
+        pytest.param(
+            "[linux.network]\nx = 1",
+            "sol.toml:1: linux.network: unknown key (known: cgroup_root,",
+            id="an-unknown-facility",
+        ),
+    ],
+)
+def test_an_unknown_key_in_any_linux_table_is_an_error_at_its_line(text: str, expected: str) -> None:
+    problems = problems_of(text)
+    assert len(problems) == 1 and problems[0].startswith(expected), problems
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "[linux.gpu]\npower_budget_w = 0",
+            "sol.toml:2: linux.gpu.power_budget_w: must be a finite number > 0",
+            id="gpu-budget-zero",
+        ),
+        pytest.param(
+            "[linux.gpu]\npower_budget_w = inf",
+            "sol.toml:2: linux.gpu.power_budget_w: must be a finite number",
+            id="gpu-budget-inf",
+        ),
+        pytest.param(
+            "[linux.gpu]\nbudget_file = ''",
+            "sol.toml:2: linux.gpu.budget_file: expected a non-empty path",
+            id="gpu-budget-file-empty",
+        ),
+        pytest.param(
+            "[linux.faas]\ncache_dir = 3",
+            "sol.toml:2: linux.faas.cache_dir: expected a non-empty path",
+            id="faas-cache-dir-not-a-path",
+        ),
+        pytest.param(
+            "[linux.memory]\ndamon_kdamond = -1",
+            "sol.toml:2: linux.memory.damon_kdamond: must be an integer >= 0",
+            id="kdamond-negative",
+        ),
+        pytest.param(
+            "[linux]\nmemory = []",
+            "sol.toml:2: linux.memory: expected a table, got an array",
+            id="facility-not-a-table",
+        ),
+    ],
+)
+def test_every_facility_value_is_checked_at_its_key(text: str, expected: str) -> None:
+    problems = problems_of(text)
+    assert len(problems) == 1 and problems[0].startswith(expected), problems
+
+
+# -- the flat [linux] keys of earlier versions: loaded at their new place, warned ------------
+
+OLD_KEY_CASES = [
+    pytest.param(old, value, where, expected, new, id=old)
+    for old, value, where, expected, new in [
+        ("harvest_cgroup", '"batch"', ("cpu", "harvest_cgroup"), "batch", "[linux.cpu] harvest_cgroup"),
+        ("primary_cgroups", '["vm*"]', ("cpu", "primary_cgroups"), ("vm*",), "[linux.cpu] primary_cgroups"),
+        ("reserved_cores", "[0]", ("cpu", "reserved_cores"), (0,), "[linux.cpu] reserved_cores"),
+        ("harvest_mode", '"quota"', ("cpu", "harvest_mode"), "quota", "[linux.cpu] harvest_mode"),
+        (
+            "run_delay_source",
+            '"taskstats"',
+            ("cpu", "run_delay_source"),
+            "taskstats",
+            "[linux.cpu] run_delay_source",
+        ),
+        (
+            "run_delay_cpu_share",
+            "0.5",
+            ("cpu", "run_delay_cpu_share"),
+            0.5,
+            "[linux.cpu] run_delay_cpu_share",
+        ),
+        (
+            "memory_pid",
+            "1234",
+            ("memory", "targets"),
+            (MemoryTarget(pid=1234),),
+            "[linux.memory] targets = [{ pid = 1234 }]",
+        ),
+        ("migrate_mb_s", "64", ("memory", "migrate_mb_s"), 64.0, "[linux.memory] migrate_mb_s"),
+        ("far_nodes", "[1]", ("memory", "far_nodes"), (1,), "[linux.memory] far_nodes"),
+        ("damon_kdamond", "0", ("memory", "damon_kdamond"), 0, "[linux.memory] damon_kdamond"),
+        ("gpu_power_budget_w", "300", ("gpu", "power_budget_w"), 300.0, "[linux.gpu] power_budget_w"),
+        ("faas_cache_dir", '"/c"', ("faas", "cache_dir"), Path("/c"), "[linux.faas] cache_dir"),
+        ("faas_origin_dir", '"/o"', ("faas", "origin_dir"), Path("/o"), "[linux.faas] origin_dir"),
+        (
+            "faas_invocation_log",
+            '"/l.jsonl"',
+            ("faas", "invocation_log"),
+            Path("/l.jsonl"),
+            "[linux.faas] invocation_log",
+        ),
+    ]
+]
+
+
+@pytest.mark.parametrize(("old", "value", "where", "expected", "new"), OLD_KEY_CASES)
+def test_an_old_flat_linux_key_loads_at_its_new_place_with_a_deprecation_warning(
+    old: str, value: str, where: tuple[str, str], expected: object, new: str
+) -> None:
+    cfg = load(f'backend = "linux"\n[linux]\ncgroup_root = "/cg"\n{old} = {value}\n')
+    assert getattr(getattr(cfg.linux, where[0]), where[1]) == expected
+    assert cfg.linux.cgroup_root == Path("/cg")
+    assert [str(w) for w in cfg.warnings] == [f"sol.toml:4: linux.{old}: deprecated: use {new}"]
+
+
+def test_every_old_flat_linux_key_is_covered() -> None:
+    assert {p.values[0] for p in OLD_KEY_CASES} == {m.old[-1] for m in sol.config._MOVED}
+
+
+def test_old_keys_beside_new_tables_merge_into_them_and_warn_in_file_order() -> None:
+    cfg = load(
+        "[linux]\nmemory_pid = 7\nharvest_cgroup = 'h'\n"
+        "[linux.cpu]\nreserved_cores = [0]\n[linux.memory]\nfar_nodes = [1]\n"
+    )
+    assert (cfg.linux.cpu.harvest_cgroup, cfg.linux.cpu.reserved_cores) == ("h", (0,))
+    assert (cfg.linux.memory.targets, cfg.linux.memory.far_nodes) == ((MemoryTarget(pid=7),), (1,))
+    assert [(w.line, w.key) for w in cfg.warnings] == [(2, "linux.memory_pid"), (3, "linux.harvest_cgroup")]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "[linux]\nharvest_cgroup = 'a'\n[linux.cpu]\nharvest_cgroup = 'b'\n",
+            "sol.toml:2: linux.harvest_cgroup: given twice: also as [linux.cpu] harvest_cgroup (line 4); "
+            "delete this deprecated key",
+            id="harvest_cgroup",
+        ),
+        pytest.param(
+            "[linux]\nmemory_pid = 3\n[linux.memory]\ntargets = [{ pid = 3 }]\n",
+            "sol.toml:2: linux.memory_pid: given twice: also as [linux.memory] targets (line 4); "
+            "delete this deprecated key",
+            id="memory_pid",
+        ),
+        pytest.param(
+            "[linux]\nfaas_cache_dir = '/a'\nfaas.cache_dir = '/b'\n",
+            "sol.toml:2: linux.faas_cache_dir: given twice: also as [linux.faas] cache_dir (line 3); "
+            "delete this deprecated key",
+            id="faas_cache_dir-dotted",
+        ),
+    ],
+)
+def test_an_old_key_and_its_new_key_together_are_an_error(text: str, expected: str) -> None:
+    assert problems_of(text) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "[linux]\n\nmemory_pid = 0\n",
+            "sol.toml:3: linux.memory_pid: must be an integer >= 1, got 0",
+            id="memory_pid-zero",
+        ),
+        pytest.param(
+            "[linux]\nmemory_pid = 'vm'\n",
+            'sol.toml:2: linux.memory_pid: expected an integer, got "vm"',
+            id="memory_pid-a-string",
+        ),
+        pytest.param(
+            "[linux]\nreserved_cores = [\n  1,\n  -1,\n]\n",
+            "sol.toml:4: linux.reserved_cores[1]: must be an integer >= 0, got -1",
+            id="reserved_cores-element",
+        ),
+        pytest.param(
+            "[linux]\nharvest_cgroup = '../x'\n",
+            "sol.toml:2: linux.harvest_cgroup: must be a relative",
+            id="harvest_cgroup-dotdot",
+        ),
+        pytest.param(
+            "[linux]\ngpu_power_budget_w = -1\n",
+            "sol.toml:2: linux.gpu_power_budget_w: must be a finite number > 0",
+            id="gpu_power_budget_w",
+        ),
+    ],
+)
+def test_a_bad_value_under_an_old_key_is_reported_at_the_key_the_file_wrote(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(text)
+    assert str(info.value.problems[0]).startswith(expected), info.value.problems
+    assert [w.key for w in info.value.warnings] == [expected.split(": ")[1].partition("[")[0]]
+
+
+def test_check_config_prints_deprecation_warnings_and_still_passes(tmp_path: Path) -> None:
+    old = tmp_path / "old.toml"
+    old.write_text('backend = "linux"\n[linux]\nharvest_cgroup = "h"\nmemory_pid = 42\n[agents.noop]\n')
+    out = io.StringIO()
+    assert check_config_command(old, AGENTS, out) == 0
+    assert out.getvalue().splitlines() == [
+        f"warning: {old}:3: linux.harvest_cgroup: deprecated: use [linux.cpu] harvest_cgroup",
+        f"warning: {old}:4: linux.memory_pid: deprecated: use [linux.memory] targets = [{{ pid = 42 }}]",
+        f"OK: {old}: 1 agent (noop), backend linux, 2 warnings",
+    ]
+
+
+def test_check_config_prints_the_warnings_of_a_file_that_fails_too(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[linux]\nharvest_cgroup = "h"\nrun_delay_cpu_share = 2\n')
+    out = io.StringIO()
+    assert check_config_command(bad, AGENTS, out) == 1
+    assert out.getvalue().splitlines() == [
+        f"warning: {bad}:2: linux.harvest_cgroup: deprecated: use [linux.cpu] harvest_cgroup",
+        f"warning: {bad}:3: linux.run_delay_cpu_share: deprecated: use [linux.cpu] run_delay_cpu_share",
+        f"{bad}:3: linux.run_delay_cpu_share: must be a finite number in (0, 1], got 2.0",
+        "1 problem found",
+    ]
+
+
+# -- the shipped configs: every [linux] key shown, each loads as shown ------------------------
+
+SHIPPED = {
+    "default.toml": Path(sol.config.__file__).with_name("default.toml"),
+    "sol.toml.example": Path(__file__).resolve().parents[1] / "systemd" / "sol.toml.example",
+}
+
+
+def linux_keys(cls: type[Any] = LinuxConfig, prefix: tuple[str, ...] = ("linux",)) -> set[tuple[str, ...]]:
+    """Every key path of ``[linux]`` and its facility tables."""
+    out: set[tuple[str, ...]] = set()
+    for f in dataclasses.fields(cls):
+        sub = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(sub):
+            out |= linux_keys(sub, (*prefix, f.name))  # type: ignore[arg-type]
+        else:
+            out.add((*prefix, f.name))
+    return out
+
+
+def uncomment_linux(text: str) -> str:
+    """``text`` with its commented ``[linux...]`` headers and the keys below them uncommented
+    (up to the agents' part, which has its own test)."""
+    start = text.index("[linux")
+    start = text.rindex("\n", 0, start) + 1
+    end = text.index("\n# Agents", start)
+    region = re.sub(r"(?m)^# (\[linux[a-z.]*\].*|[a-z_]+ = .*)$", r"\1", text[start:end])
+    return text[:start] + region + text[end:]
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_a_shipped_config_shows_every_linux_key_and_loads_uncommented_without_warnings(name: str) -> None:
+    text = SHIPPED[name].read_text()
+    for body in (text, uncomment_linux(text)):
+        cfg = loads_config(body, source=name, agents=real_agents())
+        assert cfg.warnings == ()
+    shown = {k for k in locate_keys(uncomment_linux(text)) if k[:1] == ("linux",)}
+    if name == "default.toml":  # every key is in sol/default.toml (docs/operating.md)
+        assert linux_keys() <= shown
+    assert {k for k in shown if not isinstance(k[-1], sol.config._Index)} <= linux_keys() | {
+        ("linux",),
+        ("linux", "cpu"),
+        ("linux", "memory"),
+        ("linux", "gpu"),
+        ("linux", "faas"),
+    } | {k for k in shown if k[:3] == ("linux", "memory", "targets")}
 
 
 # -- the real agents: every number finite and in range, setup's checks at load ----------------
@@ -1034,7 +1504,16 @@ FRAGMENTS = [
     "[log]",
     "[paths]",
     "[linux]",
+    "[linux.cpu]",
+    "[linux.memory]",
+    "[linux.faas]",
     "[[x]]",
+    "memory_pid = 0",
+    "harvest_cgroup = 'a'",
+    "cpu = { harvest_cgroup = '..' }",
+    "targets = [{ pid = 1 }, { cgroup = 'a' }, {}, 3]",
+    "faas_cache_dir = ''",
+    "cache_dir = '/c'",
     "collect_every = 0",
     "collect_every = -1e400",
     "act_every = inf",

@@ -179,14 +179,23 @@ class CgroupLayout:
     def task_ids(self, controller: str, group: str) -> list[int]:
         """Thread ids in ``group`` (v1 ``tasks``, v2 ``cgroup.threads``)."""
         name = "cgroup.threads" if self.version == 2 or controller == "psi" else "tasks"
-        path = self.path(controller, group) / name
-        text = read_file(path)
-        out = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            s = line.strip()
-            if not s:
-                continue
-            if not s.isdigit():
-                raise SensorError(path, f"line {lineno}: expected a thread id, got {s[:40]!r}")
-            out.append(int(s))
-        return out
+        return _ids(self.path(controller, group) / name, "a thread id")
+
+    def process_ids(self, controller: str, group: str) -> list[int]:
+        """Process ids (thread-group leaders) in ``group``: ``cgroup.procs``, v1 and v2 alike,
+        in the kernel's order (not sorted; a process may appear only once)."""
+        return _ids(self.path(controller, group) / "cgroup.procs", "a process id")
+
+
+def _ids(path: Path, what: str) -> list[int]:
+    """The integers of a one-id-per-line cgroup file (``tasks``, ``cgroup.procs``)."""
+    text = read_file(path)
+    out = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        s = line.strip()
+        if not s:
+            continue
+        if not s.isdigit():
+            raise SensorError(path, f"line {lineno}: expected {what}, got {s[:40]!r}")
+        out.append(int(s))
+    return out

@@ -147,19 +147,19 @@ class LinuxBackend(BackendBase):
     def _build_cpu(self) -> None:
         if self.layout is None:
             raise Unsupported("cpu", f"no cgroup hierarchy under {self.linux.cgroup_root}")
-        lc = self.linux
-        if lc.run_delay_source == "taskstats":
+        lc, cpu = self.linux, self.linux.cpu
+        if cpu.run_delay_source == "taskstats":
             self.taskstats = TaskstatsReader()
             self._closers.append(("taskstats", self.taskstats.close))
             acct = delayacct_enabled(lc.proc_root)
             self.report_feature("taskstats", True, f"run-queue delay from taskstats (task_delayacct={acct})")
         settings = CpuSettings(
-            harvest_cgroup=lc.harvest_cgroup,
-            primary_cgroups=tuple(lc.primary_cgroups),
-            reserved_cores=tuple(lc.reserved_cores),
-            harvest_mode=lc.harvest_mode,
-            run_delay_source=lc.run_delay_source,
-            run_delay_cpu_share=lc.run_delay_cpu_share,
+            harvest_cgroup=cpu.harvest_cgroup,
+            primary_cgroups=tuple(cpu.primary_cgroups),
+            reserved_cores=tuple(cpu.reserved_cores),
+            harvest_mode=cpu.harvest_mode,
+            run_delay_source=cpu.run_delay_source,
+            run_delay_cpu_share=cpu.run_delay_cpu_share,
         )
         host = CpuHost(
             self.layout,
@@ -176,13 +176,13 @@ class LinuxBackend(BackendBase):
         self.sensors.cpu = LinuxCpuSensors(host)
         problems = host.probe()
         primaries = (
-            ", ".join(lc.primary_cgroups) if lc.primary_cgroups else "every task but the harvest group"
+            ", ".join(cpu.primary_cgroups) if cpu.primary_cgroups else "every task but the harvest group"
         )
         self.report_feature(
             "cpu",
             True,
             f"{len(host.cores)} cores, lendable {sorted(host.lendable)}, primaries: {primaries}, "
-            f"harvest {lc.harvest_cgroup!r} "
+            f"harvest {cpu.harvest_cgroup!r} "
             f"({'exists' if host.harvest_exists() else 'created on first write'})",
         )
         if problems:

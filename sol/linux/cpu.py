@@ -1,8 +1,8 @@
 """The CPU facility on a real host: primaries, a harvest cgroup, usage, PSI, run-queue delay.
 
-* **Groups.** ``harvest`` is one cgroup (``linux.harvest_cgroup``, default ``sol-harvest``)
+* **Groups.** ``harvest`` is one cgroup (``linux.cpu.harvest_cgroup``, default ``sol-harvest``)
   created on the first real (non-dry-run) write; batch work is placed in it by the operator.
-  ``primary`` is the set of cgroups matching ``linux.primary_cgroups`` (globs, matched at each
+  ``primary`` is the set of cgroups matching ``linux.cpu.primary_cgroups`` (globs, matched at each
   read, outermost matches only), or, when that list is empty, *everything on the host but the
   harvest group* (root usage minus harvest usage; all tasks but the harvest's).
 * **Usage** is the delta of cumulative CPU time: v1 ``cpuacct.usage`` (ns), v2 ``cpu.stat``
@@ -20,7 +20,7 @@
   keeps the sensor under that share of one core however often agents ask and however many
   threads the host runs. A reused reading keeps its own ``t``.
 * **Harvest cores.** ``set_harvest_cores(n)`` gives the harvest group the ``n`` highest
-  numbered cores not in ``linux.reserved_cores`` (``cpuset.cpus``) and lifts its CFS quota;
+  numbered cores not in ``linux.cpu.reserved_cores`` (``cpuset.cpus``) and lifts its CFS quota;
   ``n = 0`` parks it: quota 1 ms per period, one core. A populated v1 cpuset cannot have an
   empty ``cpuset.cpus`` (cgroup-v1/cpusets.rst, ``-ENOSPC``) and an empty v2 one inherits
   the parent's CPUs, so the quota is what makes "no cores" true. In ``quota`` mode only the
@@ -157,12 +157,14 @@ class CpuHost:
         self.taskstats = taskstats
         self.harvest = settings.harvest_cgroup
         if self.harvest in ("", "/"):
-            raise ValueError("linux.harvest_cgroup must name a cgroup below the root")
+            raise ValueError("linux.cpu.harvest_cgroup must name a cgroup below the root")
         self.cores = self._root_cores()
         reserved = set(settings.reserved_cores)
         unknown = sorted(reserved - set(self.cores))
         if unknown:
-            raise ValueError(f"linux.reserved_cores {unknown} are not CPUs of this host ({list(self.cores)})")
+            raise ValueError(
+                f"linux.cpu.reserved_cores {unknown} are not CPUs of this host ({list(self.cores)})"
+            )
         #: cores that may be lent, highest first (the harvest takes from the top)
         self.lendable = tuple(sorted((c for c in self.cores if c not in reserved), reverse=True))
         self.park_core = self.lendable[0] if self.lendable else max(self.cores)
@@ -243,7 +245,7 @@ class CpuHost:
         return self._host_schedstat is not None
 
     def matched(self, controller: str) -> list[str]:
-        """The primary groups matching ``linux.primary_cgroups`` (a directory walk, cached for
+        """The primary groups matching ``linux.cpu.primary_cgroups`` (a directory walk, cached for
         ``CACHE_S``: a new VM is counted within that)."""
         now = self.now()
         hit, groups = self._recent.get(("match", controller), now)

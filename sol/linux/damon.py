@@ -11,7 +11,7 @@ the monitoring results, and spare scheme slots the memory actuator turns into DA
 Ownership. ``nr_kdamonds`` is global: writing it re-creates every kdamond directory, and the
 kernel refuses (``EBUSY``) while any kdamond runs. So sol starts a monitor only where it
 cannot disturb anyone: when no kdamond exists (it then creates one, and removes it on stop),
-or on the kdamond index an operator reserved for it (``linux.damon_kdamond``) while that
+or on the kdamond index an operator reserved for it (``linux.memory.damon_kdamond``) while that
 kdamond is off. Anything else is reported unsupported with the reason; sol never writes to
 a kdamond it does not own.
 
@@ -112,19 +112,20 @@ class DamonMonitor:
             )
         nr = parse_int(read_file(nr_path), nr_path, what="a kdamond count", lo=0)
         if self.settings.ops == "vaddr" and not self.pids:
-            raise Unsupported("damon", "no target process (set linux.memory_pid)")
+            raise Unsupported("damon", "no target process (set [linux.memory] targets)")
         if self.reserved is None:
             if nr != 0:
                 states = ", ".join(f"{i}:{self._state(i)}" for i in range(nr))
                 raise Unsupported(
                     "damon",
-                    f"{nr} kdamond(s) already exist ({states}) and belong to another owner: nr_kdamonds can "
-                    "only change while every kdamond is off; reserve one for sol with linux.damon_kdamond",
+                    f"{nr} kdamond(s) already exist ({states}) and belong to another owner: nr_kdamonds "
+                    "can only change while every kdamond is off; reserve one for sol with "
+                    "linux.memory.damon_kdamond",
                 )
         else:
             if self.reserved >= nr:
                 raise Unsupported(
-                    "damon", f"linux.damon_kdamond = {self.reserved}, but only {nr} kdamond(s) exist"
+                    "damon", f"linux.memory.damon_kdamond = {self.reserved}, but only {nr} kdamond(s) exist"
                 )
             if self._state(self.reserved) != "off":
                 raise Unsupported(

@@ -1,9 +1,9 @@
 """The FaaS local-cache facility: objects in a cache directory, their page-cache residency.
 
-``linux.faas_cache_dir`` holds the local copies; ``linux.faas_origin_dir`` (optional) is the
+``linux.faas.cache_dir`` holds the local copies; ``linux.faas.origin_dir`` (optional) is the
 catalogue they come from (a slower mount, a blob-store fuse dir): ``prewarm`` copies a
 missing object into the cache directory, then asks for read-ahead. Invocations come from the
-platform's log (``linux.faas_invocation_log``: one JSON object per line, ``t`` in wall-clock
+platform's log (``linux.faas.invocation_log``: one JSON object per line, ``t`` in wall-clock
 seconds, ``function``, ``object``), converted to the runtime clock.
 """
 
@@ -171,13 +171,13 @@ class LinuxFaasActuators:
 
 
 def build_faas(backend: Any) -> None:
-    lc = backend.linux
-    if lc.faas_cache_dir is None:
-        raise Unsupported("faas", "no local cache directory: set linux.faas_cache_dir")
+    faas = backend.linux.faas
+    if faas.cache_dir is None:
+        raise Unsupported("faas", "no local cache directory: set [linux.faas] cache_dir")
     host = FaasHost(
-        lc.faas_cache_dir,
-        origin_dir=lc.faas_origin_dir,
-        invocation_log=lc.faas_invocation_log,
+        faas.cache_dir,
+        origin_dir=faas.origin_dir,
+        invocation_log=faas.invocation_log,
         clock=backend.clock.now,
     )
     backend.sensors.faas = LinuxFaasSensors(host)

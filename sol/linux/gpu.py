@@ -196,7 +196,7 @@ def build_gpu(backend: Any) -> None:
             raise Unsupported(
                 "gpu", "the NVML bindings are not installed (pip package nvidia-ml-py)"
             ) from exc
-    budget = backend.linux.gpu_power_budget_w
+    budget = backend.linux.gpu.power_budget_w
     host = NvmlHost(
         nvml,
         clock=backend.clock.now,
@@ -207,3 +207,11 @@ def build_gpu(backend: Any) -> None:
     backend.sensors.gpu = LinuxGpuSensors(host)
     backend.register_actuators("gpu", lambda writer, cg: LinuxGpuActuators(host, writer))
     backend.report_feature("gpu", True, f"{len(host.handles)} GPU(s) via NVML: {', '.join(host.uuids)}")
+    budget_file = backend.linux.gpu.budget_file
+    if budget_file is not None:
+        static = "none" if budget is None else f"{budget:g} W"
+        backend.report_feature(
+            "gpu.budget_file",
+            False,
+            f"{budget_file} is not read yet; the budget is power_budget_w ({static})",
+        )

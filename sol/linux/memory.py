@@ -1,8 +1,13 @@
 """The memory facility on a real host: DAMON regions, NUMA nodes, page placement, migration.
 
-The managed process is ``linux.memory_pid``: DAMON monitors its virtual address space and
-``placement``/``migrate`` act on its pages (``move_pages(2)``). Without it, ``nodes()`` still
-works and the rest raises :class:`~sol.kernel.errors.Unsupported` saying what to set.
+``[linux.memory] targets`` names the workloads, each a ``pid`` or a ``cgroup`` (resolved to the
+processes in its ``cgroup.procs`` when the facility is built). The facility manages one
+process: the first target's (a cgroup's first listed process). DAMON monitors its virtual
+address space and ``placement``/``migrate`` act on its pages (``move_pages(2)``); the
+sensor and actuator calls name no process, so a second one would need them to. The other
+targets are loaded, resolved and named in the ``memory`` feature line as not managed yet.
+Without a managed process, ``nodes()`` still works and the rest raises
+:class:`~sol.kernel.errors.Unsupported` saying why.
 """
 
 from __future__ import annotations
@@ -26,17 +31,20 @@ from sol.actuators.numa import (
     bytes_per_node,
     plan_migration,
 )
+from sol.config import MemoryTarget
 from sol.facilities import DamonSnapshot, Migration, NumaNode
-from sol.kernel.errors import Unsupported
+from sol.kernel.cgroupfs import CgroupLayout
+from sol.kernel.errors import SensorError, Unsupported
 from sol.linux.cpu import CgroupWriter
 from sol.linux.damon import DamonMonitor, DamonSettings
 from sol.linux.gate import check_writer
 from sol.linux.numa import NumaTopology, process_node_bytes
 
-__all__ = ["LinuxMemoryActuators", "LinuxMemorySensors", "MemoryHost", "build_memory"]
+__all__ = ["LinuxMemoryActuators", "LinuxMemorySensors", "MemoryHost", "build_memory", "resolve_target"]
 
 #: free memory kept on a destination node: migrations never fill a node past it
 RESERVE_BYTES = 64 << 20
+NO_TARGETS = "no managed process: set [linux.memory] targets"
 
 
 class MemoryHost:
@@ -45,6 +53,7 @@ class MemoryHost:
         topology: NumaTopology,
         *,
         pid: int | None,
+        pid_problem: str | None = None,
         proc_root: Path,
         clock: Any,
         migrate_mb_s: float,
@@ -55,6 +64,8 @@ class MemoryHost:
     ) -> None:
         self.topology = topology
         self.pid = pid
+        #: why there is no managed process (``pid`` None), for every call that needs one
+        self.pid_problem = pid_problem
         self.proc_root = Path(proc_root)
         self.clock = clock
         self.monitor = monitor
@@ -66,7 +77,7 @@ class MemoryHost:
 
     def need_pid(self, what: str) -> int:
         if self.pid is None:
-            raise Unsupported(f"memory.{what}", "no managed process: set linux.memory_pid")
+            raise Unsupported(f"memory.{what}", self.pid_problem or NO_TARGETS)
         return self.pid
 
 
@@ -184,21 +195,68 @@ class LinuxMemoryActuators:
         )
 
 
+def resolve_target(target: MemoryTarget, layout: CgroupLayout | None) -> tuple[tuple[int, ...], str | None]:
+    """The processes of ``target`` now, or none and why: a ``pid`` is itself (whether it
+    runs is found at the first call on it); a ``cgroup``, its ``cgroup.procs`` (on v1 the
+    memory hierarchy's, where a workload's memory is accounted)."""
+    if target.pid is not None:
+        return (target.pid,), None
+    assert target.cgroup is not None  # MemoryTarget: exactly one of pid and cgroup
+    if layout is None:
+        return (), "no cgroup hierarchy to find it in"
+    controller = "memory" if layout.has("memory") else "cpuacct"  # v2: any hierarchy is the one
+    try:
+        if not layout.exists(controller, target.cgroup):
+            return (), f"no such cgroup in {layout.hierarchy(controller)}"
+        pids = tuple(layout.process_ids(controller, target.cgroup))
+    except (SensorError, Unsupported, OSError, ValueError) as exc:
+        return (), exc.reason if isinstance(exc, Unsupported) else str(exc)
+    return (pids, None) if pids else ((), "no process in it")
+
+
+def _managed(backend: Any) -> tuple[int | None, str, str | None]:
+    """The one process the facility manages (the first target's), how the feature line
+    names it and the others, and why there is none."""
+    targets = backend.linux.memory.targets
+    if not targets:
+        return None, "none", NO_TARGETS
+    resolved = [resolve_target(t, backend.layout) for t in targets]
+    (pids, why), first = resolved[0], targets[0]
+    pid = pids[0] if pids else None
+    problem = None if pids else f"no managed process: targets[0] ({first.describe()}): {why}"
+    if not pids:
+        label = f"none (targets[0], {first.describe()}: {why})"
+    else:
+        where = "targets[0]" if first.pid is not None else f"targets[0], {first.describe()}"
+        more = f"; its other {len(pids) - 1} process(es) not managed yet" if len(pids) > 1 else ""
+        label = f"pid {pid} ({where}{more})"
+    others = [
+        f"targets[{i}] ({t.describe()}{'' if t.pid is not None else ': ' + _pids(p, w)})"
+        for i, (t, (p, w)) in enumerate(zip(targets, resolved, strict=True))
+        if i > 0
+    ]
+    if others:
+        label += f"; not managed yet (one process for now): {'; '.join(others)}"
+    return pid, label, problem
+
+
+def _pids(pids: tuple[int, ...], why: str | None) -> str:
+    return f"pids {', '.join(map(str, pids))}" if pids else str(why)
+
+
 def build_memory(backend: Any) -> None:
     """Build the memory facility of ``backend`` (a ``LinuxBackend``); raises ``Unsupported``."""
-    lc = backend.linux
-    topology = NumaTopology(lc.sys_root, far_nodes=tuple(lc.far_nodes))
+    lc, mem = backend.linux, backend.linux.memory
+    topology = NumaTopology(lc.sys_root, far_nodes=tuple(mem.far_nodes))
     monitor: DamonMonitor | None = None
-    problem: str | None = None
-    pid = lc.memory_pid
-    if pid is None:
-        problem = "no managed process: set linux.memory_pid"
-    else:
+    pid, managed, problem = _managed(backend)
+    pid_problem = problem
+    if pid is not None:
         monitor = DamonMonitor(
             lc.sys_root / "kernel" / "mm" / "damon" / "admin",
             pids=[pid],
             settings=DamonSettings(),
-            kdamond=lc.damon_kdamond,
+            kdamond=mem.damon_kdamond,
             clock=backend.clock.now,
             log=backend.log,
         )
@@ -217,9 +275,10 @@ def build_memory(backend: Any) -> None:
     host = MemoryHost(
         topology,
         pid=pid,
+        pid_problem=pid_problem,
         proc_root=lc.proc_root,
         clock=backend.clock,
-        migrate_mb_s=lc.migrate_mb_s,
+        migrate_mb_s=mem.migrate_mb_s,
         monitor=monitor,
         log=backend.log,
         monitor_problem=problem,
@@ -227,4 +286,4 @@ def build_memory(backend: Any) -> None:
     backend.sensors.memory = LinuxMemorySensors(host)
     backend.register_actuators("memory", lambda writer, cg: LinuxMemoryActuators(host, writer, cg))
     tiers = {n.node: n.tier for n in topology.nodes(now=backend.clock.now())}
-    backend.report_feature("memory", True, f"NUMA nodes {tiers}, managed pid {pid}")
+    backend.report_feature("memory", True, f"NUMA nodes {tiers}, managed: {managed}")

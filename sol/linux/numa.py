@@ -34,7 +34,7 @@ class NumaTopology:
             raise SensorError(online, "no node online")
         unknown = sorted(set(far_nodes) - set(self.ids))
         if unknown:
-            raise ValueError(f"linux.far_nodes {unknown} are not online NUMA nodes ({list(self.ids)})")
+            raise ValueError(f"linux.memory.far_nodes {unknown} are not online NUMA nodes ({list(self.ids)})")
         self.cpus = {
             n: parse_cpulist(
                 read_file(self.base / f"node{n}" / "cpulist"), self.base / f"node{n}" / "cpulist"

@@ -15,7 +15,7 @@ import sol.linux.fake_nvml as fake_module
 from sol.actuators.base import WriteError
 from sol.actuators.nvml import restore_clocks, restore_limit
 from sol.actuators.restorers import default_restorers
-from sol.config import LinuxConfig
+from sol.config import LinuxConfig, LinuxGpuConfig
 from sol.kernel.errors import SensorError, Unsupported
 from sol.linux import LinuxBackend
 from sol.linux.fake_nvml import FakeGpu, FakeNvml
@@ -34,7 +34,10 @@ def gpu_backend(
     nvml: Any, journal: UndoJournal | None, tmp_path: Path, budget_w: float | None = 1400.0
 ) -> LinuxBackend:
     linux = LinuxConfig(
-        cgroup_root=tmp_path, proc_root=tmp_path, sys_root=tmp_path, gpu_power_budget_w=budget_w
+        cgroup_root=tmp_path,
+        proc_root=tmp_path,
+        sys_root=tmp_path,
+        gpu=LinuxGpuConfig(power_budget_w=budget_w),
     )
     return LinuxBackend(linux, journal=journal, clock=Clock(), nvml=nvml, facilities=("gpu",))
 
@@ -152,6 +155,18 @@ def test_nvml_failing_to_initialise_leaves_no_gpu_facility_with_the_reason(tmp_p
 
 def test_no_gpu_is_no_facility(tmp_path: Path) -> None:
     assert gpu_backend(FakeNvml([]), None, tmp_path).sensors.gpu is None
+
+
+def test_a_budget_file_is_named_as_not_read_yet_and_the_static_budget_applies(
+    nvml: FakeNvml, tmp_path: Path
+) -> None:
+    gpu = LinuxGpuConfig(power_budget_w=1400.0, budget_file=tmp_path / "budget-w")
+    linux = LinuxConfig(cgroup_root=tmp_path, proc_root=tmp_path, sys_root=tmp_path, gpu=gpu)
+    backend = LinuxBackend(linux, clock=Clock(), nvml=nvml, facilities=("gpu",))
+    assert backend.sensors.gpu is not None and backend.sensors.gpu.power_budget_mw() == 1_400_000
+    (feature,) = [f for f in backend.features if f.name == "gpu.budget_file"]
+    assert not feature.supported
+    assert feature.detail == f"{tmp_path / 'budget-w'} is not read yet; the budget is power_budget_w (1400 W)"
 
 
 def test_persistence_off_is_warned_once(nvml: FakeNvml, journal: UndoJournal, tmp_path: Path) -> None:

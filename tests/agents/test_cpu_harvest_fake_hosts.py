@@ -26,7 +26,7 @@ pytest.importorskip("sol.linux.backend", reason="the Linux backend (sol.linux) i
 from sol.actuators.restorers import default_restorers  # noqa: E402
 from sol.agents.cpu_harvest import CpuHarvestAgent, Params  # noqa: E402
 from sol.backend import BackendBase  # noqa: E402
-from sol.config import LinuxConfig  # noqa: E402
+from sol.config import LinuxConfig, LinuxCpuConfig  # noqa: E402
 from sol.linux.backend import LinuxBackend  # noqa: E402
 from sol.log import get_logger  # noqa: E402
 from sol.runtime.base import AgentSpec  # noqa: E402
@@ -155,9 +155,11 @@ def test_the_harvest_group_follows_the_agent_and_is_restored(version: int, mode:
             cgroup_root=fake.root,
             proc_root=proc.root,
             sys_root=sys_root,
-            harvest_cgroup=HARVEST,
-            primary_cgroups=(PRIMARY,),
-            harvest_mode=mode,  # type: ignore[arg-type]
+            cpu=LinuxCpuConfig(
+                harvest_cgroup=HARVEST,
+                primary_cgroups=(PRIMARY,),
+                harvest_mode=mode,  # type: ignore[arg-type]
+            ),
         )
         backend = LinuxBackend(linux, journal=journal, clock=clock, facilities=("cpu",))
         host = ScriptedHost(backend, fake, proc, version, lambda t: 1.5 if t < spike_at else 7.5)

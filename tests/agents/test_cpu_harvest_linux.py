@@ -188,7 +188,7 @@ state_dir = "{h.tmp / "state"}"
 format = "json"
 level = "info"
 
-[linux]
+[linux.cpu]
 harvest_cgroup = "{h.harvest}"
 primary_cgroups = ["{h.primary}"]
 
@@ -308,7 +308,7 @@ def test_host_wide_pressure_counts_the_harvest_groups_own_waiting_and_is_not_tak
     reg = Registry()
     config = loads_config(
         f'backend = "linux"\n[paths]\nstate_dir = "{h.tmp / "state"}"\n'
-        f'[linux]\nharvest_cgroup = "{h.harvest}"\nprimary_cgroups = ["{h.primary}"]\n',
+        f'[linux.cpu]\nharvest_cgroup = "{h.harvest}"\nprimary_cgroups = ["{h.primary}"]\n',
         source="test",
         agents={n: reg.get(n) for n in reg.names()},
     )
@@ -437,7 +437,7 @@ def test_a_frozen_cpuacct_usage_on_a_fake_v1_host_parks_the_harvest_group_until_
     fakes = linux_fakes()
     from sol.actuators.restorers import default_restorers
     from sol.agents.cpu_harvest import Params
-    from sol.config import LinuxConfig
+    from sol.config import LinuxConfig, LinuxCpuConfig
     from sol.linux.backend import LinuxBackend
     from sol.log import get_logger
     from sol.runtime.base import AgentSpec
@@ -456,8 +456,7 @@ def test_a_frozen_cpuacct_usage_on_a_fake_v1_host_parks_the_harvest_group_until_
             cgroup_root=fake.root,
             proc_root=proc.root,
             sys_root=fake_sys(tmp_path / "sys", CORES),
-            harvest_cgroup=FAKE_HARVEST,
-            primary_cgroups=(FAKE_PRIMARY,),
+            cpu=LinuxCpuConfig(harvest_cgroup=FAKE_HARVEST, primary_cgroups=(FAKE_PRIMARY,)),
         )
         backend = LinuxBackend(linux, journal=journal, clock=clock, facilities=("cpu",))
         host = FrozenCounterHost(backend, fake, proc, 2.0, frozen)
@@ -499,7 +498,7 @@ def test_a_frozen_cpuacct_usage_is_caught_from_the_schedstat_of_real_tasks(tmp_p
     if not Path("/proc/self/schedstat").is_file():
         pytest.skip("no /proc/<pid>/schedstat (CONFIG_SCHED_INFO)")
     from sol.agents.cpu_harvest import Params
-    from sol.config import LinuxConfig
+    from sol.config import LinuxConfig, LinuxCpuConfig
     from sol.linux.backend import LinuxBackend
     from sol.runtime.clock import MonotonicClock
     from sol.safety.journal import UndoJournal
@@ -523,8 +522,7 @@ def test_a_frozen_cpuacct_usage_is_caught_from_the_schedstat_of_real_tasks(tmp_p
             linux = LinuxConfig(
                 cgroup_root=fake.root,
                 sys_root=fake_sys(tmp_path / "sys", CORES),
-                harvest_cgroup=FAKE_HARVEST,
-                primary_cgroups=(FAKE_PRIMARY,),
+                cpu=LinuxCpuConfig(harvest_cgroup=FAKE_HARVEST, primary_cgroups=(FAKE_PRIMARY,)),
             )
             backend = LinuxBackend(linux, journal=journal, clock=MonotonicClock(), facilities=("cpu",))
             try:

@@ -306,8 +306,30 @@ def test_check_config_json_lists_every_problem_with_file_line_and_key(tmp_path: 
         (str(cfg), 2, "rollback"),
         (str(cfg), 4, "agents.noop.schedule.colect_every"),
     ]
-    assert all(set(p) == {"file", "line", "key", "message"} for p in problems)
+    assert all(set(p) == {"file", "line", "key", "message", "severity"} for p in problems)
+    assert {p["severity"] for p in problems} == {"error"}
     assert "unknown key" in problems[1]["message"]
+
+
+def test_check_config_prints_a_deprecated_key_as_a_warning_and_exits_0(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, '[linux]\nharvest_cgroup = "h"\n[agents.noop]\n')
+    proc = sol("check-config", str(cfg))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[0] == (
+        f"warning: {cfg}:2: linux.harvest_cgroup: deprecated: use [linux.cpu] harvest_cgroup"
+    )
+    assert proc.stdout.splitlines()[-1].endswith("1 warning")
+    proc = sol("check-config", "--json", str(cfg))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout) == [
+        {
+            "file": str(cfg),
+            "line": 2,
+            "key": "linux.harvest_cgroup",
+            "message": "deprecated: use [linux.cpu] harvest_cgroup",
+            "severity": "warning",
+        }
+    ]
 
 
 def test_check_config_json_of_a_good_file_is_an_empty_list(tmp_path: Path) -> None:

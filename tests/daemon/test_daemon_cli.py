@@ -131,6 +131,26 @@ def test_restore_with_a_broken_config_still_finds_the_journal(root: Path) -> Non
     assert "despite the config errors" in proc.stderr and knob.read_text() == "1024\n"
 
 
+@pytest.mark.parametrize(
+    ("linux", "cache_dir"),
+    [
+        pytest.param({"faas": {"cache_dir": "/srv/faas"}}, "/srv/faas", id="linux.faas.cache_dir"),
+        pytest.param({"faas_cache_dir": "/srv/faas"}, "/srv/faas", id="deprecated-linux.faas_cache_dir"),
+        pytest.param({"faas": {"cache_dir": "relative"}}, None, id="a-relative-path-is-none"),
+        pytest.param({"faas": "/srv/faas"}, None, id="faas-not-a-table"),
+    ],
+)
+def test_restore_with_a_broken_config_finds_its_faas_cache_dir_in_either_place(
+    linux: dict[str, object], cache_dir: str | None
+) -> None:
+    from sol.actuators.restorers import TargetScope
+    from sol.cli import _linux_of_broken_config
+
+    scope = TargetScope.from_linux(_linux_of_broken_config({"linux": {"cgroup_root": "/cg", **linux}}))
+    assert scope.cgroup_root == Path("/cg")
+    assert scope.cache_dir == (Path(cache_dir) if cache_dir else None)
+
+
 @needs_root
 @pytest.mark.parametrize(
     ("how", "expected"),

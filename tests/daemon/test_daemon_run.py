@@ -186,6 +186,19 @@ def test_reload_restarts_only_changed_agents_adds_and_removes(root: Path) -> Non
         assert run.ok(cmd="status")["daemon"]["reloads"] == {"ok": 2, "failed": 0}
 
 
+def test_a_deprecated_config_key_is_logged_at_start_and_at_each_reload(root: Path) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs, running_daemon(root, TWO, extra='[linux]\nharvest_cgroup = "h"\n') as run:
+        assert run.daemon.config.linux.cpu.harvest_cgroup == "h"
+        assert run.ok(cmd="reload")["ok"] is True
+    warned = [e for e in logs if e["event"] == "config.warning"]
+    assert [(e["key"], e["message"], e["log_level"]) for e in warned] == 2 * [
+        ("linux.harvest_cgroup", "deprecated: use [linux.cpu] harvest_cgroup", "warning")
+    ]
+    assert all(e["file"].endswith("sol.toml") and isinstance(e["line"], int) for e in warned)
+
+
 @pytest.mark.parametrize(
     ("edit", "problem"),
     [

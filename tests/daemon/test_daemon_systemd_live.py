@@ -47,7 +47,7 @@ CONFIG = """\
 backend = "linux"
 [log]
 format = "json"
-[linux]
+[linux.cpu]
 harvest_cgroup = "sol-harvest"
 [agents.cpu_harvest]
 dry_run = false

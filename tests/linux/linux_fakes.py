@@ -82,6 +82,7 @@ class FakeV1:
                 "memory.limit_in_bytes": "9223372036854771712\n",
                 "memory.soft_limit_in_bytes": "9223372036854771712\n",
                 "tasks": "",
+                "cgroup.procs": "",
             },
         )
         if unified:
@@ -132,6 +133,8 @@ class FakeV1:
             {
                 "memory.limit_in_bytes": "9223372036854771712\n",
                 "memory.soft_limit_in_bytes": "9223372036854771712\n",
+                "tasks": tasks,
+                "cgroup.procs": tasks,
             },
         )
         if psi is not None:

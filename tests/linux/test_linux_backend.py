@@ -24,7 +24,7 @@ from sol.actuators.base import WriteError
 from sol.actuators.file import FileKnob
 from sol.actuators.restorers import default_restorers
 from sol.backend import Backend
-from sol.config import LinuxConfig
+from sol.config import LinuxConfig, LinuxCpuConfig
 from sol.linux import LinuxBackend
 from sol.linux.gate import Gate, OwnerWriter
 from sol.runtime.base import AgentSpec
@@ -43,7 +43,7 @@ def fake_backend(
 
 
 def test_on_this_host_it_reads_real_sensors_and_dry_run_writes_nothing() -> None:
-    backend = LinuxBackend(LinuxConfig(harvest_cgroup="sol_test_never_created"))
+    backend = LinuxBackend(LinuxConfig(cpu=LinuxCpuConfig(harvest_cgroup="sol_test_never_created")))
     try:
         assert isinstance(backend, Backend) and backend.name == "linux"
         if backend.sensors.cpu is None:
@@ -257,7 +257,7 @@ def test_sol_run_linux_dry_run_on_this_host(tmp_path: Path) -> None:
     config = tmp_path / "sol.toml"
     config.write_text(
         f'backend = "linux"\n[paths]\nstate_dir = "{tmp_path / "state"}"\n'
-        '[linux]\nharvest_cgroup = "sol_test_dry_run_never_created"\n'
+        '[linux.cpu]\nharvest_cgroup = "sol_test_dry_run_never_created"\n'
         "[agents.noop]\nenabled = true\n[agents.example_ewma]\nenabled = true\n"
     )
     sol = Path(sys.executable).with_name("sol")
@@ -283,11 +283,11 @@ def test_starting_the_daemon_imports_no_heavy_library_until_an_agent_needs_it() 
     code = textwrap.dedent(
         """
         import sys
-        from sol.config import LinuxConfig
+        from sol.config import LinuxConfig, LinuxCpuConfig
         from sol.linux import LinuxBackend
         from sol.registry import Registry
         import sol.cli, sol.daemon, sol.control, sol.metrics_http
-        backend = LinuxBackend(LinuxConfig(harvest_cgroup="sol_test_never_created"))
+        backend = LinuxBackend(LinuxConfig(cpu=LinuxCpuConfig(harvest_cgroup="sol_test_never_created")))
         act = backend.actuators_for("example", dry_run=True)
         registry = Registry(plugins=False)
         agents = [registry.get(name)() for name in registry.names()]

@@ -26,7 +26,7 @@ def test_reserved_cores_the_host_lacks_are_refused_naming_them(
     v1: FakeV1, proc: FakeProc, fake_sys: Path, clock: StepClock, reserved: tuple[int, ...], unknown: str
 ) -> None:
     with pytest.raises(
-        ValueError, match=rf"linux\.reserved_cores {re.escape(unknown)} are not CPUs of this host"
+        ValueError, match=rf"linux\.cpu\.reserved_cores {re.escape(unknown)} are not CPUs of this host"
     ):
         CpuHost(
             CgroupLayout.detect(v1.root),

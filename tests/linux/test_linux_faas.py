@@ -11,7 +11,7 @@ import pytest
 from linux_fakes import StepClock
 
 from sol.actuators.pagecache import advise, residency
-from sol.config import LinuxConfig
+from sol.config import LinuxConfig, LinuxFaasConfig
 from sol.kernel.errors import SensorError
 from sol.linux import LinuxBackend
 from sol.safety.journal import UndoJournal
@@ -40,7 +40,7 @@ def dirs(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 def backend_for(dirs: tuple[Path, Path, Path], clock: StepClock, journal: UndoJournal | None) -> LinuxBackend:
     cache, origin, log = dirs
-    linux = LinuxConfig(faas_cache_dir=cache, faas_origin_dir=origin, faas_invocation_log=log)
+    linux = LinuxConfig(faas=LinuxFaasConfig(cache_dir=cache, origin_dir=origin, invocation_log=log))
     return LinuxBackend(linux, journal=journal, clock=clock, facilities=("faas",))
 
 

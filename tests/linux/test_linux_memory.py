@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import structlog
-from linux_fakes import StepClock, fake_damon
+from linux_fakes import FakeV1, FakeV2, StepClock, fake_damon
 
 from sol.actuators.numa import PAGE_SIZE, DamosScheme, MovePages
 from sol.actuators.restorers import default_restorers
-from sol.config import LinuxConfig
+from sol.config import LinuxConfig, LinuxMemoryConfig, MemoryTarget
 from sol.kernel.errors import SensorError, Unsupported
 from sol.linux import LinuxBackend
 from sol.linux.damon import DamonMonitor, DamonSettings
@@ -156,7 +156,7 @@ def test_damos_migrate_cold_scheme_is_journaled_committed_and_restored(
     make_fake_nodes(sys_root, {0: ("0-3", 8 * GIB, 2 * GIB), 1: ("", 16 * GIB, GIB)})
     fake_damon(sys_root / "kernel" / "mm" / "damon" / "admin")
     linux = LinuxConfig(
-        sys_root=sys_root, cgroup_root=tmp_path, proc_root=Path("/proc"), memory_pid=os.getpid()
+        sys_root=sys_root, cgroup_root=tmp_path, proc_root=Path("/proc"), memory=managing(os.getpid())
     )
     backend = LinuxBackend(linux, journal=journal, clock=clock, facilities=("memory",))
     try:
@@ -296,7 +296,7 @@ def test_placement_and_migrate_of_real_pages_on_this_hosts_nodes(
     addr, size = buffer
     clock = StepClock()
     backend = LinuxBackend(
-        LinuxConfig(memory_pid=os.getpid()), journal=journal, clock=clock, facilities=("memory",)
+        LinuxConfig(memory=managing(os.getpid())), journal=journal, clock=clock, facilities=("memory",)
     )
     try:
         sensors = backend.sensors.memory
@@ -308,7 +308,7 @@ def test_placement_and_migrate_of_real_pages_on_this_hosts_nodes(
         assert len(journal) == 0  # nothing to move: no write, no record
         with pytest.raises(ValueError, match="unknown NUMA node 99"):
             act.migrate(addr, addr + size, 99)
-        with pytest.raises(Unsupported, match=r"DAMON|kdamond|memory_pid"):
+        with pytest.raises(Unsupported, match=r"DAMON|kdamond|targets"):
             sensors.regions()
     finally:
         backend.close()
@@ -325,6 +325,92 @@ def test_move_pages_to_an_offline_node_is_enodev() -> None:
 
 def test_without_a_managed_process_placement_says_what_to_set(tmp_path: Path, clock: StepClock) -> None:
     backend = LinuxBackend(LinuxConfig(), clock=clock, facilities=("memory",))
-    with pytest.raises(Unsupported, match=r"linux\.memory_pid"):
+    with pytest.raises(Unsupported, match=r"set \[linux\.memory\] targets"):
         backend.sensors.memory.placement(0, PAGE_SIZE)
     assert backend.sensors.memory.nodes()
+
+
+# -- [linux.memory] targets: several workloads, each a pid or a cgroup ------------------------
+
+ME = os.getpid()
+#: a pid no process has (above the kernel's pid_max limit of 2^22)
+NO_SUCH_PID = 4_194_305
+
+
+def fake_cgroups(tmp_path: Path, version: int, groups: dict[str, str]) -> Path:
+    """A fake v1 or v2 cgroup tree with ``groups`` (name -> cgroup.procs text); its root."""
+    fake: FakeV1 | FakeV2
+    if version == 1:
+        fake = FakeV1(tmp_path / "cgroup")
+        for name, procs in groups.items():
+            fake.add_group(name, tasks=procs)
+    else:
+        fake = FakeV2(tmp_path / "cgroup")
+        for name, procs in groups.items():
+            fake.add_group(name, threads=procs)
+    return fake.root
+
+
+TARGET_CASES = [
+    pytest.param(
+        (MemoryTarget(cgroup="machine.slice/vm-a"), MemoryTarget(pid=NO_SUCH_PID)),
+        ME,
+        [
+            f"managed: pid {ME} (targets[0], cgroup machine.slice/vm-a; its other 1 process(es) "
+            "not managed yet)",
+            f"not managed yet (one process for now): targets[1] (pid {NO_SUCH_PID})",
+        ],
+        id="a-cgroup-first-is-its-first-process",
+    ),
+    pytest.param(
+        (MemoryTarget(pid=ME), MemoryTarget(cgroup="machine.slice/vm-a"), MemoryTarget(cgroup="gone")),
+        ME,
+        [
+            f"managed: pid {ME} (targets[0])",
+            f"targets[1] (cgroup machine.slice/vm-a: pids {ME}, {NO_SUCH_PID})",
+            "targets[2] (cgroup gone: ",
+        ],
+        id="a-pid-first-and-the-others-named",
+    ),
+    pytest.param(
+        (MemoryTarget(cgroup="machine.slice/vm-empty"), MemoryTarget(pid=ME)),
+        None,
+        [
+            "managed: none (targets[0], cgroup machine.slice/vm-empty: no process in it)",
+            f"targets[1] (pid {ME})",
+        ],
+        id="an-empty-cgroup-first-manages-none",
+    ),
+]
+
+
+@pytest.mark.parametrize("version", [1, 2], ids=["v1", "v2"])
+@pytest.mark.parametrize(("targets", "managed", "details"), TARGET_CASES)
+def test_the_first_memory_target_is_managed_and_the_others_are_named_as_not_yet(
+    tmp_path: Path,
+    clock: StepClock,
+    version: int,
+    targets: tuple[MemoryTarget, ...],
+    managed: int | None,
+    details: list[str],
+) -> None:
+    cgroup_root = fake_cgroups(
+        tmp_path,
+        version,
+        {"machine.slice/vm-a": f"{ME}\n{NO_SUCH_PID}\n", "machine.slice/vm-empty": ""},
+    )
+    linux = LinuxConfig(cgroup_root=cgroup_root, memory=LinuxMemoryConfig(targets=targets))
+    with structlog.testing.capture_logs() as logs:
+        backend = LinuxBackend(linux, clock=clock, facilities=("memory",))
+    (detail,) = [e["detail"] for e in logs if e["event"] == "linux.feature" and e["feature"] == "memory"]
+    assert all(d in detail for d in details), detail
+    sensors = backend.sensors.memory
+    if managed is None:
+        with pytest.raises(Unsupported, match=r"targets\[0\] \(cgroup machine\.slice/vm-empty\): no process"):
+            sensors.process_nodes()
+    else:  # the managed process is this one: its own numa_maps
+        assert sum(sensors.process_nodes().values()) > 0
+
+
+def managing(*pids: int) -> LinuxMemoryConfig:
+    return LinuxMemoryConfig(targets=tuple(MemoryTarget(pid=p) for p in pids))

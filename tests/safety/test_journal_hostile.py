@@ -100,7 +100,7 @@ def test_sol_restore_refuses_a_world_writable_config_and_the_journal_it_names(tm
         ("file", "{root}/cpu/release_agent", "is not a cgroup knob sol writes (release_agent)"),
         ("file", "{root}/cpu/batch/../../../victim", "is not a cgroup knob under"),
         ("file", "{root}/cpu/batch/link/cpu.shares", "is not a cgroup knob under"),
-        ("pagecache", "{victim}", "no [linux] faas_cache_dir"),
+        ("pagecache", "{victim}", "no [linux.faas] cache_dir"),
         ("damon.kdamond", "{victim}", "is not under DAMON's sysfs"),
         ("nvml.power_limit", "../../etc", "is not a GPU index or UUID"),
         ("made.up", "{victim}", "no restorer for kind"),
