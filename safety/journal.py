@@ -937,6 +937,9 @@ class UndoJournal:
             for record in self.open_records(owner):
                 self._close_record(record, "released")
                 released.append(record)
+            # an owner that lets its settings go is leaving: its knobs are free for others
+            for key in [k for k, o in self._claims.items() if owner is None or o == owner]:
+                del self._claims[key]
             self._maybe_compact()
         if released:
             self._log.info("journal.released", count=len(released), owner=owner)

@@ -624,6 +624,7 @@ def _linux_of_broken_config(raw: Mapping[str, Any]) -> Any:
     default = LinuxConfig()
     return LinuxConfig(
         cgroup_root=absolute(linux, "cgroup_root") or default.cgroup_root,
+        proc_root=absolute(linux, "proc_root") or default.proc_root,
         sys_root=absolute(linux, "sys_root") or default.sys_root,
         # [linux.faas] cache_dir, or the deprecated [linux] faas_cache_dir
         faas=LinuxFaasConfig(
