@@ -17,7 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
-from sol import Agent, Prediction, Schedule
+from sol import Prediction, Schedule
 from sol.actuators.base import HostWriter
 from sol.actuators.file import FileKnob
 from sol.backend import NullBackend
@@ -26,6 +26,7 @@ from sol.daemon import Daemon
 from sol.notify import Notifier
 from sol.registry import Registry
 from sol.testing import NotifySink
+from tests.agentkit import RecordingAgent
 
 FAST = Schedule(
     collect_every=0.02,
@@ -37,37 +38,19 @@ FAST = Schedule(
 )
 
 
-class Ticker(Agent):
-    """Counts its calls; every instance is recorded so tests can see restarts."""
+class Ticker(RecordingAgent):
+    """Records its calls; every instance is recorded so tests can see restarts."""
 
     name = "ticker"
     schedule = FAST
     instances: ClassVar[list[Ticker]] = []
 
     def __init__(self) -> None:
-        self.acts = 0
-        self.cleaned = 0
-        self.setups = 0
+        super().__init__()
         type(self).instances.append(self)
 
-    def setup(self, ctx: Any) -> None:
-        super().setup(ctx)
-        self.setups += 1
-
-    def collect(self) -> object:
-        return 1.0
-
-    def predict(self) -> object:
-        return "model"
-
-    def default_predict(self) -> object:
-        return "default"
-
-    def act(self, prediction: Prediction) -> None:
-        self.acts += 1
-
-    def clean_up(self) -> None:
-        self.cleaned += 1
+    def learn(self, obs: Any) -> None:
+        return None  # runs for seconds at 50 Hz: keep nothing
 
 
 class Other(Ticker):
@@ -82,7 +65,7 @@ class Writer(Ticker):
     instances: ClassVar[list[Ticker]] = []
 
     def act(self, prediction: Prediction) -> None:
-        self.acts += 1
+        super().act(prediction)
         self.ctx.actuators.knob("written-by-writer")
 
 

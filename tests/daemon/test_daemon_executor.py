@@ -41,7 +41,7 @@ class Hanger(Ticker):
         self.in_act = threading.Event()
 
     def act(self, prediction: Prediction) -> None:
-        self.acts += 1
+        super().act(prediction)
         if self.acts > self.after and not self.gate.is_set():
             self.in_act.set()
             self.gate.wait(10)

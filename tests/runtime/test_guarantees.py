@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 from sol import Agent, Prediction, Schedule, Verdict
 from sol.backend import NullBackend
 from sol.testing import SimulationResult, simulate
+from tests.agentkit import RecordingAgent
 
 SCHED = Schedule(
     collect_every=1.0,
@@ -34,58 +35,48 @@ SCHED = Schedule(
 )
 
 
-class Scripted(Agent):
+class Scripted(RecordingAgent):
     """An agent whose every callback can be replaced by a function of virtual time."""
 
     name = "scripted"
     schedule = SCHED
+    model_value = "model-value"
+    default_value = "safe-value"
 
     def __init__(self, **behaviour: Callable[..., Any]) -> None:
+        super().__init__()
         self.behaviour = behaviour
-        self.learned: list[Any] = []
-        self.mitigations: list[float] = []
-        self.cleanups = 0
-        self.acted: list[Prediction] = []
-
-    def _now(self) -> float:
-        return self.ctx.clock.now()
 
     def _maybe(self, name: str, default: Any, *args: Any) -> Any:
         fn = self.behaviour.get(name)
-        return fn(self._now(), *args) if fn else default
+        return fn(self.now(), *args) if fn else default
 
     def collect(self) -> object:
-        return self._maybe("collect", {"t": self._now(), "x": 1.0})
+        return self._maybe("collect", {"t": self.now(), "x": 1.0})
 
     def validate(self, obs: Any) -> Verdict | bool:
         return self._maybe("validate", Verdict.ok(), obs)
 
     def learn(self, obs: Any) -> None:
         self._maybe("learn", None, obs)
-        self.learned.append(obs)
+        super().learn(obs)
 
     def predict(self) -> object:
-        return self._maybe("predict", "model-value")
+        return self._maybe("predict", self.model_value)
 
     def assess_model(self) -> Verdict | bool:
         return self._maybe("assess_model", True)
 
-    def default_predict(self) -> object:
-        return "safe-value"
-
     def act(self, prediction: Prediction) -> None:
         self._maybe("act", None, prediction)
-        self.acted.append(prediction)
+        super().act(prediction)
 
     def assess_performance(self) -> Verdict | bool:
         return self._maybe("assess_performance", True)
 
     def mitigate(self) -> None:
-        self.mitigations.append(self._now())
+        super().mitigate()
         self._maybe("mitigate", None)
-
-    def clean_up(self) -> None:
-        self.cleanups += 1
 
 
 def run(agent: Agent, duration: float = 60.0, **kw: Any) -> SimulationResult:
@@ -284,7 +275,7 @@ def test_repeated_errors_quarantine_the_agent_and_restore_its_journal(tmp_path: 
         r = run(agent, 60, journal=journal, restorers=default_restorers())
     assert r.state == "quarantined"
     assert knob.read_text().strip() == "original"
-    assert agent.cleanups == 1
+    assert agent.cleaned == 1
     quarantined = [e for e in logs if e["event"] == "agent.quarantined"]
     assert len(quarantined) == 1 and "5 errors" in quarantined[0]["reason"]
     # no calls after quarantine (at t=14: errors at 10..14)
@@ -363,7 +354,7 @@ def test_stop_cleans_up_and_rolls_back_by_policy(tmp_path: Path, policy: str, re
         rollback=policy,
     )  # type: ignore[arg-type]
     ex.run(5)
-    assert agent.cleanups == 1
+    assert agent.cleaned == 1
     assert knob.read_text().strip() == ("before" if restored else "after")
     assert journal.open_records() == []
     journal.close()
@@ -383,7 +374,7 @@ def test_model_call_that_never_returns_quarantines_after_error_window() -> None:
     r = run(agent, 120)
     # timeout at 10.5, error_window 30 s: quarantined at the first model tick after 40.5
     assert r.state == "quarantined" and "hung" in str(r.status["reason"])
-    assert agent.cleanups == 1
+    assert agent.cleaned == 1
     assert max(t for t, _ in r.actions) < 42
 
 

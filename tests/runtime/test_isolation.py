@@ -20,6 +20,7 @@ from sol.runtime.live import LiveExecutor
 from sol.runtime.memory import MIB, MemoryLimit, RssMeter, give_back_freed_memory
 from sol.runtime.virtual import VirtualExecutor
 from sol.testing import simulate
+from tests.agentkit import RecordingAgent
 
 FAST = Schedule(
     collect_every=0.05,
@@ -38,22 +39,23 @@ def _spin(stop: threading.Event) -> None:
         pass
 
 
-class Escaper(Agent):
+class Escaper(RecordingAgent):
     """Starts a busy thread from one of its callbacks (the adversary's agent)."""
 
     name = "escaper"
     schedule = FAST
+    model_value = 1.0
+    default_value = 0.0
     #: only the first instance escapes: a resumed (fresh) instance behaves
     escapes = True
 
     def __init__(self, where: str = "learn", swallow: bool = False) -> None:
+        super().__init__()
         self.where = where
         self.swallow = swallow
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.started = 0
-        self.cleaned = 0
-        self.acts = 0
 
     def _escape(self, where: str) -> None:
         if where != self.where or not type(self).escapes:
@@ -71,24 +73,12 @@ class Escaper(Agent):
         super().setup(ctx)
         self._escape("setup")
 
-    def collect(self) -> object:
-        return 1.0
-
     def learn(self, obs: Any) -> None:
         self._escape("learn")
 
-    def predict(self) -> object:
-        return 1.0
-
-    def default_predict(self) -> object:
-        return 0.0
-
     def act(self, prediction: Prediction) -> None:
-        self.acts += 1
+        super().act(prediction)
         self._escape("act")
-
-    def clean_up(self) -> None:
-        self.cleaned += 1
 
 
 def _escapees() -> list[threading.Thread]:

@@ -15,6 +15,7 @@ from sol.backend import NullBackend
 from sol.log import get_logger
 from sol.runtime.base import AgentSpec
 from sol.runtime.live import LiveExecutor, act_phase
+from tests.agentkit import RecordingAgent
 
 pytestmark = pytest.mark.live
 
@@ -32,13 +33,16 @@ FAST = Schedule(
 )
 
 
-class Probe(Agent):
+class Probe(RecordingAgent):
+    """Burns ``learn_s`` of CPU per learn; hangs in ``hang`` ("learn" or "act") after some calls."""
+
     name = "probe"
     schedule = FAST
 
     def __init__(
         self, *, learn_s: float = 0.0, hang: str | None = None, hang_once: bool = True, hang_after: int = 5
     ) -> None:
+        super().__init__()
         self.learn_s = learn_s
         self.hang_after = hang_after
         self.calls = 0
@@ -46,9 +50,6 @@ class Probe(Agent):
         self.hang_once = hang_once
         self.hung = threading.Event()
         self.release = threading.Event()
-        self.actions: list[tuple[float, Prediction]] = []
-        self.mitigated: list[float] = []
-        self.cleaned = 0
 
     def _maybe_hang(self, where: str) -> None:
         if self.hang != where:
@@ -58,9 +59,6 @@ class Probe(Agent):
             self.hung.set()
             self.release.wait(10)
 
-    def collect(self) -> object:
-        return 1.0
-
     def learn(self, obs: Any) -> None:
         if self.learn_s:
             end = time.perf_counter() + self.learn_s
@@ -68,21 +66,9 @@ class Probe(Agent):
                 pass
         self._maybe_hang("learn")
 
-    def predict(self) -> object:
-        return "model"
-
-    def default_predict(self) -> object:
-        return "default"
-
     def act(self, prediction: Prediction) -> None:
-        self.actions.append((time.monotonic(), prediction))
+        super().act(prediction)
         self._maybe_hang("act")
-
-    def mitigate(self) -> None:
-        self.mitigated.append(time.monotonic())
-
-    def clean_up(self) -> None:
-        self.cleaned += 1
 
 
 def run_live(*agents: Agent, seconds: float) -> LiveExecutor:
@@ -114,9 +100,9 @@ def test_hung_act_is_abandoned_and_mitigate_runs_on_a_fresh_lane() -> None:
     probe = Probe(hang="act")
     run_live(probe, seconds=0.6)
     assert probe.hung.is_set()
-    assert len(probe.mitigated) == 1
+    assert len(probe.mitigations) == 1
     # acting resumed on the new lane after the hang
-    after = [t for t, _ in probe.actions if t > probe.mitigated[0]]
+    after = [t for t, _ in probe.actions if t > probe.mitigations[0]]
     assert len(after) >= 5
 
 
