@@ -754,9 +754,8 @@ class CpuHarvestAgent(Agent):
         return self.model.verdict()
 
     def default_predict(self) -> int:
-        k = self.p.default_buffer_cores
-        model = getattr(self, "model", None)
-        if k is None or model is None or not model.ready:
+        k, model = self.p.default_buffer_cores, self.model
+        if k is None or not model.ready:
             return 0
         if self.ctx.clock.now() - model.t > self.p.default_history_s:
             return 0  # the history is stale: nothing to size a buffer from
@@ -823,13 +822,11 @@ class CpuHarvestAgent(Agent):
         return Verdict.ok()
 
     def mitigate(self) -> None:
-        harvest = getattr(self, "harvest", None)
-        if harvest is not None:
-            harvest.set_harvest_cores(0)
+        self.harvest.set_harvest_cores(0)
 
     def clean_up(self) -> None:
         self.mitigate()
-        if getattr(self, "_profile_path", None) is not None:
+        if self._profile_path is not None:
             self._save_profile()
 
 
@@ -898,8 +895,7 @@ class StaticBufferHarvest(Agent):
             self.harvest.set_harvest_cores(cores)
 
     def mitigate(self) -> None:
-        if getattr(self, "harvest", None) is not None:
-            self.harvest.set_harvest_cores(0)
+        self.harvest.set_harvest_cores(0)
 
     def clean_up(self) -> None:
         self.mitigate()

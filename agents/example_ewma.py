@@ -128,5 +128,4 @@ class ExampleEwmaAgent(Agent):
         self.harvest.set_harvest_cores(0)
 
     def clean_up(self) -> None:
-        if getattr(self, "harvest", None) is not None:
-            self.harvest.set_harvest_cores(0)
+        self.harvest.set_harvest_cores(0)

@@ -468,9 +468,13 @@ class Agent:
         return Verdict.ok()
 
     def mitigate(self) -> None:
+        """Undo what may be causing harm, at once. Called only on an agent whose ``setup``
+        returned (never after a failed or not-applicable setup); must be idempotent."""
         return None
 
     def clean_up(self) -> None:
+        """Put back what the agent changed, on stop, pause or quarantine. Called only on an
+        agent whose ``setup`` returned, so what ``setup`` bound is there; must be idempotent."""
         return None
 
     # -- configuration ----------------------------------------------------------------
