@@ -614,7 +614,22 @@ class CpuHarvestAgent(Agent):
             if obs.t <= prev.t:
                 return Verdict.fail(f"reading at t={obs.t:g} is not newer than the last one (t={prev.t:g})")
             if u.total_core_s < prev.usage.total_core_s or d.total_s < prev.delay.total_s:
-                return Verdict.fail("a cumulative CPU counter went backwards (cgroup recreated?)")
+                # The counter restarted (a cgroup removed and made again) or dipped: this
+                # reading's interval means nothing, but it is the new base. Keeping the old
+                # one would reject every reading until the counter climbed back past it, which
+                # on a lightly loaded node is a lockout of minutes (seen on held-out traces).
+                self._prev = obs
+                if self.ctx.log is not None:
+                    self.ctx.log.info(
+                        "cpu_harvest.counter_rebased",
+                        usage_total_s=u.total_core_s,
+                        was=prev.usage.total_core_s,
+                        delay_total_s=d.total_s,
+                        delay_was=prev.delay.total_s,
+                    )
+                return Verdict.fail(
+                    "a cumulative CPU counter went backwards (cgroup recreated?); taken as the new base"
+                )
             if u.cores > 0.0 and u.total_core_s == prev.usage.total_core_s:
                 return Verdict.fail("primary usage reported without CPU time accruing (frozen sensor?)")
         frozen = self.usage_freeze.check(u, d)

@@ -622,8 +622,10 @@ class CpuSensorsSim:
         f = self._f
         with f._lock:
             now = f._synced_now()
-            total = f.cumulative(group)
             t0, total0, cores0 = f._last_usage[group]
+            # cumulative counters never go back (the kernel's don't); the model's running sums
+            # can dip by float round-off (~1e-14 s), which a validator rightly rejects
+            total = max(f.cumulative(group), total0)
             interval = now - t0
             cores = (total - total0) / interval if interval > 0 else cores0
             f._last_usage[group] = (now, total, cores)
@@ -653,8 +655,8 @@ class CpuSensorsSim:
         f = self._f
         with f._lock:
             now = f._synced_now()
-            total = f.run_delay_total(group)
             t0, total0, rate0 = f._last_delay[group]
+            total = max(f.run_delay_total(group), total0)
             interval = now - t0
             rate = (total - total0) / interval if interval > 0 else rate0
             f._last_delay[group] = (now, total, rate)

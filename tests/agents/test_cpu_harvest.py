@@ -392,10 +392,12 @@ def test_validate_rejects_counters_that_go_back_or_stand_still_while_busy() -> N
     first = obs(t=19.9, total_s=20.0)
     assert agent.validate(first)
     agent.learn(first)
-    assert "backwards" in (agent.validate(obs(t=20.0, total_s=19.0)).reason or "")
     assert "frozen" in (agent.validate(obs(t=20.0, total_s=20.0, cores=2.0)).reason or "")
     assert agent.validate(obs(t=20.0, total_s=20.0, cores=0.0))  # idle primaries are fine
     assert "not newer" in (agent.validate(obs(t=19.9, total_s=20.5)).reason or "")
+    assert "backwards" in (agent.validate(obs(t=20.0, total_s=19.0)).reason or "")
+    # the reading that went back is the new base: the next one is judged against it
+    assert agent.validate(obs(t=20.1, total_s=19.2))
 
 
 def test_validate_rejects_a_frozen_reading() -> None:
@@ -452,6 +454,47 @@ def test_a_usage_counter_frozen_at_idle_while_the_primaries_wait_lends_nothing_u
     after = [p for t, p in result.actions if frozen_until + 1.0 < t]
     assert any(p.source == "model" and p.value > 0 for p in after)
     assert not [p for p in after if p.reason == "invalid-data"]
+
+
+class RestartedCounters(ScriptedCpu):
+    """A host whose primaries' counters start again from zero at ``restart_at`` (their cgroup
+    removed and made again, or a counter that dipped): usage and waiting count from there."""
+
+    def __init__(self, total: int, need: Callable[[float], float], restart_at: float) -> None:
+        super().__init__(total, need)
+        self.restart_at = restart_at
+        self._base: tuple[float, float] | None = None
+
+    def _offsets(self) -> tuple[float, float]:
+        if self.t < self.restart_at:
+            return 0.0, 0.0
+        if self._base is None:
+            self._base = (self.used_s, self.wait_s)
+        return self._base
+
+    def _usage(self, group: str) -> CpuUsage:
+        used = self.used_s - self._offsets()[0]
+        return CpuUsage(self.t, group, 0.0 if self.t == 0 else self.used_s / self.t, WINDOW, used)
+
+    def _delay(self, group: str) -> RunQueueDelay:
+        return RunQueueDelay(self.t, group, self.wait_s - self._offsets()[1], 0.0, WINDOW)
+
+
+def test_a_counter_that_starts_again_is_taken_as_the_new_base_not_a_lockout() -> None:
+    # Held-out Azure VMs (lighter than the sample): readings were rejected as "a counter went
+    # backwards" and the agent kept its old reference, so on a lightly loaded node it stayed on
+    # the lend-nothing default until the counter climbed back past it (49-77 % of windows).
+    restart_at = 40.0
+    node = RestartedCounters(16, flat(1.0), restart_at)
+    with capture_logs() as logs:
+        result = simulate(CpuHarvestAgent(), duration=70.0, backend=node)
+    assert [e["event"] for e in logs].count("cpu_harvest.counter_rebased") == 1
+    before = [p for t, p in result.actions if restart_at - 10 < t < restart_at]
+    assert before and all(p.source == "model" and p.value > 0 for p in before)
+    # one reading is rejected (its interval spans the restart); then the model lends again
+    after = [p for t, p in result.actions if restart_at + 2.0 < t]
+    assert after and sum(p.reason == "invalid-data" for p in after) == 0
+    assert sum(p.source == "model" and p.value > 0 for p in after) >= 0.9 * len(after)
 
 
 class Clock:
