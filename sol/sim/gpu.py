@@ -5,16 +5,31 @@
   then every active request gains one token per decode iteration of
   ``decode_iter_s + decode_iter_per_req_s * batch`` seconds (memory bound), as in Splitwise
   (ISCA'24), which splits inference into a prompt and a token phase.
-* Power: idle draw ``idle_share`` of TDP (POLCA, ASPLOS'24: an idle inference GPU draws about
-  20 % of TDP); the prompt phase draws up to TDP, the token phase well below it (Splitwise's
-  observation that token generation is not power bound), growing with the batch.
-* Power capping: when a step's power demand exceeds the enforced limit, the board holds the
-  limit and runs at ``perf_ratio(limit / demand)``: the median throughput-vs-limit curve
-  measured by Zeus (NSDI'23) over 218 training configurations on 4 GPU types
-  (``ZEUS_PERF_VS_CAP``; ``sol.sim.calibration`` recomputes it from the data). A new limit is
-  enforced after ``enforce_delay_s`` (at the next step boundary after it).
-* Thermal: first-order, ``T' = (ambient + R * P - T) / tau``, solved exactly per step; over
-  ``slowdown_c`` the board throttles to the power that holds it there.
+* Power, per phase: idle draw ``idle_share`` of TDP (POLCA, ASPLOS'24: an idle inference GPU
+  draws about 20 % of TDP); prefill draws ``prefill_share`` of TDP; decode draws a share that
+  is concave in the batch, log-linear from ``decode_share_batch1`` at batch 1 to
+  ``decode_share_batch128`` at batch 128 (ML.ENERGY's H100 figures: about 43 % and 86 %).
+  A step's board power is the time-weighted mean of its idle, prefill and decode intervals.
+* Power capping is priced on each phase's own draw, never on a second's mean: a phase that
+  draws more than the enforced limit runs at the clock that holds the limit
+  (``phase_under_cap``). The part of its draw above idle (and, for decode, above the memory
+  traffic's ``decode_memory_share`` of TDP) falls as clock ** ``dvfs_exponent``; prefill is
+  all clock bound, decode only ``decode_compute_share`` of its time. The exponent is
+  calibrated so that a limit at 70 % of TDP makes prefill 1.3x slower, and the decode shares
+  so that it leaves decode within 1 % (SplitwiseSim's power-capped H100 profile,
+  ``../shared/data/splitwise-perf-power``). A new limit is enforced after
+  ``enforce_delay_s`` (at the next step boundary after it).
+* Thermal: two nodes in series (a HotSpot-style compact model reduced to die and heat sink,
+  Skadron et al., ISCA'03): the die rises ``die_share`` of the way over the sink with
+  ``die_tau_s`` (seconds), the sink over the inlet with ``sink_tau_s``; both solved exactly
+  per step. At ``slowdown_c`` the board holds the power that keeps the die there.
+* NVML's utilisation is what the driver samples: the share of ``util_samples`` samples per
+  period in which a kernel ran, so it is coarse and saturates while serving; the memory figure
+  is phase-blind and noisy (seeded per GPU and step). The phase mix is not on this sensor.
+
+The Zeus (NSDI'23) training curve ``ZEUS_PERF_VS_CAP`` is kept as the reference the prefill
+model is compared with in docs/simulator.md; ``tests/sim/test_node.py`` recomputes it from
+``../shared/data/gpu-power-zeus`` and ``tests/sim/test_gpu_audit.py`` the Splitwise figures.
 """
 
 from __future__ import annotations
@@ -36,6 +51,8 @@ from sol.sim._common import FacilityBase, FloatArray, IntArray, Series, looped_s
 #: (limit / uncapped mean power, throughput / uncapped throughput): medians over the Zeus
 #: NSDI'23 traces (V100, A40, P100, RTX6000; 218 configurations, 1,609 measurements), in
 #: 0.1-wide bins of the ratio. Below the first point throughput falls linearly to 0.
+#: Measured on training, which mixes compute- and memory-bound work: a reference for the
+#: per-phase model, not what drives it.
 ZEUS_PERF_VS_CAP: tuple[tuple[float, float], ...] = (
     (0.35, 0.250),
     (0.45, 0.426),
@@ -51,12 +68,95 @@ ZEUS_PERF_VS_CAP: tuple[tuple[float, float], ...] = (
 _CAP_X = np.array([0.0] + [x for x, _ in ZEUS_PERF_VS_CAP])
 _CAP_Y = np.array([0.0] + [y for _, y in ZEUS_PERF_VS_CAP])
 
+#: SplitwiseSim's power-capped H100 (its DGX-H100 SKU at 7,140 of 10,200 W): every prompt
+#: time of ``perf_model.csv`` is 1.3x the uncapped one, every per-token time 1.0x.
+SPLITWISE_CAP_SHARE = 0.70
+SPLITWISE_PREFILL_SLOWDOWN = 1.30
+
+# a phase never stops outright, whatever the limit (a limit below idle is not settable; the
+# thermal limit gets there only from an inlet no board is specified for)
+_MIN_SPEED = 1e-3
+
 
 def perf_ratio(limit_over_demand: float) -> float:
-    """Throughput share left when the limit is ``limit_over_demand`` of the uncapped power."""
+    """Zeus's training throughput share left when the limit is ``limit_over_demand`` of the
+    uncapped power (the reference curve, not the model)."""
     if limit_over_demand >= _CAP_X[-1]:
         return 1.0
     return float(np.interp(limit_over_demand, _CAP_X, _CAP_Y))
+
+
+def dvfs_exponent(idle_share: float, prefill_share: float) -> float:
+    """The exponent of clock in the clock-bound draw that reproduces Splitwise's capped
+    prefill: ``((cap - idle) / (prefill - idle)) ** (1 / x) = 1 / 1.3`` at a 70 % cap.
+
+    >>> round(dvfs_exponent(0.20, 1.0), 3)
+    1.791
+    """
+    room = (SPLITWISE_CAP_SHARE - idle_share) / (prefill_share - idle_share)
+    if not 0.0 < room < 1.0:
+        raise ValueError(
+            f"idle_share {idle_share} and prefill_share {prefill_share} must bracket "
+            f"{SPLITWISE_CAP_SHARE} of TDP to calibrate the clock model on Splitwise's capped H100"
+        )
+    return math.log(room) / math.log(1.0 / SPLITWISE_PREFILL_SLOWDOWN)
+
+
+def phase_under_cap(
+    cap_w: float,
+    demand_w: float,
+    fixed_w: float,
+    compute_share: float,
+    *,
+    idle_w: float,
+    exponent: float,
+    min_clock: float,
+) -> tuple[float, float]:
+    """(speed, draw in W) of a phase that draws ``demand_w`` at full clock, under ``cap_w``.
+
+    The board lowers the SM clock ``f`` (1 = full) until the draw fits: the part above
+    ``fixed_w`` (idle, plus memory traffic for decode) scales as ``f ** exponent``, and the
+    ``compute_share`` of the phase's time that is clock bound stretches by ``1 / f``. At the
+    lowest clock the board also stalls, drawing idle, for the share of time the cap needs.
+
+    >>> kw = dict(idle_w=80.0, exponent=1.791, min_clock=0.15)
+    >>> [round(x, 3) for x in phase_under_cap(280.0, 400.0, 80.0, 1.0, **kw)]  # prefill
+    [0.769, 280.0]
+    >>> [round(x, 3) for x in phase_under_cap(280.0, 320.0, 128.0, 0.05, **kw)]  # decode
+    [0.993, 280.0]
+    """
+    if cap_w >= demand_w:
+        return 1.0, demand_w
+    c = compute_share
+    var = demand_w - fixed_w
+    room = cap_w - fixed_w
+    floor_var = var * min_clock**exponent
+    if var > 0.0 and room >= floor_var:
+        f = (room / var) ** (1.0 / exponent)
+        return 1.0 / ((1.0 - c) + c / f), cap_w
+    p_min = fixed_w + max(floor_var, 0.0)
+    s_min = 1.0 / ((1.0 - c) + c / min_clock)
+    if p_min <= idle_w or cap_w <= idle_w:
+        return _MIN_SPEED, max(cap_w, idle_w)
+    duty = (cap_w - idle_w) / (p_min - idle_w)
+    return max(s_min * duty, _MIN_SPEED), cap_w
+
+
+_M64 = (1 << 64) - 1
+_UTIL_SALT = 0x5EED_6A1D_0C0F_FEE5  # keys the utilisation noise apart from any other draw
+
+
+def _mix(x: int) -> int:
+    """splitmix64's finaliser: a well-spread 64-bit hash of ``x``."""
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def _unit(key: int, j: int) -> float:
+    """The ``j``-th uniform draw in [0, 1) of ``key`` (53 bits, like numpy's doubles)."""
+    return (_mix(key + j) >> 11) * (1.0 / (1 << 53))
 
 
 class RequestStream(Protocol):
@@ -96,18 +196,33 @@ class GpuConfig:
     min_limit_w: float = 100.0
     idle_share: float = 0.20
     prefill_share: float = 1.0
-    decode_share_min: float = 0.45
-    decode_share_max: float = 0.65
+    #: ML.ENERGY (H100): decode draws ~43 % of TDP at batch 1, ~86 % at batch 128
+    decode_share_batch1: float = 0.43
+    decode_share_batch128: float = 0.86
+    #: decode's HBM traffic, which does not fall with the SM clock (assumption)
+    decode_memory_share: float = 0.12
+    #: share of a decode iteration's time that is clock bound (assumption; with the memory
+    #: share it leaves decode within 1 % under Splitwise's 70 % cap)
+    decode_compute_share: float = 0.05
+    #: lowest SM clock over the highest (A100: 210 of 1,410 MHz)
+    min_clock_ratio: float = 0.15
     prefill_tokens_per_s: float = 8000.0
     decode_iter_s: float = 0.025
     decode_iter_per_req_s: float = 0.0002
     max_batch: int = 64
     enforce_delay_s: float = 1.0
     step_s: float = 1.0
+    #: inlet air; the die sits ``full_load_rise_c`` over it at a sustained TDP (75 C at 30 C)
     ambient_c: float = 30.0
-    full_load_c: float = 75.0
-    thermal_tau_s: float = 60.0
+    full_load_rise_c: float = 45.0
+    #: share of the die's rise over the inlet (at a steady draw) that is across die -> sink
+    die_share: float = 0.5
+    die_tau_s: float = 3.0
+    sink_tau_s: float = 60.0
     slowdown_c: float = 87.0
+    #: driver samples per step behind NVML's utilisation (assumption; NVML documents a
+    #: sample period of 1/6 s to 1 s by product)
+    util_samples: int = 6
     other_power_w: float = 0.0
     budget_w: float | None = None
     series_period_s: float = 10.0
@@ -157,16 +272,36 @@ class GpuFacility(FacilityBase):
         g = config.count
         self._step = 0  # steps done
         self.t = origin
-        self._idle_w = config.idle_share * config.tdp_w
-        self._r_th = (config.full_load_c - config.ambient_c) / config.tdp_w
-        self._decay = math.exp(-config.step_s / config.thermal_tau_s)
-        self._limit_w = [config.tdp_w] * g
-        self._enforced_w = [config.tdp_w] * g
+        tdp = config.tdp_w
+        self._idle_w = idle = config.idle_share * tdp
+        self._prefill_w = config.prefill_share * tdp
+        self._exponent = dvfs_exponent(config.idle_share, config.prefill_share)
+        # decode draw per batch size, log-linear in the batch (ML.ENERGY), at most prefill's
+        lo, hi = config.decode_share_batch1, config.decode_share_batch128
+        self._decode_w = [idle] + [
+            min(self._prefill_w, tdp * (lo + (hi - lo) * math.log(b) / math.log(128.0)))
+            for b in range(1, config.max_batch + 1)
+        ]
+        self._decode_fixed_w = idle + config.decode_memory_share * tdp
+        if config.max_batch < 1 or not idle <= self._decode_fixed_w < self._decode_w[1]:
+            raise ValueError(
+                "max_batch must be >= 1 and decode's memory share must leave decode at batch 1 "
+                "above idle plus its memory traffic"
+            )
+        r_th = config.full_load_rise_c / tdp
+        self._r_die = config.die_share * r_th
+        self._r_sink = r_th - self._r_die
+        self._d_die = math.exp(-config.step_s / config.die_tau_s)
+        self._d_sink = math.exp(-config.step_s / config.sink_tau_s)
+        self._limit_w = [tdp] * g
+        self._enforced_w = [tdp] * g
         self._changes: list[deque[tuple[float, float]]] = [deque() for _ in range(g)]
-        self._temp = [config.ambient_c + self._r_th * self._idle_w] * g
-        self._power = [self._idle_w] * g
+        # rises over the inlet (sink) and over the sink (die), steady at idle to begin with
+        self._sink_k = [self._r_sink * idle] * g
+        self._die_k = [self._r_die * idle] * g
+        self._temp = [config.ambient_c + r_th * idle] * g
+        self._power = [idle] * g
         self._util = [0.0] * g
-        self._mem_util = [0.0] * g
         self._energy_j = [0.0] * g
         self._pend: list[deque[tuple[float, int, int]]] = [deque() for _ in range(g)]
         self._pre: list[deque[list[float]]] = [deque() for _ in range(g)]
@@ -255,15 +390,18 @@ class GpuFacility(FacilityBase):
         ai = 0
         g_n = cfg.count
         idle = self._idle_w
-        tdp = cfg.tdp_w
-        pref_dyn = cfg.prefill_share * tdp - idle
-        dec_lo = cfg.decode_share_min * tdp - idle
-        dec_span = (cfg.decode_share_max - cfg.decode_share_min) * tdp
+        pre_w = self._prefill_w
+        dec_w_l = self._decode_w
+        dec_fixed = self._decode_fixed_w
+        dec_c = cfg.decode_compute_share
+        expo, min_clock = self._exponent, cfg.min_clock_ratio
         max_b = cfg.max_batch
         tps_full = cfg.prefill_tokens_per_s
         it_a, it_b = cfg.decode_iter_s, cfg.decode_iter_per_req_s
-        r_th, decay, amb = self._r_th, self._decay, cfg.ambient_c
-        th_limit = (cfg.slowdown_c - amb) / r_th
+        amb, slow_c = cfg.ambient_c, cfg.slowdown_c
+        r_die, r_sink, d_die, d_sink = self._r_die, self._r_sink, self._d_die, self._d_sink
+        # the step's mean draw that lands the die exactly at slowdown_c is linear in it
+        th_gain = r_sink * (1.0 - d_sink) + r_die * (1.0 - d_die)
         budget = cfg.budget_w
         other = cfg.other_power_w
         ttft_h, e2e_h = self._ttft, self._e2e
@@ -274,14 +412,8 @@ class GpuFacility(FacilityBase):
         s_cover = s_power = s_limit = s_util = s_temp = s_queue = s_tok = 0.0
         pend_l, pre_l, heap_l = self._pend, self._pre, self._heap
         iters_l, enforced, changes = self._iters, self._enforced_w, self._changes
-        temp_l, power_l, util_l, mem_l, energy_l = (
-            self._temp,
-            self._power,
-            self._util,
-            self._mem_util,
-            self._energy_j,
-        )
-        slow_c = cfg.slowdown_c
+        temp_l, power_l, util_l, energy_l = self._temp, self._power, self._util, self._energy_j
+        sink_l, die_l = self._sink_k, self._die_k
         capped_s = loss_s = busy_s = throttle_s = 0.0
         first_n = done_n = 0
         ttft_sum = e2e_sum = 0.0
@@ -307,54 +439,37 @@ class GpuFacility(FacilityBase):
                     pre.append([a, float(p), float(o)])
                 queued += len(pend)
                 cap = enforced[i]
-                temp = temp_l[i]
-                if temp >= slow_c and th_limit < cap:
-                    cap = th_limit
-                    throttle_s += dt
-                lim_sum += enforced[i]
+                lim_sum += cap
+                sink_k, die_k = sink_l[i], die_l[i]
+                # hardware slowdown: no phase may draw more than what keeps the die at
+                # slowdown_c by the step's end (non-binding while the die is cool)
+                th_w = (slow_c - amb - sink_k * d_sink - die_k * d_die) / th_gain
+                hot = th_w < cap
+                if hot:
+                    cap = th_w
                 if not pre and not heap:
-                    p_w = idle if idle < cap else cap
+                    p_w = idle
                     busy = 0.0
-                    mem_b = 0.0
                 else:
-                    # Prefill is FIFO at the prompt rate and never starts a request before it
-                    # arrives: the requests of this step arrive inside it. Decoding fills the
-                    # time prefill leaves, once a batch exists. A dry pass at full speed gives
-                    # the step's prefill and decode times for the power demand.
-                    t_pre1 = 0.0
-                    dec_wait: float | None = 0.0 if heap else None  # decode time before a batch
-                    cur = ts
-                    for item in pre:
-                        if item[0] > cur:
-                            cur = item[0]
-                        if cur >= te:
-                            break
-                        need = item[1] / tps_full
-                        if cur + need >= te:
-                            t_pre1 += te - cur
-                            break
-                        cur += need
-                        t_pre1 += need
-                        if dec_wait is None and item[2] > 1:
-                            dec_wait = cur - ts - t_pre1
-                    t_pre1 = min(t_pre1, dt)  # a sum of pieces may pass dt by a rounding error
-                    n0 = len(heap) if heap else 1
-                    t_dec1 = 0.0 if dec_wait is None else max(0.0, dt - t_pre1 - dec_wait)
-                    dec_dyn = dec_lo + dec_span * min(1.0, n0 / max_b)
-                    demand = idle + (pref_dyn * t_pre1 + dec_dyn * t_dec1) / dt
-                    if demand > cap * (1.0 + 1e-9):  # not by a rounding error of the sums
-                        s = perf_ratio(cap / demand)
-                        p_w = cap
-                        capped_s += dt
-                    else:
-                        s = 1.0
-                        p_w = demand if demand < cap else cap
-                    tps = tps_full * s
+                    # each phase is priced on its own draw: prefill at prefill power, decode
+                    # at the batch's; a short burst is slowed by a cap the second's mean is under
+                    s_pre, w_pre = (
+                        (1.0, pre_w)
+                        if cap >= pre_w
+                        else phase_under_cap(
+                            cap, pre_w, idle, 1.0, idle_w=idle, exponent=expo, min_clock=min_clock
+                        )
+                    )
+                    s_dec, w_dec = 1.0, idle
+                    tps = tps_full * s_pre
                     iters = iters_l[i]
                     decoding = bool(heap)
                     t_pre = 0.0
                     spans: list[tuple[float, float]] = []  # prefill intervals of the step
                     joined: list[tuple[float, float, int]] = []  # (decode time before, arrival, out)
+                    # Prefill is FIFO at the prompt rate and never starts a request before it
+                    # arrives: the requests of this step arrive inside it. Decoding fills the
+                    # time prefill leaves, once a batch exists.
                     cur = ts
                     while pre:
                         item = pre[0]
@@ -386,12 +501,19 @@ class GpuFacility(FacilityBase):
                             # decoding fills the time the prefill engine leaves: this request
                             # joins the batch after the decode time elapsed before its end
                             joined.append((end - ts - t_pre, a, o))
-                    t_pre = min(t_pre, dt)
+                    t_pre = min(t_pre, dt)  # a sum of pieces may pass dt by a rounding error
                     t_dec = dt - t_pre if (heap or joined) else 0.0
                     t_dec_busy = 0.0
                     if t_dec > 0:
                         batch = len(heap) + len(joined)
-                        it = (it_a + it_b * batch) / s
+                        d_w = dec_w_l[batch if batch <= max_b else max_b]
+                        if cap < d_w:
+                            s_dec, w_dec = phase_under_cap(
+                                cap, d_w, dec_fixed, dec_c, idle_w=idle, exponent=expo, min_clock=min_clock
+                            )
+                        else:
+                            w_dec = d_w
+                        it = (it_a + it_b * batch) / s_dec
                         for before, a, o in joined:
                             self._tie += 1
                             heapq.heappush(heap, (iters + before / it + o - 1.0, self._tie, a, o))
@@ -399,8 +521,10 @@ class GpuFacility(FacilityBase):
                         n_it = t_dec / it
                         new = iters + n_it
                         tokens_step += n_it * batch
+                        last = iters
                         while heap and heap[0][0] <= new:
                             fin, _, a, o = heapq.heappop(heap)
+                            last = fin
                             tokens_step -= new - fin  # no tokens after its last one
                             # decode time -> clock time: skip the prefill intervals before it
                             done = ts + (fin - iters) * it
@@ -413,23 +537,31 @@ class GpuFacility(FacilityBase):
                             e2e_sum += lat
                             e2e_h[_lat_bin(lat)] += 1
                         iters_l[i] = new
-                        # a batch decodes from its first member's start (to the step's end)
-                        t_dec_busy = t_dec - (0.0 if decoding else joined[0][0])
+                        # a batch decodes from its first member's start, to the step's end or
+                        # to its last member's last token
+                        dec_end = t_dec if heap else min(t_dec, (last - iters) * it)
+                        t_dec_busy = max(0.0, dec_end - (0.0 if decoding else joined[0][0]))
                     else:
                         for _before, a, o in joined:  # no decode time left: from the next step
                             self._tie += 1
                             heapq.heappush(heap, (iters + o - 1.0, self._tie, a, o))
                     busy = t_pre + t_dec_busy
-                    mem_b = 0.3 * t_pre + 0.8 * t_dec_busy
-                    loss_s += busy * (1.0 - s)
+                    p_w = idle + ((w_pre - idle) * t_pre + (w_dec - idle) * t_dec_busy) / dt
+                    held = (t_pre if s_pre < 1.0 else 0.0) + (t_dec_busy if s_dec < 1.0 else 0.0)
+                    if held > 0.0:
+                        capped_s += held
+                        loss_s += t_pre * (1.0 - s_pre) + t_dec_busy * (1.0 - s_dec)
+                        if hot:
+                            throttle_s += dt
                     busy_s += busy
                 power_l[i] = p_w
                 util_l[i] = busy / dt
-                mem_l[i] = mem_b / dt
                 energy_l[i] += p_w * dt
-                t_ss = amb + r_th * p_w
-                temp = t_ss + (temp - t_ss) * decay
-                temp_l[i] = temp
+                sink_ss, die_ss = r_sink * p_w, r_die * p_w
+                sink_k = sink_ss + (sink_k - sink_ss) * d_sink
+                die_k = die_ss + (die_k - die_ss) * d_die
+                sink_l[i], die_l[i] = sink_k, die_k
+                temp_l[i] = amb + sink_k + die_k
                 node_p += p_w
             acc["tokens"] += tokens_step
             acc["energy_j"] += (node_p - other) * dt
@@ -483,6 +615,26 @@ class GpuFacility(FacilityBase):
             self._series.add_values(i, cover, (power, limit, util, temp, queue, tok))
         else:
             self._series.add_values(i, cover, (power, cover * budget, limit, util, temp, queue, tok))
+
+    def nvml_utilization(self, i: int) -> tuple[int, int]:
+        """What ``nvmlDeviceGetUtilizationRates`` reports for GPU ``i`` over the last step.
+
+        The driver samples ``util_samples`` times a period whether a kernel runs: the GPU
+        figure is the share of samples that saw one (coarse, and 100 % while serving, whatever
+        the phase). The memory figure is those samples' share times a memory-activity level
+        drawn per reading from U(0.35, 0.65) (assumption: about half, for prefill and decode
+        alike). Draws are keyed by (seed, step, GPU): any read of the same step returns the
+        same values, however often the node is read.
+        """
+        busy = self._util[i]
+        step = self._step - 1
+        if busy <= 0.0 or step < 0:
+            return 0, 0
+        n = self.config.util_samples
+        key = _mix(_mix(_mix(self.seed ^ _UTIL_SALT) ^ step) ^ i)
+        share = sum(1 for j in range(n) if _unit(key, j) < busy) / n
+        memory_level = 0.35 + 0.30 * _unit(key, n)
+        return round(100.0 * share), round(100.0 * share * memory_level)
 
     # -- actuation ---------------------------------------------------------------------
     def check_index(self, index: int) -> int:
@@ -577,8 +729,8 @@ class GpuSensorsSim:
         f = self._f
         with f._lock:
             now = f._synced_now()
-            i = f.check_index(index)
-            return GpuUtilization(t=now, gpu=round(100 * f._util[i]), memory=round(100 * f._mem_util[i]))
+            gpu, memory = f.nvml_utilization(f.check_index(index))
+            return GpuUtilization(t=now, gpu=gpu, memory=memory)
 
     def total_energy_mj(self, index: int) -> int:
         return self._get(index, lambda i: self._f._energy_j[i] * 1000.0)

@@ -249,15 +249,24 @@ def _gpu_splitwise(seed: int, t0: float) -> Replay:
     return Replay(node, req.span_s)
 
 
-def _gpu_stress(seed: int, t0: float) -> Replay:
-    node = _node(t0, "gpu-stress")
-    _add_gpu(
-        node,
-        _gpu_config(4, 0.6, ambient_c=40.0),
-        PoissonLlmRequests(seed, rate_per_s=6.0, burstiness=1.0),
-        seed,
-    )
-    return Replay(node)
+def _gpu_stress_at(inlet_c: float, label: str) -> Callable[[int, float], Replay]:
+    def build(seed: int, t0: float) -> Replay:
+        node = _node(t0, label)
+        _add_gpu(
+            node,
+            _gpu_config(4, 0.6, ambient_c=inlet_c),
+            PoissonLlmRequests(seed, rate_per_s=6.0, burstiness=1.0),
+            seed,
+        )
+        return Replay(node)
+
+    return build
+
+
+# 40 C: at most 85 C at a sustained TDP, under the 87 C slowdown. 45 C (degraded cooling):
+# sustained prefill bursts reach the slowdown and the thermal limit binds
+_gpu_stress = _gpu_stress_at(40.0, "gpu-stress")
+_gpu_stress_hot = _gpu_stress_at(45.0, "gpu-stress-hot")
 
 
 def _faas_2019(seed: int, t0: float) -> Replay:
@@ -342,6 +351,15 @@ _SCENARIOS: dict[str, Scenario] = {
                 "gpu-stress", "bursty 6 req/s synthetic LLM load, 60 % budget, 40 C inlet", 1800.0, ("gpu",)
             ),
             _gpu_stress,
+        ),
+        Scenario(
+            ScenarioInfo(
+                "gpu-stress-hot",
+                "gpu-stress with a 45 C inlet (degraded cooling): the thermal limit binds",
+                1800.0,
+                ("gpu",),
+            ),
+            _gpu_stress_hot,
         ),
         Scenario(
             ScenarioInfo(
