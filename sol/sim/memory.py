@@ -2,17 +2,34 @@
 
 * A workload is a set of address regions and a sequence of phases; in each phase a region has
   an access frequency ``p``: the share of DAMON sampling intervals in which its sampled page
-  is accessed (what ``nr_accesses / max_nr_accesses`` estimates). Behind ``p`` is a per-page
-  access rate ``-ln(1 - p) / sampling_interval`` (accesses per page per second, Poisson), from
-  which far-tier accesses and slowdown follow.
+  is accessed (what ``nr_accesses / max_nr_accesses`` estimates). That is what DAMON reads;
+  what the workload does is hidden behind it:
+* Hidden per-page rates. Inside a region the pages' access rates are lognormal (a sigma drawn
+  per region): DAMON samples one random page per sampling interval and sees it accessed with
+  probability ``1 - exp(-rate * interval)``, so a region of heavy-tailed pages reads cooler
+  than its mean rate. The rates are calibrated so that the region reads ``p`` on average (a
+  replayed recording reads as recorded); a region at ``max_nr_accesses`` is touched anywhere
+  from just often enough to ``saturated_rate_span`` times more (drawn per region). Far-tier
+  accesses and slowdown follow the hidden rates.
 * Each region has a share on the far node (CXL / memory-only NUMA node). The far tier adds
   ``far_extra_ns`` to every access; a workload whose time is ``memory_stall`` bound on memory at
-  local latency slows down by ``memory_stall * far_share * far_extra_ns / local_ns``.
-* ``migrate()`` queues copies on one migration engine of ``migrate_bw`` bytes/s (memtierd caps
-  migration by bandwidth too); a region switches tier when its copy completes, and the
-  workload pays ``migration_slowdown`` while the engine is busy.
+  local latency slows down by ``memory_stall * far_share * far_extra_ns / local_ns``. Unless
+  pinned, ``memory_stall`` is drawn per node so that the slowdown with every page far follows
+  Pond's measured distribution (``FULL_FAR_SLOWDOWN_CDF``).
+* ``migrate()`` queues copies on one migration engine; a region switches tier when its copy
+  completes. Each folio (4 KiB page, or 2 MiB huge page for ``huge_page_share`` of the bytes)
+  costs ``migrate_folio_s`` of kernel time plus its copy at ``migrate_copy_bw``, and the mover
+  never exceeds ``migrate_bw`` (memtierd caps migration by bandwidth). While a copy runs the
+  workload loses (a) the mover's kernel time out of its ``workload_cpus``, (b) the copy's share
+  of each tier's bandwidth, and (c) the waits of its accesses to pages in flight: a batch of
+  ``migrate_batch_bytes`` is unmapped to migration entries while it is copied, and an access to
+  it waits half the batch's copy time on average. These costs are wall-clock bound: a copy can
+  block the workload for at most its own duration (lost share ``m / (1 + m)``).
 * The DAMON sensor draws ``nr_accesses ~ Binomial(max_nr, p)`` per region for the last complete
-  aggregation interval, keyed by the interval's index in the seeded stream.
+  aggregation interval, keyed by the interval's index in the seeded stream: one uniformly
+  random page per sampling interval, found accessed with the region's mean probability ``p``.
+
+Sources and assumptions of every constant: docs/simulator.md ("Memory").
 """
 
 from __future__ import annotations
@@ -22,13 +39,44 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
 from sol.facilities import DamonRegion, DamonSnapshot, Migration, NumaNode
-from sol.sim._common import STREAM_MEM_DAMON, FacilityBase, FloatArray, IntArray, Series, block_rng
+from sol.sim._common import (
+    STREAM_MEM_DAMON,
+    STREAM_MEM_SETUP,
+    FacilityBase,
+    FloatArray,
+    IntArray,
+    Series,
+    block_rng,
+)
 
 LOCAL, FAR = 0, 1
+PAGE_BYTES = 4096
+HUGE_PAGE_BYTES = 2 << 20
+
+#: Pond (ASPLOS'23, 158 workloads with all memory on emulated CXL memory): the CDF of their
+#: slowdown, as (share of workloads, slowdown) knots: about a quarter under 1 %, about 40 %
+#: under 5 %, about a quarter over 25 %. The top knot (60 %) is an assumption.
+FULL_FAR_SLOWDOWN_CDF: tuple[tuple[float, float], ...] = (
+    (0.0, 0.0),
+    (0.26, 0.01),
+    (0.42, 0.05),
+    (0.77, 0.25),
+    (1.0, 0.60),
+)
+
+# blocks of the seeded setup stream (STREAM_MEM_SETUP)
+_SETUP_PAGE_RATES = 1
+_SETUP_SENSITIVITY = 2
+_SETUP_PERTURB = 3
+
+#: equal-probability strata of a region's per-page rate distribution (the lognormal's quantiles)
+_STRATA = 16
+_Z = np.array([NormalDist().inv_cdf((k + 0.5) / _STRATA) for k in range(_STRATA)])
 
 
 @dataclass(frozen=True)
@@ -71,14 +119,147 @@ class MemoryConfig:
     local_ns: float = 100.0
     #: extra latency of the far tier; Pond (ASPLOS'23) reports +70-90 ns for CXL over local
     far_extra_ns: float = 80.0
-    #: share of run time stalled on memory at local latency (workload sensitivity)
-    memory_stall: float = 0.3
+    #: share of run time stalled on memory at local latency (the workload's sensitivity).
+    #: None: drawn per node (seeded) so that the slowdown with every page far follows Pond's
+    #: measured distribution, FULL_FAR_SLOWDOWN_CDF
+    memory_stall: float | None = None
+    #: the part of that distribution to draw from, as a range of its CDF
+    stall_quantiles: tuple[float, float] = (0.0, 1.0)
+    #: range of the per-region sigma of the per-page access rates: half of a region's pages
+    #: at its base rate, the other half lognormally hotter (assumption: page hotness is
+    #: heavy-tailed inside DAMON's regions; docs/simulator.md)
+    page_rate_sigma: tuple[float, float] = (0.5, 2.0)
+    #: a region DAMON reads saturated is touched 1..span x the least rate that saturates it,
+    #: log-uniform per region (assumption)
+    saturated_rate_span: float = 10.0
+    #: the mover's cap on migration bandwidth, bytes/s (memtierd caps migration by bandwidth)
     migrate_bw: float = 2e9
-    migration_slowdown: float = 0.02
-    #: DAMON sampling interval: aggregation / max_nr_accesses (5 ms in the damo recording)
+    #: kernel time per folio migrated besides the copy (isolate, unmap to migration entries,
+    #: batched TLB flush, remap): microseconds per 4 KiB page (assumption, docs/simulator.md)
+    migrate_folio_s: float = 4e-6
+    #: the kernel copies a folio with one thread, bytes/s (assumption; Nimble, ASPLOS'19:
+    #: single-threaded copy leaves most of the memory bandwidth unused)
+    migrate_copy_bw: float = 4e9
+    #: share of the workload's bytes in 2 MiB transparent huge pages (one folio each)
+    huge_page_share: float = 0.0
+    #: bytes unmapped to migration entries at once: migrate_pages() batches at most
+    #: HPAGE_PMD_NR pages (2 MiB on x86-64) since Linux 6.3
+    migrate_batch_bytes: int = 2 << 20
+    #: CPUs the workload's threads run on; the mover's kernel time is taken from them
+    workload_cpus: float = 16.0
+    #: sustained bandwidth of each tier, bytes/s, that a migration's copy competes for
+    #: (assumptions: a DDR5 server socket; a x16 CXL memory expander)
+    local_bw: float = 100e9
+    far_bw: float = 30e9
+    #: bin width of the time series
     series_period_s: float = 10.0
     #: "first-touch": fill local in address order; "far": everything starts on the far tier
     initial: str = "first-touch"
+
+    def __post_init__(self) -> None:
+        positive = (
+            "local_ns",
+            "migrate_bw",
+            "migrate_folio_s",
+            "migrate_copy_bw",
+            "migrate_batch_bytes",
+            "workload_cpus",
+            "local_bw",
+            "far_bw",
+            "series_period_s",
+        )
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"memory config: {name} must be > 0, got {getattr(self, name)!r}")
+        if self.local_bytes < 0 or self.far_bytes < 0 or self.far_extra_ns < 0:
+            raise ValueError("memory config: local_bytes, far_bytes and far_extra_ns must be >= 0")
+        if self.memory_stall is not None and not 0.0 <= self.memory_stall <= 1.0:
+            raise ValueError(f"memory config: memory_stall must be in [0, 1], got {self.memory_stall!r}")
+        lo, hi = self.stall_quantiles
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"memory config: stall_quantiles must be 0 <= lo <= hi <= 1, got {(lo, hi)!r}")
+        lo, hi = self.page_rate_sigma
+        if not 0.0 <= lo <= hi:
+            raise ValueError(f"memory config: page_rate_sigma must be 0 <= lo <= hi, got {(lo, hi)!r}")
+        if self.saturated_rate_span < 1.0:
+            raise ValueError(
+                f"memory config: saturated_rate_span must be >= 1, got {self.saturated_rate_span!r}"
+            )
+        if not 0.0 <= self.huge_page_share <= 1.0:
+            raise ValueError(
+                f"memory config: huge_page_share must be in [0, 1], got {self.huge_page_share!r}"
+            )
+        if self.initial not in ("first-touch", "far"):
+            raise ValueError(f"memory config: initial must be 'first-touch' or 'far', got {self.initial!r}")
+
+    def full_far_slowdown(self, memory_stall: float) -> float:
+        """The slowdown of a workload with every access on the far tier."""
+        return memory_stall * self.far_extra_ns / self.local_ns
+
+
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    """One queued copy: ``nbytes`` of region ``region`` to ``to_node`` over ``[start, done)``,
+    with its costs to the workload while it runs (slowdown terms, see the module docstring)."""
+
+    start: float
+    done: float
+    region: int
+    to_node: int
+    nbytes: float
+    #: share of the copy's time the mover spends in the kernel (< 1 when the bandwidth cap idles it)
+    duty: float
+    #: (a) kernel time out of the workload's CPUs
+    cpu: float
+    #: (b) the copy's bandwidth share, for the workload's local and far accesses
+    bw_local: float
+    bw_far: float
+    #: (c) waits on pages in flight, per unit of the region's share of the workload's accesses
+    inflight: float
+
+
+def perturbed_plays(workload: MemoryWorkload, seed: int, plays: int) -> MemoryWorkload:
+    """``plays`` plays of a recorded ``workload`` end to end, each perturbed so that memorising
+    one play does not predict the next (seeded, deterministic).
+
+    A play starts at a random snapshot of the recording and wraps around (a circular time
+    shift), and regions of one address area (a gap of 1 GiB or more starts a new one) and one
+    size class (same power of two) trade access patterns at random: the same accesses, hot at
+    other addresses. Hot bytes of a snapshot stay within 2x of the recording's.
+    """
+    if plays < 1:
+        raise ValueError(f"plays must be >= 1, got {plays}")
+    w = workload
+    n_ph = w.phase_t.size
+    durations = np.diff(np.append(w.phase_t, w.span_s))
+    gap = np.diff(w.start) - w.size[:-1]
+    area = np.concatenate([[0], np.cumsum(gap >= (1 << 30))])
+    size_class = np.floor(np.log2(w.size)).astype(np.int64)
+    group = area * 64 + size_class
+    groups = [np.nonzero(group == g)[0] for g in np.unique(group)]
+    phase_t: list[FloatArray] = []
+    freq: list[FloatArray] = []
+    t0 = 0.0
+    for k in range(plays):
+        rng = block_rng(seed, STREAM_MEM_SETUP, _SETUP_PERTURB + 1000 * (k + 1))
+        order = np.roll(np.arange(n_ph), -int(rng.integers(n_ph)))
+        columns = np.arange(w.start.size)
+        for g in groups:
+            columns[g] = g[rng.permutation(g.size)]
+        d = durations[order]
+        phase_t.append(t0 + np.concatenate([[0.0], np.cumsum(d[:-1])]))
+        freq.append(w.freq[order][:, columns])
+        t0 += float(d.sum())
+    return MemoryWorkload(
+        start=w.start,
+        size=w.size,
+        phase_t=np.concatenate(phase_t),
+        freq=np.vstack(freq),
+        span_s=t0,
+        aggregation_s=w.aggregation_s,
+        max_nr_accesses=w.max_nr_accesses,
+        source=f"{w.source} ({plays} perturbed plays)",
+    )
 
 
 class MemoryFacility(FacilityBase):
@@ -102,6 +283,9 @@ class MemoryFacility(FacilityBase):
             )
         self.config = config
         self.seed = seed
+        #: the workload's sensitivity to memory latency (pinned by the config, or drawn)
+        self.memory_stall = self._draw_memory_stall()
+        self._draw_page_rates(workload)
         self._derive(workload)
         size = workload.size.astype(np.float64)
         # placement: share of each region on the far node
@@ -123,7 +307,7 @@ class MemoryFacility(FacilityBase):
         self._far_rate: dict[int, float] = {}
         # the phase piece of the last lookup: (phase, trace start, trace end)
         self._phase_piece: tuple[int, float, float] | None = None
-        self._pending: deque[tuple[float, int, int, float]] = deque()  # (done_at, region, to_node, bytes)
+        self._pending: deque[_Copy] = deque()  # in engine order: contiguous or with idle gaps
         self._incoming = [0.0, 0.0]
         self._engine_free = origin
         self.t = origin
@@ -136,6 +320,8 @@ class MemoryFacility(FacilityBase):
                 "far_byte_s",
                 "bytes_migrated",
                 "migration_busy_s",
+                "migration_cpu_s",
+                "migration_slow_s",
                 "hot_byte_s",
                 "weighted_byte_s",
                 "bytes_failed",
@@ -149,6 +335,117 @@ class MemoryFacility(FacilityBase):
         )
         self.sensors = MemorySensorsSim(self)
         self.actuators = MemoryActuatorsSim(self)
+
+    # -- the hidden workload -----------------------------------------------------------
+    def _draw_memory_stall(self) -> float:
+        cfg = self.config
+        if cfg.memory_stall is not None:
+            return cfg.memory_stall
+        lo, hi = cfg.stall_quantiles
+        u = lo + (hi - lo) * float(block_rng(self.seed, STREAM_MEM_SETUP, _SETUP_SENSITIVITY).random())
+        cdf, slowdown = zip(*FULL_FAR_SLOWDOWN_CDF, strict=True)
+        full_far = float(np.interp(u, cdf, slowdown))
+        return min(1.0, full_far * cfg.local_ns / cfg.far_extra_ns) if cfg.far_extra_ns > 0 else 0.0
+
+    def _draw_page_rates(self, workload: MemoryWorkload) -> None:
+        """Each region's hidden per-page rate distribution (fixed for the facility's life)."""
+        cfg = self.config
+        n = workload.start.size
+        rng = block_rng(self.seed, STREAM_MEM_SETUP, _SETUP_PAGE_RATES)
+        lo, hi = cfg.page_rate_sigma
+        sigma = rng.uniform(lo, hi, n)
+        sigma[workload.size < 2 * PAGE_BYTES] = 0.0  # one page is one rate
+        # half of a region's pages at its base rate, the other half lognormally hotter: every
+        # page is touched (else DAMON would split the region), a few far more than the rest
+        x = np.exp(sigma[:, None] * np.maximum(_Z, 0.0)[None, :])
+        self._strata: FloatArray = x / x.mean(axis=1, keepdims=True)  # [regions, strata], mean 1
+        self._saturated_gain: FloatArray = np.exp(rng.uniform(0.0, math.log(cfg.saturated_rate_span), n))
+        self._p_cap = 1.0 - 0.5 / workload.max_nr_accesses
+
+    def _calibrate(self, freq: FloatArray) -> FloatArray:
+        """Mean accesses per page per sampling interval behind DAMON frequencies ``freq``
+        ([phases, regions]): the ``y`` with ``mean_k(1 - exp(-y * x_k)) == p`` over the region's
+        rate strata ``x_k``; saturated entries get the saturating ``y`` times the region's gain."""
+        cap = self._p_cap
+        y = np.zeros(freq.shape)
+        rows, cols = np.nonzero(freq > 0)
+        if rows.size == 0:
+            return y
+        fv = freq[rows, cols]
+        pv = np.minimum(fv, cap)
+        # solve once per distinct (region, frequency): traces repeat a few levels per region
+        key = cols.astype(np.float64) + 0.5 * pv
+        uniq, inv = np.unique(key, return_inverse=True)
+        uj = np.floor(uniq).astype(np.int64)
+        up = 2.0 * (uniq - uj)
+        x = self._strata[uj]
+        # Jensen: a spread of rates reads cooler than a uniform one, so the uniform y is a lower bound
+        lo = np.log(-np.log1p(-up))
+        hi = lo + 16.0
+        for _ in range(48):
+            mid = 0.5 * (lo + hi)
+            q = 1.0 - np.exp(-np.exp(mid)[:, None] * x).mean(axis=1)
+            below = q < up
+            lo = np.where(below, mid, lo)
+            hi = np.where(below, hi, mid)
+        yv = np.exp(0.5 * (lo + hi))[inv.reshape(-1)]
+        y[rows, cols] = np.where(fv >= cap, yv * self._saturated_gain[cols], yv)
+        return y
+
+    def _derive(self, workload: MemoryWorkload, y: FloatArray | None = None) -> None:
+        """Everything the facility computes from its workload's access frequencies (``y``: the
+        hidden accesses per page per sampling interval, else calibrated from the frequencies)."""
+        self.w = workload
+        n = workload.max_nr_accesses
+        sample_s = workload.aggregation_s / n
+        pages = workload.size.astype(np.float64) / PAGE_BYTES
+        if y is None:
+            y = self._calibrate(workload.freq)
+        self._rate = y * (pages / sample_s)  # hidden page accesses/s, [phases, regions]
+        self._rate_total = self._rate.sum(axis=1)
+        size = workload.size.astype(np.float64)
+        self._hot_bytes = (workload.freq > 0).astype(np.float64) @ size
+        self._weighted_bytes = workload.freq @ size
+        # phase index at which each region's frequency last changed (DAMON age)
+        changed = np.vstack([np.ones((1, workload.start.size), bool), np.diff(workload.freq, axis=0) != 0])
+        idx = np.where(changed, np.arange(workload.phase_t.size)[:, None], 0)
+        self._last_change = np.maximum.accumulate(idx, axis=0)
+
+    def set_workload(self, workload: MemoryWorkload) -> None:
+        """From now on the workload touches its regions as ``workload`` says (the same regions,
+        e.g. hotter): placement and what was integrated so far stay. The caller brings the
+        node up to the switch time first (``SimNode.advance``).
+
+        The hidden rates change by the factor that takes a uniform page from the old frequency
+        to the new one (``1 - (1 - p)**k`` is rates x ``k``); a region saturated before and after
+        (DAMON cannot show its change) takes the median factor of the others; a region that was
+        idle is calibrated afresh. DAMON then reads the new frequencies.
+        """
+        with self._lock:
+            old = self.w
+            if not (
+                np.array_equal(workload.start, old.start)
+                and np.array_equal(workload.size, old.size)
+                and np.array_equal(workload.phase_t, old.phase_t)
+            ):
+                raise ValueError("set_workload needs the same regions and phases (only frequencies change)")
+            cap = self._p_cap
+            p_old = np.minimum(old.freq, cap)
+            p_new = np.minimum(workload.freq, cap)
+            sample_s = old.aggregation_s / old.max_nr_accesses
+            y_old = self._rate * (sample_s * PAGE_BYTES / old.size.astype(np.float64))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(p_old > 0, np.log1p(-p_new) / np.log1p(-p_old), 0.0)
+            saturated = (p_old >= cap) & (p_new >= cap)
+            seen = (p_old > 0) & (p_old < cap) & (p_new > 0) & (p_new < cap)
+            if saturated.any():
+                ratio[saturated] = float(np.median(ratio[seen])) if seen.any() else 1.0
+            y = y_old * ratio
+            fresh = (p_old <= 0) & (p_new > 0)
+            if fresh.any():
+                y = np.where(fresh, self._calibrate(np.where(fresh, workload.freq, 0.0)), y)
+            self._derive(workload, y)
+            self._far_rate.clear()  # far access rates per phase, from the old rates
 
     # -- phases ------------------------------------------------------------------------
     def _one_phase(self, tau0: float, tau1: float) -> int | None:
@@ -203,7 +500,8 @@ class MemoryFacility(FacilityBase):
         return phase.astype(np.int64), starts + self.origin, lengths
 
     # -- stepping ----------------------------------------------------------------------
-    def _integrate(self, t0: float, t1: float) -> None:
+    def _integrate(self, t0: float, t1: float, copy: _Copy | None) -> None:
+        """Integrate ``[t0, t1)``, over which ``copy`` (or none) runs on the engine."""
         if t1 <= t0:
             return
         tau0 = t0 - self.origin
@@ -212,7 +510,7 @@ class MemoryFacility(FacilityBase):
         if math.floor(tau0 / per) + 1 >= math.ceil(tau1 / per):
             ph = self._one_phase(tau0, tau1)
             if ph is not None:
-                self._integrate_one(ph, t0, t1 - t0)
+                self._integrate_one(ph, t0, t1 - t0, copy)
                 return
         phase, start, length = self._phase_pieces(t0, t1)
         if phase.size == 0:
@@ -222,18 +520,25 @@ class MemoryFacility(FacilityBase):
         far = self._rate[phase] @ self._far
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.where(total > 0, far / total, 0.0)
-        busy = np.clip(self._engine_free - start, 0.0, length) / length
-        slow = cfg.memory_stall * share * cfg.far_extra_ns / cfg.local_ns + cfg.migration_slowdown * busy
+        slow = self.memory_stall * share * cfg.far_extra_ns / cfg.local_ns
+        span = float(length.sum())
+        acc = self._acc
+        if copy is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                region_share = np.where(total > 0, self._rate[phase, copy.region] / total, 0.0)
+            m = copy.cpu + (1.0 - share) * copy.bw_local + share * copy.bw_far + copy.inflight * region_share
+            lost = m / (1.0 + m)
+            slow = slow + lost
+            acc["migration_slow_s"] += float(lost @ length)
+            acc["migration_busy_s"] += span
+            acc["migration_cpu_s"] += copy.duty * span
         far_bytes = float(self._far @ self._size)
         local_bytes = float(self._size.sum()) - far_bytes
-        acc = self._acc
         acc["accesses"] += float(total @ length)
         acc["far_accesses"] += float(far @ length)
         acc["slow_s"] += float(slow @ length)
-        span = float(length.sum())
         acc["local_byte_s"] += local_bytes * span
         acc["far_byte_s"] += far_bytes * span
-        acc["migration_busy_s"] += float((busy * length).sum())
         acc["hot_byte_s"] += float(self._hot_bytes[phase] @ length)
         acc["weighted_byte_s"] += float(self._weighted_bytes[phase] @ length)
         gib = float(1 << 30)
@@ -249,23 +554,29 @@ class MemoryFacility(FacilityBase):
             },
         )
 
-    def _integrate_one(self, ph: int, start: float, length: float) -> None:
+    def _integrate_one(self, ph: int, start: float, length: float, copy: _Copy | None) -> None:
         """``_integrate`` of one piece in one phase and one series bin, on scalars."""
         cfg = self.config
         total = float(self._rate_total[ph])
         far_bytes, far = self._far_state(ph)
         share = far / total if total > 0 else 0.0
-        busy = min(max(self._engine_free - start, 0.0), length) / length
-        slow = cfg.memory_stall * share * cfg.far_extra_ns / cfg.local_ns + cfg.migration_slowdown * busy
+        slow = self.memory_stall * share * cfg.far_extra_ns / cfg.local_ns
+        acc = self._acc
+        if copy is not None:
+            region_share = float(self._rate[ph, copy.region]) / total if total > 0 else 0.0
+            m = copy.cpu + (1.0 - share) * copy.bw_local + share * copy.bw_far + copy.inflight * region_share
+            lost = m / (1.0 + m)
+            slow += lost
+            acc["migration_slow_s"] += lost * length
+            acc["migration_busy_s"] += length
+            acc["migration_cpu_s"] += copy.duty * length
         local_bytes = self._size_total - far_bytes
         hot = float(self._hot_bytes[ph])
-        acc = self._acc
         acc["accesses"] += total * length
         acc["far_accesses"] += far * length
         acc["slow_s"] += slow * length
         acc["local_byte_s"] += local_bytes * length
         acc["far_byte_s"] += far_bytes * length
-        acc["migration_busy_s"] += busy * length
         acc["hot_byte_s"] += hot * length
         acc["weighted_byte_s"] += float(self._weighted_bytes[ph]) * length
         gib = float(1 << 30)
@@ -281,54 +592,29 @@ class MemoryFacility(FacilityBase):
             ),
         )
 
-    def _derive(self, workload: MemoryWorkload) -> None:
-        """Everything the facility computes from its workload's access frequencies."""
-        self.w = workload
-        n = workload.max_nr_accesses
-        sample_s = workload.aggregation_s / n
-        pages = workload.size.astype(np.float64) / 4096.0
-        p = np.minimum(workload.freq, 1.0 - 0.5 / n)
-        lam = -np.log1p(-p) / sample_s
-        self._rate = lam * pages  # page accesses/s, [phases, regions]
-        self._rate_total = self._rate.sum(axis=1)
-        size = workload.size.astype(np.float64)
-        self._hot_bytes = (workload.freq > 0).astype(np.float64) @ size
-        self._weighted_bytes = workload.freq @ size
-        # phase index at which each region's frequency last changed (DAMON age)
-        changed = np.vstack([np.ones((1, workload.start.size), bool), np.diff(workload.freq, axis=0) != 0])
-        idx = np.where(changed, np.arange(workload.phase_t.size)[:, None], 0)
-        self._last_change = np.maximum.accumulate(idx, axis=0)
-
-    def set_workload(self, workload: MemoryWorkload) -> None:
-        """From now on the workload touches its regions as ``workload`` says (the same regions,
-        e.g. hotter): placement and what was integrated so far stay. The caller brings the
-        node up to the switch time first (``SimNode.advance``)."""
-        with self._lock:
-            old = self.w
-            if not (
-                np.array_equal(workload.start, old.start)
-                and np.array_equal(workload.size, old.size)
-                and np.array_equal(workload.phase_t, old.phase_t)
-            ):
-                raise ValueError("set_workload needs the same regions and phases (only frequencies change)")
-            self._derive(workload)
-            self._far_rate.clear()  # far access rates per phase, from the old rates
-
     def sync(self, now: float) -> None:
+        pending = self._pending
         while self.t < now:
             nxt = min(now, self.t + 600.0)  # bounded pieces per step of the loop
-            if self._pending and self._pending[0][0] < nxt:
-                nxt = self._pending[0][0]
-            self._integrate(self.t, nxt)
+            copy = None
+            if pending:
+                head = pending[0]
+                if head.start > self.t:
+                    nxt = min(nxt, head.start)
+                else:
+                    copy = head
+                    nxt = min(nxt, head.done)
+            self._integrate(self.t, nxt, copy)
             self.t = nxt
-            while self._pending and self._pending[0][0] <= self.t:
-                _, j, to, nbytes = self._pending.popleft()
-                delta = nbytes / self._size[j]
-                self._far[j] = min(1.0, max(0.0, self._far[j] + (delta if to == FAR else -delta)))
+            while pending and pending[0].done <= self.t:
+                c = pending.popleft()
+                j = c.region
+                delta = c.nbytes / self._size[j]
+                self._far[j] = min(1.0, max(0.0, self._far[j] + (delta if c.to_node == FAR else -delta)))
                 self._far_bytes = None
                 self._far_rate.clear()
-                self._incoming[to] -= nbytes
-                self._acc["bytes_migrated"] += nbytes
+                self._incoming[c.to_node] -= c.nbytes
+                self._acc["bytes_migrated"] += c.nbytes
 
     # -- sensors -----------------------------------------------------------------------
     def snapshot(self, now: float) -> DamonSnapshot:
@@ -416,8 +702,9 @@ class MemoryFacility(FacilityBase):
             if take <= 0:
                 continue
             take_b = float(math.floor(take))
-            done_at += take_b / self.config.migrate_bw
-            self._pending.append((done_at, j, to_node, take_b))
+            copy = self._copy(done_at, j, to_node, take_b)
+            done_at = copy.done
+            self._pending.append(copy)
             self._incoming[to_node] += take_b
             moved += take_b
         self._engine_free = done_at
@@ -431,6 +718,35 @@ class MemoryFacility(FacilityBase):
             bytes_failed=round(failed),
             bytes_already=round(already),
             done_at=done_at,
+        )
+
+    def _copy(self, start: float, j: int, to_node: int, nbytes: float) -> _Copy:
+        """The engine's copy of ``nbytes`` of region ``j`` from ``start``, with its costs."""
+        cfg = self.config
+        huge = cfg.huge_page_share
+        folios = nbytes * ((1.0 - huge) / PAGE_BYTES + huge / HUGE_PAGE_BYTES)
+        kernel_s = folios * cfg.migrate_folio_s + nbytes / cfg.migrate_copy_bw
+        duration = max(kernel_s, nbytes / cfg.migrate_bw)  # the mover idles to keep to its cap
+        duty = kernel_s / duration
+        rate = nbytes / duration
+        stall = self.memory_stall
+        # a batch is unmapped for the time the kernel takes to move it; an access that finds a
+        # page of it waits on the migration entry for half that time on average
+        batch = min(float(cfg.migrate_batch_bytes), nbytes)
+        wait_s = 0.5 * kernel_s * batch / nbytes
+        in_flight = duty * batch / float(self._size[j])  # share of the region's pages unmapped
+        return _Copy(
+            start=start,
+            done=start + duration,
+            region=j,
+            to_node=to_node,
+            nbytes=nbytes,
+            duty=duty,
+            cpu=duty / cfg.workload_cpus,
+            # the copy reads one tier and writes the other: both carry `rate` more bytes/s
+            bw_local=stall * rate / cfg.local_bw,
+            bw_far=stall * (1.0 + cfg.far_extra_ns / cfg.local_ns) * rate / cfg.far_bw,
+            inflight=stall * in_flight * wait_s / (cfg.local_ns * 1e-9),
         )
 
     # -- reports -----------------------------------------------------------------------
@@ -453,6 +769,9 @@ class MemoryFacility(FacilityBase):
             "mem.bytes_migrated": a["bytes_migrated"],
             "mem.bytes_migration_failed": a["bytes_failed"],
             "mem.migration_busy_s": a["migration_busy_s"],
+            "mem.migration_cpu_s": a["migration_cpu_s"],
+            "mem.migration_extra_time_s": a["migration_slow_s"],
+            "mem.far_sensitivity": self.config.full_far_slowdown(self.memory_stall),
             "mem.hot_bytes_mean": a["hot_byte_s"] / span,
             "mem.access_weighted_bytes_mean": a["weighted_byte_s"] / span,
         }
