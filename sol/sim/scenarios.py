@@ -20,7 +20,15 @@ import numpy as np
 
 from sol.sim._common import STREAM_CPU_SYNTH, block_rng
 from sol.sim.cpu import CpuConfig, CpuFacility, VmCpuDemand
-from sol.sim.faas import FaasConfig, FaasFacility, InvocationStream
+from sol.sim.faas import (
+    CombinedStream,
+    FaasConfig,
+    FaasFacility,
+    InvocationStream,
+    LoopedTrace,
+    Population,
+    ResampledTrace,
+)
 from sol.sim.gpu import GpuConfig, GpuFacility, RequestStream
 from sol.sim.memory import MemoryConfig, MemoryFacility, MemoryWorkload, perturbed_plays
 from sol.sim.node import SimNode
@@ -29,6 +37,7 @@ from sol.sim.synthetic import (
     VM_VCPU_WEIGHTS,
     PoissonLlmRequests,
     SyntheticFunctions,
+    faas_rate_share,
     synthetic_memory,
     synthetic_vm_cpu,
 )
@@ -59,6 +68,13 @@ GiB = 1 << 30
 MiB = 1 << 20
 #: mem-damon's default run: about ten plays of its 57 s recording
 MEM_DAMON_S = 600.0
+
+#: memory for the FaaS nodes' objects (sizing in docs/simulator.md, "FaaS")
+DEFAULT_FAAS_MEMORY = 8 * GiB
+FAAS_2019_MEMORY = 144 * GiB
+FAAS_2019_MIXED_MEMORY = 240 * GiB
+FAAS_2021_MEMORY = 2 * GiB
+FAAS_STRESS_MEMORY = 32 * GiB
 
 
 class ScenarioError(ValueError):
@@ -159,8 +175,21 @@ def _add_gpu(node: SimNode, cfg: GpuConfig, req: RequestStream, seed: int) -> No
     node.attach(GpuFacility(cfg, req, seed=seed, lock=node.lock, now=node.now, origin=node.clock_start))
 
 
-def _add_faas(node: SimNode, cfg: FaasConfig, stream: InvocationStream, seed: int) -> None:
-    node.attach(FaasFacility(cfg, stream, seed=seed, lock=node.lock, now=node.now, origin=node.clock_start))
+def _add_faas(
+    node: SimNode, cfg: FaasConfig, stream: InvocationStream, seed: int, population: Population | str
+) -> None:
+    """``population``: its name when the node runs one (the ground truth says which)."""
+    pop = Population.single(population, len(stream.functions)) if isinstance(population, str) else population
+    node.attach(
+        FaasFacility(
+            cfg, stream, seed=seed, lock=node.lock, now=node.now, origin=node.clock_start, population=pop
+        )
+    )
+
+
+def _resampled(trace: LoopedTrace, seed: int) -> ResampledTrace:
+    """A recorded trace replayed once, then drawn again every pass (never an exact loop)."""
+    return ResampledTrace(trace, seed=seed)
 
 
 def _vcpus(seed: int, n: int) -> np.ndarray:
@@ -210,7 +239,13 @@ def _default(seed: int, t0: float) -> Replay:
     mem = synthetic_memory(seed, footprint_bytes=8 * GiB, region_bytes=128 * MiB, duration_s=3600.0)
     _add_memory(node, _memory_config(mem.footprint, 0.6), mem, seed)
     _add_gpu(node, _gpu_config(2, 0.8), PoissonLlmRequests(seed, rate_per_s=1.2), seed)
-    _add_faas(node, FaasConfig(), SyntheticFunctions(seed, n_functions=50), seed)
+    _add_faas(
+        node,
+        FaasConfig(memory_bytes=DEFAULT_FAAS_MEMORY),
+        SyntheticFunctions(seed, n_functions=50),
+        seed,
+        "atc20",
+    )
     return Replay(node)
 
 
@@ -287,28 +322,62 @@ _gpu_stress = _gpu_stress_at(40.0, "gpu-stress")
 _gpu_stress_hot = _gpu_stress_at(45.0, "gpu-stress-hot")
 
 
-def _faas_2019(seed: int, t0: float) -> Replay:
+def _functions_2019(seed: int) -> ResampledTrace:
     path = _shared(
         "azure-functions/azure2019_sample1000fn_60min_invocation.csv", "azure-functions-2019-sample"
     )
-    stream = load_functions_2019(path, seed=seed)
+    return _resampled(load_functions_2019(path, seed=seed), seed)
+
+
+def _faas_2019(seed: int, t0: float) -> Replay:
+    stream = _functions_2019(seed)
     node = _node(t0, "faas-azure2019")
-    _add_faas(node, FaasConfig(), stream, seed)
+    _add_faas(node, FaasConfig(memory_bytes=FAAS_2019_MEMORY), stream, seed, "azure2019_sample")
     return Replay(node, stream.span_s)
+
+
+def rare_functions_for(n_sample: int) -> int:
+    """How many of ATC'20's apps invoked under 10 times an hour go with ``n_sample`` of the
+    10-1,000 an hour the 2019 sample was drawn from (2,461 for 1,000).
+
+    >>> rare_functions_for(1000)
+    2461
+    """
+    return round(n_sample * faas_rate_share(0.0, 10 / 60) / faas_rate_share(10 / 60, 1000 / 60))
+
+
+def _faas_2019_mixed(seed: int, t0: float) -> Replay:
+    sample = _functions_2019(seed)
+    rare = SyntheticFunctions(
+        seed,
+        n_functions=rare_functions_for(len(sample.functions)),
+        rate_range_per_min=(0.0, 10 / 60),
+        name_prefix="rare-",
+        stream_block=1 << 40,
+        source="ATC'20 apps under 10 invocations an hour (synthetic)",
+    )
+    stream = CombinedStream((("azure2019_sample", sample), ("atc20_rare", rare)))
+    node = _node(t0, "faas-azure2019-mixed")
+    _add_faas(node, FaasConfig(memory_bytes=FAAS_2019_MIXED_MEMORY), stream, seed, stream.population)
+    return Replay(node, sample.span_s)
 
 
 def _faas_2021(seed: int, t0: float) -> Replay:
     path = _shared("azure-functions/azure2021_invocations_sample199.csv", "azure-functions-2021-sample")
-    stream = load_functions_2021(path, seed=seed)
+    stream = _resampled(load_functions_2021(path, seed=seed), seed)
     node = _node(t0, "faas-azure2021")
-    _add_faas(node, FaasConfig(), stream, seed)
+    _add_faas(node, FaasConfig(memory_bytes=FAAS_2021_MEMORY), stream, seed, "azure2021_sample")
     return Replay(node, stream.span_s)
 
 
 def _faas_stress(seed: int, t0: float) -> Replay:
     node = _node(t0, "faas-stress")
     _add_faas(
-        node, FaasConfig(keepalive_s=600.0), SyntheticFunctions(seed, n_functions=300, rate_scale=3.0), seed
+        node,
+        FaasConfig(keepalive_s=600.0, memory_bytes=FAAS_STRESS_MEMORY),
+        SyntheticFunctions(seed, n_functions=300, rate_scale=3.0),
+        seed,
+        "atc20",
     )
     return Replay(node)
 
@@ -391,11 +460,21 @@ _SCENARIOS: dict[str, Scenario] = {
         Scenario(
             ScenarioInfo(
                 "faas-azure2019",
-                "1,000 Azure Functions 2019 functions, one hour, per-minute counts",
+                "1,000 Azure Functions 2019 functions: the recorded hour, then hours drawn again from it",
                 3600.0,
                 ("faas",),
             ),
             _faas_2019,
+        ),
+        Scenario(
+            ScenarioInfo(
+                "faas-azure2019-mixed",
+                f"faas-azure2019 with the {rare_functions_for(1000):,} rarer apps ATC'20 counts beside its "
+                "1,000 functions (synthetic, under 10 invocations an hour)",
+                3600.0,
+                ("faas",),
+            ),
+            _faas_2019_mixed,
         ),
         Scenario(
             ScenarioInfo(
@@ -463,7 +542,9 @@ def scenario_from_trace(path: Path) -> Scenario:
 
             def build_faas(seed: int, t0: float) -> Replay:
                 node = _node(t0, label)
-                _add_faas(node, FaasConfig(), load_functions_2019(path, seed=seed), seed)
+                _add_faas(
+                    node, FaasConfig(), _resampled(load_functions_2019(path, seed=seed), seed), seed, "trace"
+                )
                 return Replay(node, span)
         else:
             probe21 = load_functions_2021(path, seed=0)
@@ -472,7 +553,9 @@ def scenario_from_trace(path: Path) -> Scenario:
 
             def build_faas(seed: int, t0: float) -> Replay:
                 node = _node(t0, label)
-                _add_faas(node, FaasConfig(), load_functions_2021(path, seed=seed), seed)
+                _add_faas(
+                    node, FaasConfig(), _resampled(load_functions_2021(path, seed=seed), seed), seed, "trace"
+                )
                 return Replay(node, span)
 
         return Scenario(ScenarioInfo(label, desc, span, ("faas",)), build_faas)

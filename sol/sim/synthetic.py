@@ -162,14 +162,44 @@ FAAS_LOG10_RATE_SIGMA = 1.772
 #: queue 133, orchestration 72, others 64, event 37, storage 26
 FAAS_TRIGGERS = ("timer", "http", "queue", "orchestration", "others", "event", "storage")
 FAAS_TRIGGER_WEIGHTS = (0.414, 0.254, 0.133, 0.072, 0.064, 0.037, 0.026)
-#: timer periods (minutes; assumption: the common cron periods)
-FAAS_TIMER_PERIODS_MIN = (1, 5, 10, 15, 30, 60)
 #: ATC'20 §3: 50 % of functions run for less than 1 s on average, 96 % under 60 s
 FAAS_DURATION_LOG_MU = 0.0
 FAAS_DURATION_LOG_SIGMA = math.log(60.0) / 1.7507
 #: ATC'20 §3: 50 % of apps allocate at most 170 MB, 90 % never more than 400 MB
 FAAS_MEMORY_MEDIAN_MB = 170.0
 FAAS_MEMORY_LOG_SIGMA = math.log(400.0 / 170.0) / 1.2816
+
+
+def faas_rate_share(lo_per_min: float, hi_per_min: float) -> float:
+    """Share of ATC'20's apps whose mean rate lies in ``[lo, hi)`` invocations per minute.
+
+    >>> round(faas_rate_share(0.0, 1 / 60), 2), round(faas_rate_share(0.0, 1.0), 2)
+    (0.45, 0.81)
+    """
+
+    def cdf(r: float) -> float:
+        if r <= 0:
+            return 0.0
+        if math.isinf(r):
+            return 1.0
+        z = (math.log10(r) - FAAS_LOG10_RATE_MU) / FAAS_LOG10_RATE_SIGMA
+        return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+    return max(0.0, cdf(hi_per_min) - cdf(lo_per_min))
+
+
+def faas_rates(
+    rng: np.random.Generator, n: int, lo_per_min: float = 0.0, hi_per_min: float = math.inf
+) -> FloatArray:
+    """``n`` mean rates (invocations per minute) from ATC'20's distribution, within ``[lo, hi)``."""
+    if faas_rate_share(lo_per_min, hi_per_min) <= 1e-6:
+        raise ValueError(f"almost no app has a rate in [{lo_per_min}, {hi_per_min}) per minute")
+    out = np.empty(0)
+    while out.size < n:
+        r = 10 ** rng.normal(FAAS_LOG10_RATE_MU, FAAS_LOG10_RATE_SIGMA, max(16, 2 * (n - out.size)))
+        out = np.concatenate([out, r[(r >= lo_per_min) & (r < hi_per_min)]])
+    got: FloatArray = out[:n]
+    return got
 
 
 def faas_object_sizes(rng: np.random.Generator, n: int) -> IntArray:
@@ -181,12 +211,22 @@ def faas_object_sizes(rng: np.random.Generator, n: int) -> IntArray:
 @dataclass
 class SyntheticFunctions:
     """Functions with ATC'20-shaped rates, triggers, durations and memory, generated lazily
-    in seeded one-hour blocks. Each function has its own cache object (its app)."""
+    in seeded one-hour blocks. Each function has its own cache object (its app).
+
+    ``rate_range_per_min`` draws the rates from the part of ATC'20's distribution in that
+    range (``(0, 10 / 60)``: the rare apps the 2019 sample leaves out). A timer fires at its
+    function's rate, every ``1 / rate`` from a random phase; the other triggers are Poisson.
+    ``name_prefix`` prefixes the function and app names, and ``stream_block`` offsets the
+    random blocks, so two generators with one seed can share a node.
+    """
 
     seed: int
     n_functions: int = 100
     rate_scale: float = 1.0
     max_rate_per_min: float = 60.0
+    rate_range_per_min: tuple[float, float] | None = None
+    name_prefix: str = ""
+    stream_block: int = 0
     source: str = "synthetic"
     block_s: float = 3600.0
     functions: tuple[str, ...] = field(init=False)
@@ -196,28 +236,27 @@ class SyntheticFunctions:
     _cache: dict[int, tuple[FloatArray, IntArray, FloatArray]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        rng = block_rng(self.seed, STREAM_FAAS_SETUP, 0)
+        rng = block_rng(self.seed, STREAM_FAAS_SETUP, self.stream_block)
         n = self.n_functions
         self.trigger = rng.choice(len(FAAS_TRIGGERS), size=n, p=np.array(FAAS_TRIGGER_WEIGHTS))
-        self.rate_per_min = np.minimum(
-            10 ** rng.normal(FAAS_LOG10_RATE_MU, FAAS_LOG10_RATE_SIGMA, n) * self.rate_scale,
-            self.max_rate_per_min,
-        )
-        self.period_s = 60.0 * rng.choice(np.array(FAAS_TIMER_PERIODS_MIN), size=n)
+        lo, hi = self.rate_range_per_min or (0.0, math.inf)
+        self.rate_per_min = np.minimum(faas_rates(rng, n, lo, hi) * self.rate_scale, self.max_rate_per_min)
+        self.period_s = 60.0 / self.rate_per_min
         self.phase_s = rng.uniform(0, 1, n) * self.period_s
         self.mean_duration_s = np.minimum(
             np.exp(rng.normal(FAAS_DURATION_LOG_MU, FAAS_DURATION_LOG_SIGMA, n)), 600.0
         )
-        self.functions = tuple(f"fn{i}" for i in range(n))
+        p = self.name_prefix
+        self.functions = tuple(f"{p}fn{i}" for i in range(n))
         self.function_object = np.arange(n, dtype=np.int64)
-        self.objects = tuple(f"app{i}" for i in range(n))
+        self.objects = tuple(f"{p}app{i}" for i in range(n))
         self.object_bytes = faas_object_sizes(rng, n)
 
     def _block(self, b: int) -> tuple[FloatArray, IntArray, FloatArray]:
         got = self._cache.get(b)
         if got is not None:
             return got
-        rng = block_rng(self.seed, STREAM_FAAS_INVOCATIONS, b)
+        rng = block_rng(self.seed, STREAM_FAAS_INVOCATIONS, self.stream_block + b)
         t0 = b * self.block_s
         ts: list[FloatArray] = []
         fs: list[IntArray] = []
