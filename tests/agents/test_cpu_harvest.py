@@ -497,6 +497,37 @@ def test_a_counter_that_starts_again_is_taken_as_the_new_base_not_a_lockout() ->
     assert sum(p.source == "model" and p.value > 0 for p in after) >= 0.9 * len(after)
 
 
+class WaitingAnyway(ScriptedCpu):
+    """Primaries that wait ``noise`` cores' worth however many cores are free: on a quiet host
+    that is wake-up noise; on a busy one, primaries waiting for each other inside a window."""
+
+    def __init__(self, total: int, need: Callable[[float], float], noise: float) -> None:
+        super().__init__(total, need)
+        self.noise = noise
+
+    def advance(self, now: float) -> None:
+        self.wait_s += self.noise * max(0.0, now - self.t)
+        super().advance(now)
+
+
+@pytest.mark.parametrize(
+    ("need", "headroom", "learnt"),
+    [
+        (2.0, 0.5, True),  # a quiet host: its waiting is noise
+        (13.0, 0.5, False),  # 3 of 16 cores idle: the waiting is contention, not noise
+        (13.0, 0.0, True),  # the rule off: contention taken for noise (the 2.05 % short)
+    ],
+    ids=["quiet-host", "busy-host", "busy-host-rule-off"],
+)
+def test_the_noise_floor_is_learnt_only_while_half_the_node_is_idle(
+    need: float, headroom: float, learnt: bool
+) -> None:
+    agent = CpuHarvestAgent()
+    node = WaitingAnyway(16, flat(need), noise=0.004)
+    simulate(agent, duration=30.0, backend=node, params=Params(noise_headroom=headroom))
+    assert (agent.noise_floor > 0.005) is learnt, agent.noise_floor
+
+
 class Clock:
     def __init__(self, t: float) -> None:
         self.t = t
