@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -217,3 +218,24 @@ class FacilityBase:
         now = self._now()
         self.sync(now)
         return now
+
+
+_F = TypeVar("_F", bound=FacilityBase)
+_T = TypeVar("_T")
+
+
+class FacilityView(Generic[_F]):
+    """One side of a simulated facility as agents see it (its sensors, or its actuators).
+
+    The twin of a Linux facility's sensor or actuator object: every call runs under the
+    node's lock, on the facility brought up to the node's time first (:meth:`_at_now`).
+    """
+
+    def __init__(self, facility: _F) -> None:
+        self._f = facility
+
+    def _at_now(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(now, *args)`` under the node's lock, the facility synced to ``now``."""
+        f = self._f
+        with f._lock:
+            return fn(f._synced_now(), *args)

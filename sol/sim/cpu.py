@@ -32,7 +32,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sol.facilities import CPU_GROUPS, CpuPressure, CpuUsage, RunQueueDelay
-from sol.sim._common import STREAM_CPU_BURST, FacilityBase, FloatArray, IntArray, Series, block_rng, norm_cdf
+from sol.sim._common import (
+    STREAM_CPU_BURST,
+    FacilityBase,
+    FacilityView,
+    FloatArray,
+    IntArray,
+    Series,
+    block_rng,
+    norm_cdf,
+)
 
 _PSI_HORIZONS = (10.0, 60.0, 300.0)
 _BLOCK_WINDOWS = 64
@@ -608,11 +617,8 @@ def _check_group(group: str) -> str:
     return group
 
 
-class CpuSensorsSim:
+class CpuSensorsSim(FacilityView["CpuFacility"]):
     """``CpuSensors`` of the simulated node."""
-
-    def __init__(self, facility: CpuFacility) -> None:
-        self._f = facility
 
     def total_cores(self) -> int:
         return self._f.config.cores
@@ -663,17 +669,11 @@ class CpuSensorsSim:
             return RunQueueDelay(t=now, group=group, total_s=total, rate=rate, interval=interval)
 
 
-class CpuActuatorsSim:
+class CpuActuatorsSim(FacilityView["CpuFacility"]):
     """``CpuActuators`` of the simulated node: the harvest group's cpuset."""
 
-    def __init__(self, facility: CpuFacility) -> None:
-        self._f = facility
-
     def set_harvest_cores(self, n: int) -> None:
-        f = self._f
-        with f._lock:
-            f._synced_now()
-            f.set_granted(n)
+        self._at_now(lambda now: self._f.set_granted(n))
 
     def harvest_cores(self) -> int:
         return self._f._granted

@@ -47,6 +47,7 @@ from sol.sim._common import (
     STREAM_FAAS_INVOCATIONS,
     STREAM_FAAS_SETUP,
     FacilityBase,
+    FacilityView,
     FloatArray,
     IntArray,
     Series,
@@ -843,11 +844,8 @@ class FaasFacility(FacilityBase):
         return ser.arrays("faas")
 
 
-class FaasSensorsSim:
+class FaasSensorsSim(FacilityView["FaasFacility"]):
     """``FaasSensors`` of the simulated node: mincore-like residency, invocation log."""
-
-    def __init__(self, facility: FaasFacility) -> None:
-        self._f = facility
 
     def objects(self) -> Sequence[CacheObject]:
         f = self._f
@@ -883,18 +881,11 @@ class FaasSensorsSim:
             )
 
 
-class FaasActuatorsSim:
+class FaasActuatorsSim(FacilityView["FaasFacility"]):
     """``FaasActuators`` of the simulated node: read-ahead and drop of cache objects."""
 
-    def __init__(self, facility: FaasFacility) -> None:
-        self._f = facility
-
     def prewarm(self, name: str) -> Prewarm:
-        f = self._f
-        with f._lock:
-            return f.prewarm(f._synced_now(), name)
+        return self._at_now(self._f.prewarm, name)
 
     def evict(self, name: str) -> int:
-        f = self._f
-        with f._lock:
-            return f.evict(f._synced_now(), name)
+        return self._at_now(self._f.evict, name)

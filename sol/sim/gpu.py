@@ -46,7 +46,7 @@ from typing import Protocol
 import numpy as np
 
 from sol.facilities import GpuUtilization
-from sol.sim._common import FacilityBase, FloatArray, IntArray, Series, looped_slices
+from sol.sim._common import FacilityBase, FacilityView, FloatArray, IntArray, Series, looped_slices
 
 #: (limit / uncapped mean power, throughput / uncapped throughput): medians over the Zeus
 #: NSDI'23 traces (V100, A40, P100, RTX6000; 218 configurations, 1,609 measurements), in
@@ -693,11 +693,8 @@ class GpuFacility(FacilityBase):
         return self._series.arrays("gpu")
 
 
-class GpuSensorsSim:
+class GpuSensorsSim(FacilityView["GpuFacility"]):
     """``GpuSensors`` of the simulated node: what NVML reports after the last step."""
-
-    def __init__(self, facility: GpuFacility) -> None:
-        self._f = facility
 
     def count(self) -> int:
         return self._f.config.count
@@ -740,14 +737,8 @@ class GpuSensorsSim:
         return None if b is None else round(b * 1000)
 
 
-class GpuActuatorsSim:
+class GpuActuatorsSim(FacilityView["GpuFacility"]):
     """``GpuActuators`` of the simulated node: NVML's power management limit."""
 
-    def __init__(self, facility: GpuFacility) -> None:
-        self._f = facility
-
     def set_power_limit(self, index: int, mw: int) -> None:
-        f = self._f
-        with f._lock:
-            now = f._synced_now()
-            f.set_limit(now, index, mw)
+        self._at_now(self._f.set_limit, index, mw)

@@ -48,6 +48,7 @@ from sol.sim._common import (
     STREAM_MEM_DAMON,
     STREAM_MEM_SETUP,
     FacilityBase,
+    FacilityView,
     FloatArray,
     IntArray,
     Series,
@@ -780,16 +781,11 @@ class MemoryFacility(FacilityBase):
         return self._series.arrays("mem")
 
 
-class MemorySensorsSim:
+class MemorySensorsSim(FacilityView["MemoryFacility"]):
     """``MemorySensors`` of the simulated node: DAMON regions, NUMA nodes, placement."""
 
-    def __init__(self, facility: MemoryFacility) -> None:
-        self._f = facility
-
     def regions(self) -> DamonSnapshot:
-        f = self._f
-        with f._lock:
-            return f.snapshot(f._synced_now())
+        return self._at_now(self._f.snapshot)
 
     def nodes(self) -> tuple[NumaNode, ...]:
         f = self._f
@@ -810,14 +806,8 @@ class MemorySensorsSim:
             return f.placement(start, end)
 
 
-class MemoryActuatorsSim:
+class MemoryActuatorsSim(FacilityView["MemoryFacility"]):
     """``MemoryActuators`` of the simulated node: a bandwidth-capped migration engine."""
 
-    def __init__(self, facility: MemoryFacility) -> None:
-        self._f = facility
-
     def migrate(self, start: int, end: int, to_node: int) -> Migration:
-        f = self._f
-        with f._lock:
-            now = f._synced_now()
-            return f.migrate(now, int(start), int(end), int(to_node))
+        return self._at_now(self._f.migrate, int(start), int(end), int(to_node))
