@@ -117,7 +117,7 @@ def open_journal(config: Config, log: Any) -> Any:
         journal = UndoJournal.open(config.journal_path, log=log)
     except JournalError as exc:
         raise DaemonError(str(exc)) from exc
-    for problem in getattr(journal, "problems", []):
+    for problem in journal.problems:
         log.error("journal.problem", problem=problem, journal=str(config.journal_path))
     if journal.damage:
         log.error(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sol.backend import Backend
 from sol.facilities import Actuators
@@ -13,6 +13,9 @@ from sol.metrics import RuntimeMetrics
 from sol.runtime.memory import MIB, MemoryGuard, MemoryLimit, release_state
 from sol.runtime.runner import AgentRunner, Invoker
 from sol.sdk import Agent, Clock, Context, NoParams, Schedule
+
+if TYPE_CHECKING:
+    from sol.safety.journal import UndoJournal
 
 RollbackPolicy = Literal["auto", "not_on_exit"]
 
@@ -53,7 +56,7 @@ class ExecutorBase:
         clock: Clock,
         log: Any,
         metrics: RuntimeMetrics | None = None,
-        journal: Any = None,
+        journal: UndoJournal | None = None,
         restorers: Any = None,
         state_dir: Path | None = None,
         rollback: RollbackPolicy = "auto",
@@ -95,9 +98,7 @@ class ExecutorBase:
                 return journal.restore(restorers or {}, owner=owner, log=self.log)
             finally:
                 # the agent is out of service: its knobs are free for another agent
-                release: Callable[[str], None] | None = getattr(journal, "release_claims", None)
-                if release is not None:
-                    release(owner)
+                journal.release_claims(owner)
                 # the restorers wrote knobs behind the backend's back: drop what it cached
                 backend.restored(owner)
 
