@@ -5,13 +5,16 @@ vocabulary: how often it was set up and cleaned up, each act with its time and p
 mitigation's time, every observation it learned. Tests subclass it for what they script
 (``tests/daemon/sold_helpers.py``'s ``Ticker``, ``tests/runtime/test_live.py``'s ``Probe``,
 ``tests/runtime/test_guarantees.py``'s ``Scripted``, ``tests/runtime/test_isolation.py``'s
-``Escaper``) instead of each writing the same agent again.
+``Escaper``) instead of each writing the same agent again. :class:`WorkloadHost` and
+:class:`ClockRef` are the same for the tests that run an agent on a Linux backend over fake
+trees while they move a workload.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from sol.backend import BackendBase
 from sol.sdk import Agent, Prediction, Schedule
 
 
@@ -63,3 +66,44 @@ class RecordingAgent(Agent):
 
     def clean_up(self) -> None:
         self.cleaned += 1
+
+
+class ClockRef:
+    """A clock for a Linux backend built before the executor whose virtual clock it must read
+    (``target`` is set once the executor exists)."""
+
+    def __init__(self) -> None:
+        self.target: Any = None
+
+    def now(self) -> float:
+        return 0.0 if self.target is None else float(self.target.now())
+
+    def consume(self, seconds: float) -> None:
+        return None
+
+
+class WorkloadHost(BackendBase):
+    """A Linux backend on fake trees, plus a workload the test moves between events (its
+    ``advance``): the backend's sensors and per-agent actuators, as the runtime sees them."""
+
+    name = "linux"
+    revocable = True
+
+    def __init__(self, backend: Any) -> None:
+        super().__init__()
+        self.b = backend
+        self.sensors = backend.sensors
+        self.actuators = backend.actuators
+        self.features = backend.features
+
+    def actuators_for(self, owner: str, *, dry_run: bool) -> Any:
+        return self.b.actuators_for(owner, dry_run=dry_run)
+
+    def revoke(self, owner: str) -> None:
+        self.b.revoke(owner)
+
+    def unrevoke(self, owner: str) -> None:
+        self.b.unrevoke(owner)
+
+    def restored(self, owner: str) -> None:
+        self.b.restored(owner)

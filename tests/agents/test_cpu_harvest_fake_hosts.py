@@ -25,65 +25,37 @@ pytest.importorskip("sol.linux.backend", reason="the Linux backend (sol.linux) i
 
 from sol.actuators.restorers import default_restorers  # noqa: E402
 from sol.agents.cpu_harvest import CpuHarvestAgent, Params  # noqa: E402
-from sol.backend import BackendBase  # noqa: E402
 from sol.config import LinuxConfig, LinuxCpuConfig  # noqa: E402
 from sol.linux.backend import LinuxBackend  # noqa: E402
 from sol.log import get_logger  # noqa: E402
 from sol.runtime.base import AgentSpec  # noqa: E402
 from sol.runtime.virtual import VirtualExecutor  # noqa: E402
 from sol.safety.journal import UndoJournal  # noqa: E402
+from tests.agentkit import ClockRef, WorkloadHost  # noqa: E402
 
 CORES = 8
 HARVEST, PRIMARY, TID = "sol-harvest", "vms", 4242
 WINDOW = CpuHarvestAgent.schedule.act_every
 
 
-class ClockRef:
-    """The backend stamps its samples with the executor's virtual clock (set once built)."""
-
-    def __init__(self) -> None:
-        self.target: Any = None
-
-    def now(self) -> float:
-        return 0.0 if self.target is None else float(self.target.now())
-
-    def consume(self, seconds: float) -> None:
-        return None
-
-
-class ScriptedHost(BackendBase):
+class ScriptedHost(WorkloadHost):
     """The Linux backend, plus a workload: between events the primaries get ``need(t)`` cores
     if the harvest group left them that many, and wait for the rest (cgroup usage counter and
     the schedstat wait of their one thread move accordingly)."""
 
-    name = "linux"
-    revocable = True
-
     def __init__(
         self, backend: LinuxBackend, fake: Any, proc: Any, version: int, need: Callable[[float], float]
     ):
-        self.b = backend
+        super().__init__(backend)
         self.fake, self.proc, self.version, self.need = fake, proc, version, need
-        super().__init__()
-        self.sensors = backend.sensors
-        self.actuators = backend.actuators
         self.t = 0.0
         self.used_ns = 0.0
         self.wait_ns = 0.0
         self.restores: list[str] = []
 
-    def actuators_for(self, owner: str, *, dry_run: bool) -> Any:
-        return self.b.actuators_for(owner, dry_run=dry_run)
-
-    def revoke(self, owner: str) -> None:
-        self.b.revoke(owner)
-
-    def unrevoke(self, owner: str) -> None:
-        self.b.unrevoke(owner)
-
     def restored(self, owner: str) -> None:
         self.restores.append(owner)
-        self.b.restored(owner)
+        super().restored(owner)
 
     def advance(self, now: float) -> None:
         dt = now - self.t

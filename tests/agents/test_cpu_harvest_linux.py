@@ -39,7 +39,7 @@ from typing import Any
 import pytest
 
 from sol.agents.cpu_harvest import CpuHarvestAgent
-from sol.backend import BackendBase
+from tests.agentkit import ClockRef, WorkloadHost
 
 
 def real_host(test: Callable[..., None]) -> Callable[..., None]:
@@ -363,46 +363,16 @@ def fake_sys(root: Path, cores: int) -> Path:
     return root
 
 
-class ClockRef:
-    """The backend stamps its samples with the executor's virtual clock (set once built)."""
-
-    def __init__(self) -> None:
-        self.target: Any = None
-
-    def now(self) -> float:
-        return 0.0 if self.target is None else float(self.target.now())
-
-    def consume(self, seconds: float) -> None:
-        return None
-
-
-class FrozenCounterHost(BackendBase):
+class FrozenCounterHost(WorkloadHost):
     """The Linux backend on fake v1 trees, plus a workload: the primaries need ``need`` cores,
     get what the harvest group left them and wait for the rest. Their thread's schedstat (run
     and wait) always moves; their group's ``cpuacct.usage`` stands still over ``frozen``."""
 
-    name = "linux"
-    revocable = True
-
     def __init__(self, backend: Any, fake: Any, proc: Any, need: float, frozen: tuple[float, float]) -> None:
-        self.b, self.fake, self.proc, self.need, self.frozen = backend, fake, proc, need, frozen
-        super().__init__()
-        self.sensors = backend.sensors
-        self.actuators = backend.actuators
+        super().__init__(backend)
+        self.fake, self.proc, self.need, self.frozen = fake, proc, need, frozen
         self.t = 0.0
         self.used_ns = self.wait_ns = 0.0
-
-    def actuators_for(self, owner: str, *, dry_run: bool) -> Any:
-        return self.b.actuators_for(owner, dry_run=dry_run)
-
-    def revoke(self, owner: str) -> None:
-        self.b.revoke(owner)
-
-    def unrevoke(self, owner: str) -> None:
-        self.b.unrevoke(owner)
-
-    def restored(self, owner: str) -> None:
-        self.b.restored(owner)
 
     def advance(self, now: float) -> None:
         dt = now - self.t

@@ -213,3 +213,4 @@ class FakeProc:
         text = f"{run_ns} {wait_ns} {slices}\n"
         _write(self.root / str(pid) / "task" / str(tid), {"schedstat": text})
         _write(self.root / str(tid), {"schedstat": text})
+
