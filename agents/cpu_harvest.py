@@ -668,7 +668,14 @@ class CpuHarvestAgent(Agent):
         # fresh reading gives the waiting rate over its own interval; until the next one,
         # the windows keep that rate -- waiting seen is assumed to go on (the safe side).
         d, d_prev = obs.delay, prev.delay
-        self._lent_since_reading = self._lent_since_reading or prev.harvest > 0
+        # The cores lent over the interval since ``prev``: ``obs.harvest`` is read at its end,
+        # before this instant's act, so it is what the act at its start set; ``prev.harvest``
+        # held until that act (live, the act trails its model tick by up to 5 ms) and is still
+        # set when a mitigation inside the interval gave the cores back. Either one lent means
+        # the interval was lent. (``prev.harvest`` alone is the interval before: the first
+        # interval of every lending then read as nothing lent, and its waiting as noise.)
+        lent = max(prev.harvest, obs.harvest)
+        self._lent_since_reading = self._lent_since_reading or lent > 0
         if d.t > d_prev.t:
             self._wait_rate = (d.total_s - d_prev.total_s) / (d.t - d_prev.t)
             self.wait_readings += 1
@@ -690,10 +697,10 @@ class CpuHarvestAgent(Agent):
         self._win_wait += wait * dt
         # cores neither used by the primaries nor lent: while at least one is free, waiting
         # is wake-up noise rather than a shortage (the floor below)
-        idle = max(0.0, self.total - prev.harvest - used)
+        idle = max(0.0, self.total - lent - used)
         self._win_free += min(1.0, idle) * dt
         self._win_idle = min(self._win_idle, idle / self.total)
-        self._win_lent = self._win_lent or prev.harvest > 0
+        self._win_lent = self._win_lent or lent > 0
         self._win_clean = self._win_clean and self._wait_clean
         self._win_samples += 1
         if self._win_samples < self.p.samples_per_window:
