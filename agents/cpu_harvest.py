@@ -1,7 +1,7 @@
 """``cpu_harvest``: lend the primaries' idle cores to a harvest group, safely.
 
 Primary workloads (VMs, cgroups) own the node's cores; a harvest group runs batch work on
-whatever it is lent. Every window (50 ms by default) the agent predicts the primaries' *peak*
+whatever it is lent. Every window (200 ms by default) the agent predicts the primaries' *peak*
 core need over the next window and lends the rest::
 
     harvest = total - ceil(predicted peak * (1 + margin) + buffer_cores),  never below 0
@@ -483,10 +483,15 @@ class CpuHarvestAgent(Agent):
     """Lends the primaries' idle cores to the harvest group, predicting their peak need."""
 
     name = "cpu_harvest"
+    #: The window trades the daemon's CPU (each window's steps run cold after a sleep) for
+    #: reaction (a spike gets its cores back a window later) and harvest (a longer window
+    #: needs a larger margin for the same short rate). 200 ms is the shortest window with which
+    #: the daemon and every built-in agent keep within 1 % of a core on a small VM:
+    #: docs/agents/cpu_harvest.md, "The default window". prediction_ttl: three windows.
     schedule = Schedule(
-        collect_every=0.05,
-        act_every=0.05,
-        prediction_ttl=0.15,
+        collect_every=0.2,
+        act_every=0.2,
+        prediction_ttl=0.6,
         assess_every=1.0,
         backoff_initial=2.0,
         backoff_max=60.0,

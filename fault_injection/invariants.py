@@ -54,6 +54,15 @@ class _Found:
         return out
 
 
+def _life_end(rec: RunRecord, t: float) -> float:
+    """When the daemon life that ``t`` falls in ended: the kill, for a time up to it. The
+    harness restarts a killed daemon as systemd would, and the new process knows nothing of
+    the dead one's verdicts or invalid streaks: its guarantees start afresh."""
+    if rec.killed_at is not None and t <= rec.killed_at:
+        return rec.killed_at
+    return float("inf")
+
+
 def _defaults_between(rec: RunRecord, t0: float, t1: float, found: _Found, guarantee: str, why: str) -> None:
     for t, p in rec.actions:
         if t0 <= t < t1 and p.source == "model":
@@ -82,9 +91,12 @@ def check_bad_data(rec: RunRecord, found: _Found) -> None:
     streak = 0
     vals = rec.probe.validations
     for i, (t, ok) in enumerate(vals):
+        if i > 0 and _life_end(rec, vals[i - 1][0]) < t:
+            streak = 0  # a restarted daemon counts its own streak
         streak = 0 if ok else streak + 1
         if streak == need:
             until = next((tv for tv, okv in vals[i + 1 :] if okv), float("inf"))
+            until = min(until, _life_end(rec, t))
             _defaults_between(
                 rec, t, until, found, "2-bad-data", f"{need}+ observations in a row were invalid"
             )
@@ -94,9 +106,10 @@ def check_bad_model(rec: RunRecord, found: _Found) -> None:
     """3. While assess_model() fails, predictions are default."""
     verdicts = rec.probe.model_verdicts
     for i, (t, ok) in enumerate(verdicts):
-        if ok or (i > 0 and not verdicts[i - 1][1]):
+        if ok or (i > 0 and not verdicts[i - 1][1] and _life_end(rec, verdicts[i - 1][0]) >= t):
             continue
         until = next((tv for tv, okv in verdicts[i + 1 :] if okv), float("inf"))
+        until = min(until, _life_end(rec, t))
         _defaults_between(rec, t, until, found, "3-bad-model", "assess_model() failed")
 
 

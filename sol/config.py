@@ -618,20 +618,12 @@ class _Builder:
         if overrides is None:
             return None
         base: Schedule | None = getattr(cls, "schedule", None)
-        applied = dict(overrides)
-        if (
-            base is not None
-            and "collect_every" in overrides
-            and "predict_every" not in overrides
-            and base.predict_every == base.collect_every
-        ):
-            # predict_every defaults to collect_every (DESIGN §3); the class's Schedule has
-            # already resolved that default, so carry it along with an overridden collect_every.
-            applied["predict_every"] = overrides["collect_every"]
         try:
             if base is None:
-                return Schedule(**applied)
-            return base.replace(**applied)
+                return Schedule(**overrides)
+            # predict_every defaults to collect_every (DESIGN §3): Schedule.replace carries a
+            # defaulted one along with an overridden collect_every
+            return base.replace(**overrides)
         except TypeError:
             # Schedule(**overrides) without the required fields: the class declares no schedule.
             required = [f.name for f in dataclasses.fields(Schedule) if _is_required(f)]

@@ -370,11 +370,27 @@ class Schedule:
             )
 
     def replace(self, **overrides: Any) -> Schedule:
-        """A copy with some fields overridden (as config does per agent)."""
+        """A copy with some fields overridden (as config does per agent).
+
+        ``predict_every`` defaults to ``collect_every``, and construction has already resolved
+        that default: where it is still the default, an overridden ``collect_every`` carries it
+        along (else a faster collect would keep the old prediction period, and a shorter
+        ``prediction_ttl`` would be refused).
+
+        >>> base = Schedule(collect_every=0.2, act_every=0.2, prediction_ttl=0.6, assess_every=1.0)
+        >>> base.replace(collect_every=0.05, act_every=0.05, prediction_ttl=0.15).predict_every
+        0.05
+        """
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ScheduleError(f"unknown schedule field(s) {unknown}; known: {sorted(known)}")
+        if (
+            "collect_every" in overrides
+            and "predict_every" not in overrides
+            and self.predict_every == self.collect_every
+        ):
+            overrides = {**overrides, "predict_every": overrides["collect_every"]}
         return dataclasses.replace(self, **overrides)
 
     @classmethod

@@ -1166,6 +1166,33 @@ def test_predict_every_follows_an_overridden_collect_every(
     assert cfg.agents[agent].schedule.predict_every == predict_every
 
 
+@pytest.mark.parametrize(
+    ("overrides", "predict_every"),
+    [
+        pytest.param({"collect_every": 0.05, "prediction_ttl": 0.15}, 0.05, id="defaulted-follows"),
+        pytest.param(
+            {"collect_every": 0.05, "predict_every": 0.1, "prediction_ttl": 0.3}, 0.1, id="overridden"
+        ),
+        pytest.param({"act_every": 0.05}, 0.2, id="collect-unchanged"),
+    ],
+)
+def test_schedule_replace_carries_a_defaulted_predict_every_along_with_collect_every(
+    overrides: dict[str, float], predict_every: float
+) -> None:
+    # benchmarks/cpu_harvest.py --window 0.05 replaced collect_every, act_every and
+    # prediction_ttl of cpu_harvest's 200 ms schedule: predict_every stayed 0.2 and the
+    # schedule was refused (prediction_ttl 0.15 < predict_every); at --window 0.1 the agent
+    # predicted every other window. Config did this itself; every caller of replace does now.
+    from sol.sdk import Schedule
+
+    base = Schedule(collect_every=0.2, act_every=0.2, prediction_ttl=0.6, assess_every=1.0)
+    assert base.replace(**overrides).predict_every == predict_every
+    explicit = Schedule(
+        collect_every=0.2, act_every=0.2, prediction_ttl=0.6, assess_every=1.0, predict_every=0.4
+    )
+    assert explicit.replace(collect_every=0.1).predict_every == 0.4
+
+
 def test_params_are_an_instance_of_the_agent_params_dataclass_with_typed_values() -> None:
     cfg = load(
         """

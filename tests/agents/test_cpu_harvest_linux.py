@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -38,7 +39,7 @@ from typing import Any
 
 import pytest
 
-from sol.agents.cpu_harvest import CpuHarvestAgent
+from sol.agents.cpu_harvest import FREEZE_CONFIRM_S, CpuHarvestAgent
 from tests.agentkit import ClockRef, WorkloadHost
 
 
@@ -446,11 +447,14 @@ def test_a_frozen_cpuacct_usage_on_a_fake_v1_host_parks_the_harvest_group_until_
         # frozen: the agent reads idle primaries, lends more, they wait; caught within a few
         # windows, and the group stays parked while the counter stands
         executor.run(frozen[1], stop=False)
-        caught = frozen[0] + 0.5
+        # (a window to read the waiting, the windows of FREEZE_CONFIRM_S, three rejected
+        # readings, the act)
+        streak = CpuHarvestAgent.schedule.max_invalid_streak
+        caught = frozen[0] + WINDOW * (1 + math.ceil(FREEZE_CONFIRM_S / WINDOW - 1e-9) + streak) + 1e-9
         during = [p for t, p in runner.actions if caught <= t < frozen[1]]
         assert during and all(p.source == "default" and p.value == 0 for p in during)
         last_second = [p.reason for t, p in runner.actions if frozen[1] - 1.0 <= t < frozen[1]]
-        assert last_second == ["invalid-data"] * 20
+        assert last_second == ["invalid-data"] * round(1.0 / WINDOW)
         assert host.lent() == 0
 
         executor.run(frozen[1] + 4.0, stop=False)

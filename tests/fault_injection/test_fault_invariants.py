@@ -134,6 +134,39 @@ def test_each_broken_guarantee_is_flagged(breakage: Callable[[RunRecord], None],
     assert {v.guarantee for v in found} == {guarantee}, found
 
 
+@pytest.mark.parametrize(
+    ("verdicts", "validations", "flagged"),
+    [
+        pytest.param([(3.0, False)], [], False, id="a-dead-daemons-failed-assessment"),
+        pytest.param([], [(3.0, False), (4.0, False), (6.0, False)], False, id="a-streak-across-the-restart"),
+        pytest.param([(3.0, False), (6.0, False)], [], True, id="the-restarted-daemons-own-failure"),
+    ],
+)
+def test_a_killed_daemons_verdicts_do_not_bind_the_restarted_one(
+    verdicts: list[tuple[float, bool]], validations: list[tuple[float, bool]], flagged: bool
+) -> None:
+    # proc.sigkill: the daemon dies at 4.5 with its model rejected (or two readings invalid)
+    # and is restarted at 5.5. The new process has assessed nothing yet and counts its own
+    # invalid streak: its first acts are its model's, as for any fresh start (found when
+    # cpu_harvest's window became 200 ms and the reduced matrix killed it while its model was
+    # rejected).
+    rec = healthy()
+    rec.killed_at, rec.restore_ok, rec.knobs_restored = 4.5, True, True
+    rec.probe.model_verdicts = verdicts
+    for tv, ok in validations:
+        rec.probe.validations = [(t, ok if t == tv else v) for t, v in rec.probe.validations]
+    rec.actions = [a for a in rec.actions if not 4.5 < a[0] < 5.5]  # nothing runs while dead
+    rec.probe.validations = [v for v in rec.probe.validations if not 4.5 < v[0] < 5.5]
+    rec.calls = [c for c in rec.calls if not 4.5 < c[0] < 5.5]
+    for t in (3.0, 4.0):
+        _replace_action(rec, t, default(t, "model-assessment" if verdicts else "invalid-data"))
+    found = check_invariants(rec, None, TL)
+    if flagged:  # a failure of the new daemon binds it: 6.0 and later must be default
+        assert {v.guarantee for v in found} == {"3-bad-model"} and found[0].t == 6.0, found
+    else:
+        assert found == [], found
+
+
 def test_a_healthy_record_passes() -> None:
     assert check_invariants(healthy(), None, TL) == []
 
