@@ -195,7 +195,8 @@ def run_simulation(
         print(_header(sim), file=out)
         loops = sim.trace_loops
         if loops is not None:
-            print(_loop_note(sim.replay.trace_span_s or 0.0, sim.duration, loops), file=out)
+            resampled = _resampled_faas(sim.replay.node)
+            print(_loop_note(sim.replay.trace_span_s or 0.0, sim.duration, loops, resampled), file=out)
         out.flush()
     bar = ProgressBar(sim.duration, err) if progress else None
     run = sim.run(progress=bar.update if bar else None, plots=plots)
@@ -234,11 +235,26 @@ def _header(sim: Simulation) -> str:
     )
 
 
-def _loop_note(span: float, duration: float, loops: float) -> str:
-    return (
-        f"note: the trace covers {format_duration(span)}, shorter than this {format_duration(duration)} "
-        f"run: it is replayed {loops:.3g} times, starting over at its end"
+def _resampled_faas(node: Any) -> bool:
+    """Whether the node's FaaS invocations come from a trace drawn again every pass."""
+    from sol.sim.faas import ResampledTrace
+
+    faas = node.facilities.get("faas")
+    return isinstance(getattr(faas, "stream", None), ResampledTrace)
+
+
+def _loop_note(span: float, duration: float, loops: float, resampled: bool = False) -> str:
+    head = (
+        f"note: the trace covers {format_duration(span)}, "
+        f"shorter than this {format_duration(duration)} run: "
     )
+    if resampled:
+        # sol/sim/faas.py ResampledTrace: the recording once, then each later pass drawn again
+        return head + (
+            f"it runs {loops:.3g} passes, the first the recording, each later one drawn again from it "
+            "(per-minute counts resampled, never an exact repeat)"
+        )
+    return head + f"it is replayed {loops:.3g} times, starting over at its end"
 
 
 class ProgressBar:

@@ -352,3 +352,13 @@ def test_evicting_an_object_a_call_waits_for_restarts_its_load() -> None:
     assert gt["faas.cold_starts"] == 1 and gt["faas.evictions"] == 1
     assert gt["faas.cold_start_wait_s"] == pytest.approx(0.5 + size / bw, rel=1e-9)
     assert gt["faas.gb_loaded"] == pytest.approx(2 * size / 1e9)
+
+
+def test_sol_sims_note_says_a_faas_trace_is_drawn_again_not_replayed(data_dir: Path) -> None:
+    from sol.simulate import _loop_note, _resampled_faas
+
+    assert _resampled_faas(get_scenario("faas-azure2019").build(seed=1))
+    assert not _resampled_faas(get_scenario("faas-stress").build(seed=1))
+    note = _loop_note(3600.0, 3 * 3600.0, 3.0, True)
+    assert "drawn again" in note and "starting over" not in note
+    assert "starting over at its end" in _loop_note(60.0, 600.0, 10.0)
