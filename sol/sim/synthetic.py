@@ -1,9 +1,9 @@
 """Seeded synthetic workloads whose parameters are figures from public traces and papers.
 
 Where a figure comes from the samples in ``../shared/data`` it was computed from them once
-and is quoted here (the scripts are in the tests: ``tests/sim/test_calibration.py``); the
-other figures cite their paper. Parameters marked "assumption" have no public figure behind
-them and are documented as such in docs/simulator.md.
+and is quoted here next to the sample it comes from (the LLM stream's are recomputed by
+``tests/sim/test_gpu_synthetic.py``); the other figures cite their paper. Parameters marked
+"assumption" have no public figure behind them and are documented as such in docs/simulator.md.
 """
 
 from __future__ import annotations
