@@ -16,7 +16,8 @@
 * After an invocation the platform keeps the object for ``keepalive_s`` past its end: the
   fixed 10-minute keep-alive Azure Functions used when the 2019 trace was taken (Shahrad et
   al., "Serverless in the Wild", ATC'20). An agent's ``prewarm`` loads an object ahead and
-  keeps it for the same keep-alive after it is loaded; ``evict`` drops it at once.
+  keeps it for the same keep-alive after it is loaded; ``evict`` drops it at once, unless an
+  invocation runs on it (a running instance holds its memory: the evict is refused, 0 bytes).
 * Memory-time is the size of every object from its load's start to its end, integrated over
   time; the wasted part is resident time in which no invocation of the object runs (ATC'20's
   "wasted memory time").
@@ -441,6 +442,7 @@ class FaasFacility(FacilityBase):
                 "prewarms",
                 "prewarms_refused",
                 "evictions",
+                "evictions_refused_busy",
                 "capacity_evictions",
                 "capacity_evicted_bytes",
                 "overcommitted_loads",
@@ -756,6 +758,11 @@ class FaasFacility(FacilityBase):
         dropped = self.resident_bytes(o, now)
         if self._load_start[o] == _INF:
             return dropped
+        if not self._xfer[o] and self._busy_until[o] > now and now < self._expires[o]:
+            # a running instance holds its memory: dropping it would count memory the
+            # invocation still uses as saved (a policy could "unload" every call mid-run)
+            self._acc["evictions_refused_busy"] += 1
+            return 0
         self._acc["evictions"] += 1
         if not self._xfer[o]:
             self._close(o, min(now, self._expires[o]))
@@ -795,6 +802,7 @@ class FaasFacility(FacilityBase):
             "faas.prewarms": a["prewarms"],
             "faas.prewarms_refused": a["prewarms_refused"],
             "faas.evictions": a["evictions"],
+            "faas.evictions_refused_busy": a["evictions_refused_busy"],
             "faas.capacity_evictions": a["capacity_evictions"],
             "faas.capacity_evicted_gb": a["capacity_evicted_bytes"] / gb,
             "faas.overcommitted_loads": a["overcommitted_loads"],

@@ -362,3 +362,15 @@ def test_sol_sims_note_says_a_faas_trace_is_drawn_again_not_replayed(data_dir: P
     note = _loop_note(3600.0, 3 * 3600.0, 3.0, True)
     assert "drawn again" in note and "starting over" not in note
     assert "starting over at its end" in _loop_note(60.0, 600.0, 10.0)
+
+
+def test_an_object_an_invocation_runs_on_cannot_be_evicted() -> None:
+    size = 100 * MiB
+    node = _node([10.0], [0], n_objects=1, size=size, duration=100.0)
+    node.advance(50.0)  # loaded in ~3 s, running until ~113 s
+    assert node.actuators.faas.evict("app0") == 0  # type: ignore[union-attr]
+    assert node.sensors.faas.residency("app0").warm  # type: ignore[union-attr]
+    node.advance(200.0)  # the run ended: now it goes
+    assert node.actuators.faas.evict("app0") == size  # type: ignore[union-attr]
+    gt = node.ground_truth()
+    assert gt["faas.evictions_refused_busy"] == 1 and gt["faas.evictions"] == 1
