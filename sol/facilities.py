@@ -268,6 +268,23 @@ class GpuUtilization:
     memory: int
 
 
+@dataclass(frozen=True, slots=True)
+class ServingStats:
+    """What the inference server on one GPU reports (optional GPU sensor ``serving(index)``;
+    on a real host vLLM's or TGI's Prometheus metrics, ``sol.linux.serving``).
+
+    ``running``: requests in the batch being decoded; ``waiting``: requests queued for their
+    prompt (prefill); the two token counters are cumulative (take deltas over your own
+    interval): prompt tokens prefilled and tokens generated since the server started.
+    """
+
+    t: float
+    running: int
+    waiting: int
+    prompt_tokens_total: float
+    generation_tokens_total: float
+
+
 @runtime_checkable
 class GpuSensors(Protocol):
     def count(self) -> int: ...

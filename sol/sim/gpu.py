@@ -45,7 +45,7 @@ from typing import Protocol
 
 import numpy as np
 
-from sol.facilities import GpuUtilization
+from sol.facilities import GpuUtilization, ServingStats
 from sol.sim._common import FacilityBase, FacilityView, FloatArray, IntArray, Series, looped_slices
 
 #: (limit / uncapped mean power, throughput / uncapped throughput): medians over the Zeus
@@ -142,6 +142,22 @@ def phase_under_cap(
     return max(s_min * duty, _MIN_SPEED), cap_w
 
 
+def phase_at_clock(
+    clock: float, demand_w: float, fixed_w: float, compute_share: float, *, exponent: float
+) -> tuple[float, float]:
+    """(speed, draw in W) of a phase whose SM clock is locked at ``clock`` of the highest:
+    the same clock model as :func:`phase_under_cap`, entered from the clock side.
+
+    >>> [round(x, 1) for x in phase_at_clock(0.769, 400.0, 80.0, 1.0, exponent=1.791)]
+    [0.8, 279.9]
+    """
+    if clock >= 1.0:
+        return 1.0, demand_w
+    c = compute_share
+    draw = fixed_w + max(demand_w - fixed_w, 0.0) * clock**exponent
+    return 1.0 / ((1.0 - c) + c / clock), draw
+
+
 _M64 = (1 << 64) - 1
 _UTIL_SALT = 0x5EED_6A1D_0C0F_FEE5  # keys the utilisation noise apart from any other draw
 
@@ -211,6 +227,11 @@ class GpuConfig:
     decode_iter_per_req_s: float = 0.0002
     max_batch: int = 64
     enforce_delay_s: float = 1.0
+    #: highest SM clock (A100: 1,410 MHz); locked clocks apply at the next step boundary
+    #: (``clock_lock_delay_s``, assumption: the driver switches clocks within milliseconds,
+    #: where the board's power controller settles on a new limit over ``enforce_delay_s``)
+    max_clock_mhz: float = 1410.0
+    clock_lock_delay_s: float = 0.0
     step_s: float = 1.0
     #: inlet air; the die sits ``full_load_rise_c`` over it at a sustained TDP (75 C at 30 C)
     ambient_c: float = 30.0
@@ -296,6 +317,13 @@ class GpuFacility(FacilityBase):
         self._limit_w = [tdp] * g
         self._enforced_w = [tdp] * g
         self._changes: list[deque[tuple[float, float]]] = [deque() for _ in range(g)]
+        # locked clock (share of the highest) set, and enforced with its changes pending
+        self._clock_set = [1.0] * g
+        self._clock = [1.0] * g
+        self._clock_changes: list[deque[tuple[float, float]]] = [deque() for _ in range(g)]
+        # the serving engine's counters per GPU (prompt tokens prefilled, tokens generated)
+        self._prompt_done = [0.0] * g
+        self._generated = [0.0] * g
         # rises over the inlet (sink) and over the sink (die), steady at idle to begin with
         self._sink_k = [self._r_sink * idle] * g
         self._die_k = [self._r_die * idle] * g
@@ -412,6 +440,8 @@ class GpuFacility(FacilityBase):
         s_cover = s_power = s_limit = s_util = s_temp = s_queue = s_tok = 0.0
         pend_l, pre_l, heap_l = self._pend, self._pre, self._heap
         iters_l, enforced, changes = self._iters, self._enforced_w, self._changes
+        clock_l, clock_ch = self._clock, self._clock_changes
+        prompt_l, gen_l = self._prompt_done, self._generated
         temp_l, power_l, util_l, energy_l = self._temp, self._power, self._util, self._energy_j
         sink_l, die_l = self._sink_k, self._die_k
         capped_s = loss_s = busy_s = throttle_s = 0.0
@@ -433,6 +463,11 @@ class GpuFacility(FacilityBase):
                 ch = changes[i]
                 while ch and ch[0][0] <= ts:
                     enforced[i] = ch.popleft()[1]
+                cch = clock_ch[i]
+                while cch and cch[0][0] <= ts:
+                    clock_l[i] = cch.popleft()[1]
+                lock = clock_l[i]
+                tokens_gpu = tokens_step
                 pend, pre, heap = pend_l[i], pre_l[i], heap_l[i]
                 while pend and len(heap) + len(pre) < max_b:
                     a, p, o = pend.popleft()
@@ -460,6 +495,10 @@ class GpuFacility(FacilityBase):
                             cap, pre_w, idle, 1.0, idle_w=idle, exponent=expo, min_clock=min_clock
                         )
                     )
+                    if lock < 1.0:  # a locked clock binds where it draws less than the cap lets
+                        s_l, w_l = phase_at_clock(lock, pre_w, idle, 1.0, exponent=expo)
+                        if w_l < w_pre:
+                            s_pre, w_pre = s_l, w_l
                     s_dec, w_dec = 1.0, idle
                     tps = tps_full * s_pre
                     iters = iters_l[i]
@@ -513,6 +552,10 @@ class GpuFacility(FacilityBase):
                             )
                         else:
                             w_dec = d_w
+                        if lock < 1.0:
+                            s_l, w_l = phase_at_clock(lock, d_w, dec_fixed, dec_c, exponent=expo)
+                            if w_l < w_dec:
+                                s_dec, w_dec = s_l, w_l
                         it = (it_a + it_b * batch) / s_dec
                         for before, a, o in joined:
                             self._tie += 1
@@ -546,6 +589,7 @@ class GpuFacility(FacilityBase):
                             self._tie += 1
                             heapq.heappush(heap, (iters + o - 1.0, self._tie, a, o))
                     busy = t_pre + t_dec_busy
+                    prompt_l[i] += t_pre * tps
                     p_w = idle + ((w_pre - idle) * t_pre + (w_dec - idle) * t_dec_busy) / dt
                     held = (t_pre if s_pre < 1.0 else 0.0) + (t_dec_busy if s_dec < 1.0 else 0.0)
                     if held > 0.0:
@@ -554,6 +598,7 @@ class GpuFacility(FacilityBase):
                         if hot:
                             throttle_s += dt
                     busy_s += busy
+                gen_l[i] += tokens_step - tokens_gpu
                 power_l[i] = p_w
                 util_l[i] = busy / dt
                 energy_l[i] += p_w * dt
@@ -655,6 +700,34 @@ class GpuFacility(FacilityBase):
         self._limit_w[i] = w
         self._changes[i].append((now + self.config.enforce_delay_s, w))
 
+    def clock_range_mhz(self, index: int) -> tuple[int, int]:
+        c = self.config
+        return round(c.min_clock_ratio * c.max_clock_mhz), round(c.max_clock_mhz)
+
+    def lock_clock(self, now: float, index: int, max_mhz: int | None) -> None:
+        """Lock GPU ``index``'s SM clock at most ``max_mhz`` (None: reset to the driver's)."""
+        i = self.check_index(index)
+        if max_mhz is None:
+            share = 1.0
+        else:
+            lo, _ = self.clock_range_mhz(i)
+            if isinstance(max_mhz, bool) or not isinstance(max_mhz, (int, np.integer)) or not lo <= max_mhz:
+                raise ValueError(f"locked clock {max_mhz!r} MHz of GPU {i} below its lowest, {lo} MHz")
+            share = min(1.0, max_mhz / self.config.max_clock_mhz)
+        self._clock_set[i] = share
+        self._clock_changes[i].append((now + self.config.clock_lock_delay_s, share))
+
+    def serving_stats(self, now: float, i: int) -> ServingStats:
+        """The inference server's view of GPU ``i`` after the last step (vLLM's
+        ``num_requests_running``/``waiting``, ``prompt_tokens_total``/``generation_tokens_total``)."""
+        return ServingStats(
+            t=now,
+            running=len(self._heap[i]),
+            waiting=len(self._pend[i]) + len(self._pre[i]),
+            prompt_tokens_total=self._prompt_done[i],
+            generation_tokens_total=self._generated[i],
+        )
+
     # -- reports -----------------------------------------------------------------------
     def ground_truth(self) -> dict[str, float]:
         a = self._acc
@@ -736,9 +809,29 @@ class GpuSensorsSim(FacilityView["GpuFacility"]):
         b = self._f.config.budget_w
         return None if b is None else round(b * 1000)
 
+    def serving(self, index: int) -> ServingStats:
+        """The serving engine's metrics of GPU ``index`` (on Linux: ``sol.linux.serving``)."""
+        f = self._f
+        with f._lock:
+            now = f._synced_now()
+            return f.serving_stats(now, f.check_index(index))
+
+    def clock_range_mhz(self, index: int) -> tuple[int, int]:
+        """(lowest, highest) SM clock the board can be locked between."""
+        return self._f.clock_range_mhz(self._f.check_index(index))
+
 
 class GpuActuatorsSim(FacilityView["GpuFacility"]):
     """``GpuActuators`` of the simulated node: NVML's power management limit."""
 
     def set_power_limit(self, index: int, mw: int) -> None:
         self._at_now(self._f.set_limit, index, mw)
+
+    def lock_clocks(self, index: int, min_mhz: int, max_mhz: int) -> None:
+        """Lock the SM clock into [min_mhz, max_mhz] (the simulator models the upper bound)."""
+        if not 0 < min_mhz <= max_mhz:
+            raise ValueError(f"locked clocks need 0 < min <= max MHz, got {min_mhz}, {max_mhz}")
+        self._at_now(self._f.lock_clock, index, max_mhz)
+
+    def reset_clocks(self, index: int) -> None:
+        self._at_now(self._f.lock_clock, index, None)
