@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +152,9 @@ class MigrationOutcome:
     failed: int
     already: int
     absent: int
+    #: pages that did not move, by the errno ``move_pages`` gave each (``EBUSY``, ``ENOMEM``,
+    #: ``EACCES``...); never fatal, counted for the caller to report
+    failed_by_errno: Mapping[str, int] = field(default_factory=dict)
 
 
 class PageMigrator:
@@ -182,6 +185,7 @@ class PageMigrator:
 
     def migrate(self, pid: int, start: int, end: int, to_node: int) -> MigrationOutcome:
         moved = failed = already = absent = 0
+        by_errno: dict[str, int] = {}
         addrs = np.arange(page_floor(start), end, PAGE_SIZE, dtype=np.uint64)
         with self._lock:
             for i in range(0, addrs.size, self.chunk_pages):
@@ -198,8 +202,14 @@ class PageMigrator:
                 ok = int(np.count_nonzero(status == to_node))
                 moved += ok
                 failed += int(todo.size) - ok
+                bad = status[status < 0]
+                if bad.size:
+                    codes, counts = np.unique(-bad, return_counts=True)
+                    for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
+                        name = errno.errorcode.get(int(code), str(code))
+                        by_errno[name] = by_errno.get(name, 0) + int(count)
         return MigrationOutcome(
-            moved * PAGE_SIZE, failed * PAGE_SIZE, already * PAGE_SIZE, absent * PAGE_SIZE
+            moved * PAGE_SIZE, failed * PAGE_SIZE, already * PAGE_SIZE, absent * PAGE_SIZE, by_errno
         )
 
     def _pace(self, nbytes: int) -> None:

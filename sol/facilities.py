@@ -54,6 +54,7 @@ __all__ = [
     "GpuUtilization",
     "Invocation",
     "MemoryActuators",
+    "MemoryPressure",
     "MemorySensors",
     "Migration",
     "NumaNode",
@@ -231,6 +232,24 @@ class Migration:
     bytes_failed: int
     bytes_already: int
     done_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPressure:
+    """How much the managed workload's time is lost waiting on memory (optional sensor
+    ``pressure()`` of a memory facility; agents check for it with ``getattr``).
+
+    ``stall_total_s`` is cumulative: take deltas over your own interval. In the simulator it
+    is the workload's extra run time from far-tier accesses and migration (``scope``
+    ``"workload"``); on Linux the memory PSI ``some`` total of the workload's cgroup
+    (``"group"``) or, where the kernel keeps none for it, of the whole host (``"host"``).
+    ``some_avg10`` is the share of the last ~10 s stalled (0..1).
+    """
+
+    t: float
+    stall_total_s: float
+    some_avg10: float
+    scope: str = "workload"
 
 
 @runtime_checkable

@@ -32,9 +32,10 @@ from sol.actuators.numa import (
     plan_migration,
 )
 from sol.config import MemoryTarget
-from sol.facilities import DamonSnapshot, Migration, NumaNode
+from sol.facilities import DamonSnapshot, MemoryPressure, Migration, NumaNode
 from sol.kernel.cgroupfs import CgroupLayout
 from sol.kernel.errors import SensorError, Unsupported
+from sol.kernel.procfs import parse_psi, read_file
 from sol.linux.cpu import CgroupWriter
 from sol.linux.damon import DamonMonitor, DamonSettings
 from sol.linux.gate import check_writer
@@ -61,8 +62,11 @@ class MemoryHost:
         monitor_problem: str | None = None,
         syscall: MovePages | None = None,
         log: Any = None,
+        psi: tuple[Path, str] | None = None,
     ) -> None:
         self.topology = topology
+        #: the memory PSI file of the managed workload and its scope ("group" or "host")
+        self.psi = psi
         self.pid = pid
         #: why there is no managed process (``pid`` None), for every call that needs one
         self.pid_problem = pid_problem
@@ -101,6 +105,17 @@ class LinuxMemorySensors:
             raise ValueError(f"empty or inverted range [{start:#x}, {end:#x})")
         return bytes_per_node(self._h.syscall.query(pid, start, end))
 
+    def pressure(self) -> MemoryPressure:
+        """Memory PSI of the managed workload's cgroup (scope ``"group"``) where the kernel keeps
+        one, else the host's ``/proc/pressure/memory`` (``"host"``: every task's stalls)."""
+        if self._h.psi is None:
+            raise Unsupported("memory.pressure", "no memory PSI file (CONFIG_PSI, boot with psi=1)")
+        path, scope = self._h.psi
+        psi = parse_psi(read_file(path), path)
+        return MemoryPressure(
+            t=self._h.clock.now(), stall_total_s=psi.some_total_s, some_avg10=psi.some_avg10, scope=scope
+        )
+
     def process_nodes(self) -> Mapping[int, int]:
         """Bytes of the managed process on each node (``/proc/PID/numa_maps``)."""
         return process_node_bytes(self._h.proc_root, self._h.need_pid("process_nodes"))
@@ -113,6 +128,8 @@ class LinuxMemoryActuators:
         self._h = host
         self.writer = writer
         self.cgroups = cgroups
+        #: pages ``move_pages`` refused, by errno, since this actuator was made (reported, never fatal)
+        self.failures: dict[str, int] = {}
 
     def migrate(self, start: int, end: int, to_node: int) -> Migration:
         h = self._h
@@ -143,6 +160,15 @@ class LinuxMemoryActuators:
                 result = self.writer.write(knob, str(to_node), now=t0)
             if knob.outcome is not None:
                 moved, failed = knob.outcome.moved, knob.outcome.failed
+                for name, pages in knob.outcome.failed_by_errno.items():
+                    self.failures[name] = self.failures.get(name, 0) + pages
+                if knob.outcome.failed_by_errno:
+                    h.log.info(
+                        "memory.pages_failed",
+                        owner=self.writer.owner,
+                        target=f"{pid}:{start:#x}-{end:#x}",
+                        pages=dict(knob.outcome.failed_by_errno),
+                    )
             elif result.dry_run:
                 moved = 0
         unplanned = sum(b for n, b in placement.items() if n != to_node) - plan.bytes
@@ -244,6 +270,22 @@ def _pids(pids: tuple[int, ...], why: str | None) -> str:
     return f"pids {', '.join(map(str, pids))}" if pids else str(why)
 
 
+def memory_psi(backend: Any) -> tuple[Path, str] | None:
+    """The memory PSI file to judge the managed workload by: its cgroup's ``memory.pressure``
+    (cgroup v2, the first target a cgroup), else ``/proc/pressure/memory`` (host), else None."""
+    targets = backend.linux.memory.targets
+    layout = backend.layout
+    if targets and targets[0].cgroup is not None and layout is not None and layout.has("psi"):
+        try:
+            path = Path(layout.path("psi", targets[0].cgroup)) / "memory.pressure"
+        except (Unsupported, OSError, ValueError):
+            path = None
+        if path is not None and path.is_file():
+            return path, "group"
+    host = Path(backend.linux.proc_root) / "pressure" / "memory"
+    return (host, "host") if host.is_file() else None
+
+
 def build_memory(backend: Any) -> None:
     """Build the memory facility of ``backend`` (a ``LinuxBackend``); raises ``Unsupported``."""
     lc, mem = backend.linux, backend.linux.memory
@@ -282,6 +324,7 @@ def build_memory(backend: Any) -> None:
         monitor=monitor,
         log=backend.log,
         monitor_problem=problem,
+        psi=memory_psi(backend),
     )
     backend.sensors.memory = LinuxMemorySensors(host)
     backend.register_actuators("memory", lambda writer, cg: LinuxMemoryActuators(host, writer, cg))

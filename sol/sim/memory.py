@@ -43,7 +43,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from sol.facilities import DamonRegion, DamonSnapshot, Migration, NumaNode
+from sol.facilities import DamonRegion, DamonSnapshot, MemoryPressure, Migration, NumaNode
 from sol.sim._common import (
     STREAM_MEM_DAMON,
     STREAM_MEM_SETUP,
@@ -312,6 +312,8 @@ class MemoryFacility(FacilityBase):
         self._incoming = [0.0, 0.0]
         self._engine_free = origin
         self.t = origin
+        #: PSI-like share of the last ~10 s the workload lost (exponential average, as avg10)
+        self._stall_avg10 = 0.0
         self._acc = dict.fromkeys(
             (
                 "accesses",
@@ -535,6 +537,8 @@ class MemoryFacility(FacilityBase):
             acc["migration_cpu_s"] += copy.duty * span
         far_bytes = float(self._far @ self._size)
         local_bytes = float(self._size.sum()) - far_bytes
+        for lost_share, piece in zip((slow / (1.0 + slow)).tolist(), length.tolist(), strict=True):
+            self._decay_stall(lost_share, piece)
         acc["accesses"] += float(total @ length)
         acc["far_accesses"] += float(far @ length)
         acc["slow_s"] += float(slow @ length)
@@ -573,6 +577,7 @@ class MemoryFacility(FacilityBase):
             acc["migration_cpu_s"] += copy.duty * length
         local_bytes = self._size_total - far_bytes
         hot = float(self._hot_bytes[ph])
+        self._decay_stall(slow / (1.0 + slow), length)
         acc["accesses"] += total * length
         acc["far_accesses"] += far * length
         acc["slow_s"] += slow * length
@@ -591,6 +596,16 @@ class MemoryFacility(FacilityBase):
                 length * (far_bytes / gib),
                 length * (hot / gib),
             ),
+        )
+
+    def _decay_stall(self, lost_share: float, length: float) -> None:
+        k = math.exp(-length / 10.0)
+        self._stall_avg10 = self._stall_avg10 * k + lost_share * (1.0 - k)
+
+    def pressure(self, now: float) -> MemoryPressure:
+        """The workload's extra time so far (cumulative) and its lost share of the last ~10 s."""
+        return MemoryPressure(
+            t=now, stall_total_s=self._acc["slow_s"], some_avg10=self._stall_avg10, scope="workload"
         )
 
     def sync(self, now: float) -> None:
@@ -804,6 +819,10 @@ class MemorySensorsSim(FacilityView["MemoryFacility"]):
         with f._lock:
             f._synced_now()
             return f.placement(start, end)
+
+    def pressure(self) -> MemoryPressure:
+        """The workload's time lost to memory (far accesses and migration): exact, not PSI."""
+        return self._at_now(self._f.pressure)
 
 
 class MemoryActuatorsSim(FacilityView["MemoryFacility"]):
