@@ -812,6 +812,12 @@ class FaasFacility(FacilityBase):
         out.update(self._population_truth())
         return out
 
+    def per_function(self) -> tuple[IntArray, IntArray]:
+        """Invocations and cold starts of each function so far (benchmarks: ATC'20's
+        distribution of per-function cold-start shares)."""
+        with self._lock:
+            return np.array(self._inv_f, np.int64), np.array(self._cold_f, np.int64)
+
     def _population_truth(self) -> dict[str, float]:
         """Per population: functions, invocations, cold starts; the cold-start share weighted
         by ``population_weights``, and the mean over invoked functions of their own share."""
