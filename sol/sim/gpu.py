@@ -34,6 +34,7 @@ model is compared with in docs/simulator.md; ``tests/sim/test_node.py`` recomput
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import heapq
 import math
@@ -249,13 +250,14 @@ class GpuConfig:
     series_period_s: float = 10.0
 
 
-_LAT_BINS = 240  # 1 ms .. 10^4 s, 30 bins per decade
+_PER_DECADE = 100.0  # 2.3 % wide bins: a 5 % change of a percentile shows
+_LAT_BINS = 700  # 1 ms .. 10^4 s
 
 
 def _lat_bin(x: float) -> int:
     if x <= 1e-3:
         return 0
-    return min(_LAT_BINS - 1, int((math.log10(x) + 3.0) * 30.0))
+    return min(_LAT_BINS - 1, int((math.log10(x) + 3.0) * _PER_DECADE))
 
 
 def _lat_quantile(hist: list[int], q: float) -> float:
@@ -267,8 +269,8 @@ def _lat_quantile(hist: list[int], q: float) -> float:
     for i, c in enumerate(hist):
         run += c
         if run >= target:
-            return float(10 ** ((i + 0.5) / 30.0 - 3.0))
-    return float(10 ** ((_LAT_BINS - 0.5) / 30.0 - 3.0))
+            return float(10 ** ((i + 0.5) / _PER_DECADE - 3.0))
+    return float(10 ** ((_LAT_BINS - 0.5) / _PER_DECADE - 3.0))
 
 
 class GpuFacility(FacilityBase):
@@ -333,12 +335,14 @@ class GpuFacility(FacilityBase):
         self._energy_j = [0.0] * g
         self._pend: list[deque[tuple[float, int, int]]] = [deque() for _ in range(g)]
         self._pre: list[deque[list[float]]] = [deque() for _ in range(g)]
-        self._heap: list[list[tuple[float, int, float, int]]] = [[] for _ in range(g)]
+        self._heap: list[list[tuple[float, int, float, int, float]]] = [[] for _ in range(g)]
         self._iters = [0.0] * g
         self._seq = 0
         self._tie = 0
         self._ttft = [0] * _LAT_BINS
         self._e2e = [0] * _LAT_BINS
+        self._tbt = [0] * _LAT_BINS
+        self._over_run_s = 0.0  # the current run of steps over the budget
         self._acc = dict.fromkeys(
             (
                 "requests",
@@ -358,6 +362,9 @@ class GpuFacility(FacilityBase):
                 "thermal_throttle_s",
                 "node_power_peak_w",
                 "temperature_max_c",
+                "tbt_s",
+                "tbt_n",
+                "budget_longest_s",
             ),
             0.0,
         )
@@ -432,7 +439,9 @@ class GpuFacility(FacilityBase):
         th_gain = r_sink * (1.0 - d_sink) + r_die * (1.0 - d_die)
         budget = cfg.budget_w
         other = cfg.other_power_w
-        ttft_h, e2e_h = self._ttft, self._e2e
+        ttft_h, e2e_h, tbt_h = self._ttft, self._e2e, self._tbt
+        tbt_sum = 0.0
+        tbt_n = 0
         # series: this sync's steps summed per bin here, one add per bin
         ser = self._series
         s_origin, s_period = ser.origin, ser.period
@@ -505,7 +514,8 @@ class GpuFacility(FacilityBase):
                     decoding = bool(heap)
                     t_pre = 0.0
                     spans: list[tuple[float, float]] = []  # prefill intervals of the step
-                    joined: list[tuple[float, float, int]] = []  # (decode time before, arrival, out)
+                    # (decode time before, arrival, out, first token)
+                    joined: list[tuple[float, float, int, float]] = []
                     # Prefill is FIFO at the prompt rate and never starts a request before it
                     # arrives: the requests of this step arrive inside it. Decoding fills the
                     # time prefill leaves, once a batch exists.
@@ -539,7 +549,7 @@ class GpuFacility(FacilityBase):
                         else:
                             # decoding fills the time the prefill engine leaves: this request
                             # joins the batch after the decode time elapsed before its end
-                            joined.append((end - ts - t_pre, a, o))
+                            joined.append((end - ts - t_pre, a, o, end))
                     t_pre = min(t_pre, dt)  # a sum of pieces may pass dt by a rounding error
                     t_dec = dt - t_pre if (heap or joined) else 0.0
                     t_dec_busy = 0.0
@@ -557,16 +567,16 @@ class GpuFacility(FacilityBase):
                             if w_l < w_dec:
                                 s_dec, w_dec = s_l, w_l
                         it = (it_a + it_b * batch) / s_dec
-                        for before, a, o in joined:
+                        for before, a, o, first in joined:
                             self._tie += 1
-                            heapq.heappush(heap, (iters + before / it + o - 1.0, self._tie, a, o))
+                            heapq.heappush(heap, (iters + before / it + o - 1.0, self._tie, a, o, first))
                             tokens_step -= before / it  # no tokens before it joined
                         n_it = t_dec / it
                         new = iters + n_it
                         tokens_step += n_it * batch
                         last = iters
                         while heap and heap[0][0] <= new:
-                            fin, _, a, o = heapq.heappop(heap)
+                            fin, _, a, o, first = heapq.heappop(heap)
                             last = fin
                             tokens_step -= new - fin  # no tokens after its last one
                             # decode time -> clock time: skip the prefill intervals before it
@@ -579,15 +589,19 @@ class GpuFacility(FacilityBase):
                             done_n += 1
                             e2e_sum += lat
                             e2e_h[_lat_bin(lat)] += 1
+                            tbt = (done - first) / (o - 1)  # time between tokens after the first
+                            tbt_sum += tbt
+                            tbt_n += 1
+                            tbt_h[_lat_bin(tbt)] += 1
                         iters_l[i] = new
                         # a batch decodes from its first member's start, to the step's end or
                         # to its last member's last token
                         dec_end = t_dec if heap else min(t_dec, (last - iters) * it)
                         t_dec_busy = max(0.0, dec_end - (0.0 if decoding else joined[0][0]))
                     else:
-                        for _before, a, o in joined:  # no decode time left: from the next step
+                        for _before, a, o, first in joined:  # no decode time left: from the next step
                             self._tie += 1
-                            heapq.heappush(heap, (iters + o - 1.0, self._tie, a, o))
+                            heapq.heappush(heap, (iters + o - 1.0, self._tie, a, o, first))
                     busy = t_pre + t_dec_busy
                     prompt_l[i] += t_pre * tps
                     p_w = idle + ((w_pre - idle) * t_pre + (w_dec - idle) * t_dec_busy) / dt
@@ -615,6 +629,11 @@ class GpuFacility(FacilityBase):
             if budget is not None and node_p > budget:
                 acc["budget_violation_s"] += dt
                 acc["budget_excess_j"] += (node_p - budget) * dt
+                self._over_run_s += dt
+                if self._over_run_s > acc["budget_longest_s"]:
+                    acc["budget_longest_s"] = self._over_run_s
+            else:
+                self._over_run_s = 0.0
             tmax = max(temp_l)
             if tmax > acc["temperature_max_c"]:
                 acc["temperature_max_c"] = tmax
@@ -637,6 +656,8 @@ class GpuFacility(FacilityBase):
         acc["ttft_s"] += ttft_sum
         acc["completed"] += done_n
         acc["e2e_s"] += e2e_sum
+        acc["tbt_s"] += tbt_sum
+        acc["tbt_n"] += tbt_n
         acc["capped_gpu_s"] += capped_s
         acc["perf_loss_gpu_s"] += loss_s
         acc["busy_gpu_s"] += busy_s
@@ -680,6 +701,56 @@ class GpuFacility(FacilityBase):
         share = sum(1 for j in range(n) if _unit(key, j) < busy) / n
         memory_level = 0.35 + 0.30 * _unit(key, n)
         return round(100.0 * share), round(100.0 * share * memory_level)
+
+    #: what a step changes: saved and put back around a peek
+    _STEP_STATE = (
+        "_step",
+        "t",
+        "_pend",
+        "_pre",
+        "_heap",
+        "_iters",
+        "_seq",
+        "_tie",
+        "_ttft",
+        "_e2e",
+        "_tbt",
+        "_over_run_s",
+        "_acc",
+        "_series",
+        "_enforced_w",
+        "_changes",
+        "_clock",
+        "_clock_changes",
+        "_sink_k",
+        "_die_k",
+        "_temp",
+        "_power",
+        "_util",
+        "_energy_j",
+        "_prompt_done",
+        "_generated",
+    )
+
+    def peek_uncapped_power_w(self, now: float, steps: int = 1) -> list[list[float]]:
+        """Each GPU's draw in each of the next ``steps`` steps from ``now`` if every limit and
+        locked clock were lifted at once: an oracle's knowledge of demand (benchmarks only).
+        The facility is left exactly as it was."""
+        saved = {k: copy.deepcopy(getattr(self, k)) for k in self._STEP_STATE}
+        try:
+            g = self.config.count
+            self._enforced_w = [self.config.tdp_w] * g
+            self._changes = [deque() for _ in range(g)]
+            self._clock = [1.0] * g
+            self._clock_changes = [deque() for _ in range(g)]
+            out = []
+            for k in range(1, steps + 1):
+                self.sync(now + k * self.config.step_s)
+                out.append(list(self._power))
+            return out
+        finally:
+            for name, value in saved.items():
+                setattr(self, name, value)
 
     # -- actuation ---------------------------------------------------------------------
     def check_index(self, index: int) -> int:
@@ -749,12 +820,16 @@ class GpuFacility(FacilityBase):
             "gpu.ttft_p99_s": _lat_quantile(self._ttft, 0.99),
             "gpu.e2e_mean_s": a["e2e_s"] / completed if completed else 0.0,
             "gpu.e2e_p99_s": _lat_quantile(self._e2e, 0.99),
+            "gpu.tbt_mean_s": a["tbt_s"] / a["tbt_n"] if a["tbt_n"] else 0.0,
+            "gpu.tbt_p50_s": _lat_quantile(self._tbt, 0.5),
+            "gpu.tbt_p99_s": _lat_quantile(self._tbt, 0.99),
             "gpu.energy_j": a["energy_j"],
             "gpu.power_mean_w": a["energy_j"] / span,
             "gpu.node_power_peak_w": a["node_power_peak_w"],
             "gpu.budget_w": float(cfg.budget_w) if cfg.budget_w is not None else float("inf"),
             "gpu.budget_violation_s": a["budget_violation_s"],
             "gpu.budget_excess_j": a["budget_excess_j"],
+            "gpu.budget_longest_excursion_s": a["budget_longest_s"],
             "gpu.capped_gpu_s": a["capped_gpu_s"],
             "gpu.perf_loss_gpu_s": a["perf_loss_gpu_s"],
             "gpu.util_mean_pct": 100.0 * a["busy_gpu_s"] / (span * cfg.count),
