@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from sol.facilities import Invocation
+from sol.kernel.errors import SensorError
 from sol.sdk import Agent, Context, ParamError, Prediction, Schedule, Verdict, bounds, check_fields
 
 _POSITIVE = bounds(gt=0)
@@ -211,9 +212,12 @@ class IdleModel:
             parts.append(pool * (w / pool.sum()))
         if not parts:
             return None
-        tot = sum(parts)
+        tot: np.ndarray = parts[0] if len(parts) == 1 else parts[0] + parts[1]
         s = float(tot.sum())
-        return tot / s if s > 0 else None
+        if not s > 0:
+            return None
+        out: np.ndarray = tot / s
+        return out
 
     def window(self, dist: np.ndarray, size_gb: float, lead: float) -> tuple[float, float, float]:
         """The resident window ``[a, b)`` (s after a call) of least expected cost, and the
@@ -378,7 +382,14 @@ class FaasPrewarmAgent(Agent):
         now = self.ctx.clock.now()
         if now - self._catalogue_t >= self.p.catalogue_every_s:
             self._refresh_catalogue(now)
-        records = tuple(self.faas.invocations(self._since))
+        try:
+            records = tuple(self.faas.invocations(self._since))
+        except SensorError as exc:
+            # malformed lines: the facility skipped and counted them (log_status below) and
+            # kept the good ones, which a second read returns; anything else propagates
+            if "bad invocation record" not in str(exc):
+                raise
+            records = tuple(self.faas.invocations(self._since))
         problems: tuple[tuple[str, int], ...] = ()
         unavailable = None
         status = getattr(self.faas, "log_status", None)

@@ -54,7 +54,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sol.agents.faas_prewarm import GB, FaasPrewarmAgent, Params
-from sol.sdk import Agent, Context, Prediction
+from sol.log import configure  # noqa: E402
+from sol.sdk import Agent, Context, Prediction  # noqa: E402
 from sol.sim import get_scenario
 from sol.testing import simulate
 

@@ -9,7 +9,9 @@ seconds, ``function``, ``object``), converted to the runtime clock.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import threading
 import time
@@ -51,6 +53,11 @@ class FaasHost:
                 raise Unsupported("faas", f"{d} is not a directory")
         self._offset = 0
         self._partial = b""
+        self._inode: tuple[int, int] | None = None
+        #: log conditions counted since the start, and since the last ``log_status()``
+        self.problems: dict[str, int] = {}
+        self._new_problems: dict[str, int] = {}
+        self.unavailable: str | None = None
         self._history: deque[Invocation] = deque(maxlen=HISTORY)
         self._lock = threading.Lock()
 
@@ -101,32 +108,73 @@ class FaasHost:
             self._read_log()
             return [i for i in self._history if i.t >= since]
 
+    def _count(self, kind: str, n: int = 1) -> None:
+        self.problems[kind] = self.problems.get(kind, 0) + n
+        self._new_problems[kind] = self._new_problems.get(kind, 0) + n
+
+    def log_status(self) -> dict[str, Any]:
+        """The log's conditions: ``new_problems`` since the last call (``malformed`` lines,
+        ``rotated``, ``missing``, ``unreadable``), ``totals``, and ``unavailable`` (why the log
+        cannot be read now, or None)."""
+        with self._lock:
+            self._read_log_quietly()
+            new, self._new_problems = self._new_problems, {}
+            return {"new_problems": new, "totals": dict(self.problems), "unavailable": self.unavailable}
+
+    def _read_log_quietly(self) -> None:
+        with contextlib.suppress(SensorError):  # counted: the caller reads the counts
+            self._read_log()
+
     def _read_log(self) -> None:
+        """Read the new lines. A rotated or truncated log (another inode, or shorter than what
+        was read) is read from its start; a deleted or unreadable one is ``unavailable``. A
+        line that does not parse is counted and skipped; the good ones are kept, and then a
+        ``SensorError`` names the bad (once per read that found some)."""
         if self.log_path is None:
             return
         try:
             with open(self.log_path, "rb") as f:
-                if os.fstat(f.fileno()).st_size < self._offset:
+                st = os.fstat(f.fileno())
+                ident = (st.st_dev, st.st_ino)
+                if self._inode is not None and (ident != self._inode or st.st_size < self._offset):
                     self._offset, self._partial = 0, b""  # rotated or truncated
+                    self._count("rotated")
+                self._inode = ident
                 f.seek(self._offset)
                 data = f.read()
         except FileNotFoundError:
+            if self.unavailable is None:
+                self._count("missing")
+            self.unavailable = f"{self.log_path} does not exist (deleted, or not yet written)"
             return
         except OSError as exc:
-            raise SensorError(self.log_path, os_problem(exc), errno_name=errno_name(exc)) from exc
+            if self.unavailable is None:
+                self._count("unreadable")
+            self.unavailable = f"{self.log_path}: {os_problem(exc)}"
+            return
+        self.unavailable = None
         self._offset += len(data)
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
         shift = self.wall() - self.clock()  # wall -> runtime clock
+        bad: list[str] = []
         for line in lines:
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
                 inv = Invocation(float(rec["t"]) - shift, str(rec["function"]), str(rec["object"]))
+                if not math.isfinite(inv.t):
+                    raise ValueError(f"time {rec['t']!r} is not finite")
             except (ValueError, KeyError, TypeError) as exc:
-                raise SensorError(self.log_path, f"bad invocation record {line[:60]!r}: {exc}") from exc
+                bad.append(f"{line[:60]!r}: {exc}")
+                continue
             self._history.append(inv)
+        if bad:
+            self._count("malformed", len(bad))
+            raise SensorError(
+                self.log_path, f"bad invocation record {bad[0]} ({len(bad)} line(s) skipped, the rest kept)"
+            )
 
 
 class LinuxFaasSensors:
@@ -141,6 +189,10 @@ class LinuxFaasSensors:
 
     def invocations(self, since: float) -> Sequence[Invocation]:
         return self._h.invocations(since)
+
+    def log_status(self) -> dict[str, Any]:
+        """Linux only: the invocation log's conditions (``FaasHost.log_status``)."""
+        return self._h.log_status()
 
 
 class LinuxFaasActuators:

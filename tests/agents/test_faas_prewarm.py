@@ -4,6 +4,7 @@ small in-memory FaaS node whose every reply the test chooses)."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -284,7 +285,7 @@ def test_records_read_again_at_the_window_edge_are_not_counted_twice() -> None:
 
 
 def test_a_log_the_facility_cannot_read_fails_validation() -> None:
-    agent, faas, clock = make()
+    agent, faas, _clock = make()
     faas.log_status = lambda: {"new_problems": {"malformed": 1}, "unavailable": "deleted"}  # type: ignore[attr-defined]
     batch = agent.collect()
     assert batch.log_unavailable == "deleted"
@@ -336,7 +337,7 @@ def test_assess_model_fails_on_calls_predicted_warm_that_started_cold() -> None:
 
 
 def test_assess_model_fails_on_prewarms_never_used() -> None:
-    agent, faas, clock = make(Params(min_assess_events=5, max_unused_prewarm_share=0.5), n=8)
+    agent, _faas, clock = make(Params(min_assess_events=5, max_unused_prewarm_share=0.5), n=8)
     for k in range(8):
         agent.act(model(Plan(k + 1, (f"app{k}",), ()), clock.t))
         agent.act(model(Plan(k + 100, (), (f"app{k}",)), clock.t))
@@ -345,7 +346,7 @@ def test_assess_model_fails_on_prewarms_never_used() -> None:
 
 
 def test_a_call_inside_a_window_whose_prewarm_came_late_counts_as_a_warm_miss() -> None:
-    agent, faas, clock = make()
+    agent, _faas, clock = make()
     agent.win[0] = [clock.t, 100.0, 300.0, 0.9, 0.0, 2, 100.0, 300.0]
     agent.dropped_at[0] = clock.t + 1
     agent.prewarm_ready[0] = clock.t + 250  # ready after the call at +200
@@ -384,7 +385,7 @@ def test_prewarmed_objects_reclaimed_before_use_are_memory_pressure() -> None:
 
 
 def test_low_free_memory_with_prewarms_resident_fails() -> None:
-    agent, faas, clock = make(Params(min_free_share=0.05), memory=FakeMemory(0.02))
+    agent, _faas, clock = make(Params(min_free_share=0.05), memory=FakeMemory(0.02))
     assert agent.assess_performance()  # nothing prewarmed: not the agent's doing
     agent.act(model(Plan(1, ("app0",), ()), clock.t))
     verdict = agent.assess_performance()
@@ -392,13 +393,13 @@ def test_low_free_memory_with_prewarms_resident_fails() -> None:
 
 
 def test_prewarms_stop_at_the_configured_memory() -> None:
-    agent, faas, clock = make(Params(max_prewarmed_gb=0.25), n=4)  # 100 MB objects: two fit
+    agent, _faas, clock = make(Params(max_prewarmed_gb=0.25), n=4)  # 100 MB objects: two fit
     agent.act(model(Plan(1, ("app0", "app1", "app2", "app3"), ()), clock.t))
     assert len(agent.held) == 2 and agent.held_bytes <= 0.25 * GB
 
 
 def test_an_adversarial_plan_is_bounded_by_the_same_limit() -> None:
-    agent, faas, clock = make(Params(max_prewarmed_gb=0.25), n=4)
+    agent, _faas, clock = make(Params(max_prewarmed_gb=0.25), n=4)
     plan = agent.fault_aggressive()
     agent.act(model(plan, clock.t))
     assert len(agent.held) == 2
@@ -428,5 +429,5 @@ def test_params_are_checked() -> None:
         Params(min_idle_s=10.0, range_s=5.0)
     with pytest.raises(ValueError):
         Params(cold_start_gb_s=math.nan)
-    with pytest.raises(Exception):
+    with pytest.raises(re.error):
         Params(group_pattern="([")
