@@ -25,6 +25,7 @@ BUILTIN_AGENTS: dict[str, str] = {
     "noop": "sol.agents.noop:NoopAgent",
     "example_ewma": "sol.agents.example_ewma:ExampleEwmaAgent",
     "cpu_harvest": "sol.agents.cpu_harvest:CpuHarvestAgent",
+    "faas_prewarm": "sol.agents.faas_prewarm:FaasPrewarmAgent",
     "gpu_power": "sol.agents.gpu_power:GpuPowerAgent",
 }
 
