@@ -38,13 +38,15 @@ The story, from sensor to actuator (docs/agents/gpu_power.md has the long versio
 * **Too slow or refused.** A power limit takes the enforcement delay to act. When the node
   was over its budget in the last window, the agent locks the clocks of the GPUs it caps at
   the clock that holds their new limit (``brake``), for the windows until the limit is
-  enforced; where the board refuses power limits (``NO_PERMISSION``, ``NOT_SUPPORTED``:
-  virtualised GPUs) it holds every cap by locked clocks instead.
+  enforced; where the board refuses power limits from the first write on (``NO_PERMISSION``,
+  ``NOT_SUPPORTED``: virtualised GPUs) it holds every cap by locked clocks instead (a refusal
+  after limits were taken is an error for the runtime: mitigate, then quarantine).
 * **Thermal.** A GPU at ``thermal_limit_c`` or hotter is capped further, by
   ``thermal_step_w`` per degree over each window, and released slowly below it (TAPAS).
 * **Safety.** ``validate`` drops readings with a draw outside [0, 2x the maximum limit],
-  frozen readings and a GPU count that changed (a GPU lost). ``assess_model`` fails when the
-  draw is under-predicted by more than ``under_bound`` of the maximum too often;
+  frozen readings and a GPU count that changed (a GPU lost); a reading NVML cannot give is
+  an error (the runtime serves the default; errors that persist end in quarantine).
+  ``assess_model`` fails when the draw is under-predicted by more than ``under_bound`` of the maximum too often;
   ``assess_performance`` when the node stayed over its budget longer than the enforcement
   delay, or when the caps' estimated prompt slowdown is over ``max_latency_loss`` and clearly
   worse than the safe static cap's would have been (by 10 % and 2 points); ``mitigate``
@@ -251,6 +253,7 @@ class GpuPowerAgent(Agent):
         self.set_at: list[tuple[float, int] | None] = [None] * self.n
         self.delay_s = self.p.enforce_delay_s
         self.repeats = [0] * self.n
+        self.limits_taken = False  # a power limit was set at least once
 
     # -- the model side -------------------------------------------------------------------
     def budget_w(self) -> float | None:
@@ -275,6 +278,8 @@ class GpuPowerAgent(Agent):
                         "gpu_power.serving_unavailable", error=f"{type(exc).__name__}: {exc}"
                     )
                 serving = None
+        # a reading NVML cannot give (GPU_IS_LOST, ...) raises: the runtime counts the error
+        # and serves the default (the safe static cap); errors that persist end in quarantine
         return GpuWindow(
             t=self.ctx.clock.now(),
             power_w=tuple(g.power_usage_mw(i) / 1000.0 for i in range(n)),
@@ -479,7 +484,10 @@ class GpuPowerAgent(Agent):
             self.out.set_power_limit(i, mw)
         except Exception as exc:
             errno_name = getattr(exc, "errno_name", None)
-            if errno_name in ("EPERM", "EACCES", "EOPNOTSUPP") and self._clocks_available():
+            refused = errno_name in ("EPERM", "EACCES", "EOPNOTSUPP")
+            # refused from the first write on (a virtualised GPU): clocks instead; refused after
+            # limits were taken is a fault for the runtime (mitigate, then quarantine)
+            if refused and not self.limits_taken and self._clocks_available():
                 self.limits_refused = f"{type(exc).__name__}: {exc}"
                 if self.ctx.log is not None:
                     self.ctx.log.warning("gpu_power.limits_refused", gpu=i, error=self.limits_refused)
@@ -487,6 +495,7 @@ class GpuPowerAgent(Agent):
             raise
         self.applied_mw[i] = mw
         self.set_at[i] = (now, mw)
+        self.limits_taken = True
 
     def _clocks_available(self) -> bool:
         return self.clock_range is not None and hasattr(self.out, "lock_clocks")

@@ -13,6 +13,7 @@ from sol.actuators.base import WriteError
 from sol.agents.gpu_power import GpuPowerAgent, GpuWindow, Params, level_caps, static_cap_mw
 from sol.agents.noop import NoopAgent
 from sol.facilities import ServingStats
+from sol.kernel.errors import SensorError
 from sol.sdk import Context, Prediction
 from sol.sim import SimNode, get_scenario
 from sol.sim.gpu import GpuConfig, GpuFacility, LlmRequests
@@ -253,6 +254,47 @@ def test_a_board_that_refuses_power_limits_is_held_by_locked_clocks() -> None:
     assert all(0.2 < c < 1.0 for c in facility._clock_set)
     agent.act(_model((400_000,) * 4))  # caps lifted: clocks reset
     assert facility._clock_set == [1.0] * 4
+
+
+def test_a_refusal_after_limits_were_taken_is_an_error_for_the_runtime() -> None:
+    agent, node = _ready()
+    agent.act(_model((300_000,) * 4))
+    calls = []
+
+    def refuse(index: int, mw: int) -> None:
+        calls.append(index)
+        raise WriteError(
+            "NVML NoPermission", target=f"GPU-{index}", reason="write-failed", errno_name="EPERM"
+        )
+
+    agent.out = SimpleNamespace(  # type: ignore[assignment]
+        set_power_limit=refuse,
+        lock_clocks=node.actuators.gpu.lock_clocks,
+        reset_clocks=node.actuators.gpu.reset_clocks,
+    )
+    with pytest.raises(WriteError, match="NoPermission"):
+        agent.act(_model((250_000,) * 4))
+    assert agent.limits_refused is None and calls == [0]
+
+
+def test_a_reading_nvml_cannot_give_is_an_error_and_the_default_is_the_static_cap() -> None:
+    agent, node = _ready()
+    gpu = node.sensors.gpu
+
+    class Lost:
+        def __getattr__(self, name: str) -> Any:
+            if name == "temperature_c":
+
+                def fail(index: int) -> int:
+                    raise SensorError("nvml:GPU-2:temperature", "NVMLError_GpuIsLost: GPU is lost")
+
+                return fail
+            return getattr(gpu, name)
+
+    agent.gpu = Lost()  # type: ignore[assignment]
+    with pytest.raises(SensorError, match="GpuIsLost"):
+        agent.collect()
+    assert agent.default_predict() == (290_000,) * 4
 
 
 def test_after_a_window_over_budget_the_brake_locks_clocks_until_limits_are_enforced() -> None:
