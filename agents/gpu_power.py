@@ -46,7 +46,8 @@ The story, from sensor to actuator (docs/agents/gpu_power.md has the long versio
 * **Safety.** ``validate`` drops readings with a draw outside [0, 2x the maximum limit],
   frozen readings and a GPU count that changed (a GPU lost); a reading NVML cannot give is
   an error (the runtime serves the default; errors that persist end in quarantine).
-  ``assess_model`` fails when the draw is under-predicted by more than ``under_bound`` of the maximum too often;
+  ``assess_model`` fails when the draw is under-predicted by more than ``under_bound`` of
+  the maximum too often;
   ``assess_performance`` when the node stayed over its budget longer than the enforcement
   delay, or when the caps' estimated prompt slowdown is over ``max_latency_loss`` and clearly
   worse than the safe static cap's would have been (by 10 % and 2 points); ``mitigate``
