@@ -1,7 +1,11 @@
 """The GPU facility over NVML (``pynvml``, package nvidia-ml-py).
 
 A host without the NVML library, without a driver or without a GPU has no GPU facility
-(``None``, the reason logged once). Telemetry failures become
+(``None``, the reason logged once). The node's power budget is ``[linux.gpu] power_budget_w``
+or, with ``budget_file``, the watts a rack controller writes there: the file is re-read when
+its modification time or size changes (one ``stat`` a read otherwise); while it is missing or
+unreadable the last good value holds (``power_budget_w`` before the first), said once in the
+log with the reason. Telemetry failures become
 :class:`~sol.kernel.errors.SensorError` naming the GPU and the NVML error; ``NotSupported``
 becomes :class:`~sol.kernel.errors.Unsupported` (e.g. energy on boards without the counter).
 """
@@ -9,8 +13,11 @@ becomes :class:`~sol.kernel.errors.Unsupported` (e.g. energy on boards without t
 from __future__ import annotations
 
 import importlib
+import math
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sol.actuators.base import HostWriter, WriteResult
@@ -21,9 +28,51 @@ from sol.linux._util import LogOnce
 from sol.linux.gate import check_writer
 from sol.safety.guard import ActuationGuard
 
-__all__ = ["LinuxGpuActuators", "LinuxGpuSensors", "NvmlHost", "build_gpu"]
+__all__ = ["BudgetFile", "LinuxGpuActuators", "LinuxGpuSensors", "NvmlHost", "build_gpu"]
 
 T = TypeVar("T")
+
+
+class BudgetFile:
+    """The node's GPU budget (mW) from a file of watts that another controller rewrites."""
+
+    def __init__(self, path: Path, fallback_mw: int | None, log: Any) -> None:
+        self.path = path
+        self.value_mw = fallback_mw
+        self.log = log
+        self._seen: tuple[int, int] | None = None
+        self.problem: str | None = None
+
+    def read_mw(self) -> int | None:
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            self._complain(f"cannot stat it: {exc.strerror or exc}")
+            return self.value_mw
+        key = (st.st_mtime_ns, st.st_size)
+        if key == self._seen:
+            return self.value_mw
+        self._seen = key
+        try:
+            text = self.path.read_text(encoding="ascii", errors="strict").strip()
+            watts = float(text)
+        except (OSError, UnicodeError, ValueError) as exc:
+            self._complain(f"cannot read watts from it: {type(exc).__name__}: {exc}")
+            return self.value_mw
+        if not (math.isfinite(watts) and watts > 0):
+            self._complain(f"{text!r} is not a number of watts > 0")
+            return self.value_mw
+        new = round(watts * 1000.0)
+        if new != self.value_mw or self.problem is not None:
+            self.log.info("linux.gpu.budget", path=str(self.path), budget_w=watts)
+        self.value_mw, self.problem = new, None
+        return self.value_mw
+
+    def _complain(self, problem: str) -> None:
+        if problem != self.problem:
+            self.problem = problem
+            kept = "none" if self.value_mw is None else f"{self.value_mw / 1000:g} W"
+            self.log.warning("linux.gpu.budget_file_bad", path=str(self.path), problem=problem, kept=kept)
 
 
 class NvmlHost:
@@ -37,6 +86,7 @@ class NvmlHost:
         self.log = log
         self.once = LogOnce(log)
         self.budget_mw = budget_mw
+        self.budget_file: BudgetFile | None = None
         self.lock = threading.Lock()
         try:
             nvml.nvmlInit()
@@ -129,6 +179,8 @@ class LinuxGpuSensors:
         )
 
     def power_budget_mw(self) -> int | None:
+        if self._h.budget_file is not None:
+            return self._h.budget_file.read_mw()
         return self._h.budget_mw
 
 
@@ -209,9 +261,12 @@ def build_gpu(backend: Any) -> None:
     backend.report_feature("gpu", True, f"{len(host.handles)} GPU(s) via NVML: {', '.join(host.uuids)}")
     budget_file = backend.linux.gpu.budget_file
     if budget_file is not None:
-        static = "none" if budget is None else f"{budget:g} W"
+        host.budget_file = BudgetFile(Path(budget_file), host.budget_mw, backend.log)
+        first = host.budget_file.read_mw()
         backend.report_feature(
             "gpu.budget_file",
-            False,
-            f"{budget_file} is not read yet; the budget is power_budget_w ({static})",
+            host.budget_file.problem is None,
+            f"{budget_file}, re-read when it changes; now "
+            + ("none" if first is None else f"{first / 1000:g} W")
+            + ("" if host.budget_file.problem is None else f" ({host.budget_file.problem})"),
         )

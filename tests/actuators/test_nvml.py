@@ -4,6 +4,7 @@ types; a real-GPU test runs where NVML finds a GPU (skipped otherwise)."""
 from __future__ import annotations
 
 import doctest
+import os
 from pathlib import Path
 from typing import Any
 
@@ -157,16 +158,52 @@ def test_no_gpu_is_no_facility(tmp_path: Path) -> None:
     assert gpu_backend(FakeNvml([]), None, tmp_path).sensors.gpu is None
 
 
-def test_a_budget_file_is_named_as_not_read_yet_and_the_static_budget_applies(
+def _budget_backend(nvml: FakeNvml, tmp_path: Path, static: float | None = 1400.0) -> LinuxBackend:
+    gpu = LinuxGpuConfig(power_budget_w=static, budget_file=tmp_path / "budget-w")
+    linux = LinuxConfig(cgroup_root=tmp_path, proc_root=tmp_path, sys_root=tmp_path, gpu=gpu)
+    return LinuxBackend(linux, clock=Clock(), nvml=nvml, facilities=("gpu",))
+
+
+def _rewrite(path: Path, text: str, bump_ns: int) -> None:
+    path.write_text(text)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + bump_ns))  # a new mtime even within a tick
+
+
+def test_the_budget_file_is_re_read_when_a_rack_controller_rewrites_it(
     nvml: FakeNvml, tmp_path: Path
 ) -> None:
-    gpu = LinuxGpuConfig(power_budget_w=1400.0, budget_file=tmp_path / "budget-w")
-    linux = LinuxConfig(cgroup_root=tmp_path, proc_root=tmp_path, sys_root=tmp_path, gpu=gpu)
-    backend = LinuxBackend(linux, clock=Clock(), nvml=nvml, facilities=("gpu",))
+    path = tmp_path / "budget-w"
+    path.write_text("1200\n")
+    backend = _budget_backend(nvml, tmp_path)
+    gpu = backend.sensors.gpu
+    assert gpu is not None and gpu.power_budget_mw() == 1_200_000
+    (feature,) = [f for f in backend.features if f.name == "gpu.budget_file"]
+    assert feature.supported and feature.detail == f"{path}, re-read when it changes; now 1200 W"
+    _rewrite(path, "950.5", 1_000_000)
+    assert gpu.power_budget_mw() == 950_500
+    with capture_logs() as logs:
+        _rewrite(path, "lots", 2_000_000)  # garbage: the last good value holds, said once
+        assert gpu.power_budget_mw() == 950_500
+        assert gpu.power_budget_mw() == 950_500
+        _rewrite(path, "-5", 3_000_000)
+        assert gpu.power_budget_mw() == 950_500
+        path.unlink()
+        assert gpu.power_budget_mw() == 950_500
+    bad = [e for e in logs if e["event"] == "linux.gpu.budget_file_bad"]
+    assert ("watts" in bad[0]["problem"], bad[0]["kept"]) == (True, "950.5 W")
+    assert "'-5' is not a number of watts > 0" in bad[1]["problem"] and "cannot stat" in bad[2]["problem"]
+    assert len(bad) == 3
+    _rewrite(path, "1000", 4_000_000)
+    assert gpu.power_budget_mw() == 1_000_000
+
+
+def test_a_missing_budget_file_leaves_the_static_budget_and_says_why(nvml: FakeNvml, tmp_path: Path) -> None:
+    backend = _budget_backend(nvml, tmp_path)
     assert backend.sensors.gpu is not None and backend.sensors.gpu.power_budget_mw() == 1_400_000
     (feature,) = [f for f in backend.features if f.name == "gpu.budget_file"]
-    assert not feature.supported
-    assert feature.detail == f"{tmp_path / 'budget-w'} is not read yet; the budget is power_budget_w (1400 W)"
+    assert not feature.supported and "now 1400 W (cannot stat it" in feature.detail
+    assert _budget_backend(nvml, tmp_path, None).sensors.gpu.power_budget_mw() is None  # type: ignore[union-attr]
 
 
 def test_persistence_off_is_warned_once(nvml: FakeNvml, journal: UndoJournal, tmp_path: Path) -> None:
