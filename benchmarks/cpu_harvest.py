@@ -23,6 +23,14 @@ which the primaries were short (more than 1 % of their demand waited: the simula
 ``cpu.primary_unserved_windows``); the primaries' slowdown (demand / served) at p99 and p99.9
 over all 100 ms windows. "matched static" is the static buffer with the most harvest among
 those with no more short windows than the agent.
+
+``--workload arrivals`` replaces the VM trace by request-serving primaries whose sub-second
+demand comes from real arrivals (``sol.sim.arrivals``): node ``i`` runs 11 services replaying
+the Azure LLM 2023 code trace (``../shared/data/azure-llm-2023``) from seeded offsets at seeded
+time compressions (1-3x), each request costing its service's front end CPU time set by its
+prompt and output tokens, and a functions host replaying the Azure Functions 2021
+per-invocation records; 8 vCPUs each, 96 in all (seed ``seed + i``). ``--start-day`` then only
+moves where in the (57-minute) traces the node starts.
 """
 
 from __future__ import annotations
@@ -43,15 +51,20 @@ from sol.agents.cpu_harvest import CpuHarvestAgent, Params, StaticBufferHarvest,
 from sol.facilities import CpuUsage
 from sol.log import configure
 from sol.sdk import Agent, Context, Prediction, Schedule
-from sol.sim.cpu import CpuConfig, CpuFacility
+from sol.sim.arrivals import request_cpu_demand
+from sol.sim.cpu import CpuConfig, CpuFacility, VmCpuDemand
 from sol.sim.node import SimNode
 from sol.sim.scenarios import shared_data_dir, vm_demand_from_table
-from sol.sim.traces import VmCpuTable, load_vm_cpu_wide
+from sol.sim.traces import VmCpuTable, load_functions_2021, load_llm_2023, load_vm_cpu_wide
 from sol.testing import simulate
 
 VMS_PER_NODE = 12
 #: the 5-minute means; the loader reads the ``_max_`` sibling as the windows' peaks
 TRACE = "azure_v1_vm_cpu_avg_100vms_5min.csv"
+LLM_TRACE = "azure-llm-2023/AzureLLMInferenceTrace_code.csv"
+FUNCTIONS_TRACE = "azure-functions/azure2021_invocations_sample199.csv"
+#: LLM-serving services per arrivals node (and one functions host)
+SERVICES_PER_NODE = 11
 TARGET_ORACLE_SHARE = 0.80
 TARGET_SHORT = 0.01
 TARGET_VS_STATIC = 1.3
@@ -217,10 +230,33 @@ class MarginOnly(CpuHarvestAgent):
 def build_node(table: VmCpuTable, index: int, seed: int, offset_s: float, overcommit: float = 1.0) -> SimNode:
     vms = slice(VMS_PER_NODE * index, VMS_PER_NODE * (index + 1))
     demand = vm_demand_from_table(table, seed + index, vms)
-    node = SimNode(clock_start=0.0, label=f"azure-node{index}")
+    return _node(demand, f"azure-node{index}", seed + index, offset_s, overcommit)
+
+
+def arrivals_demand(seed: int) -> VmCpuDemand:
+    data = shared_data_dir()
+    return request_cpu_demand(
+        load_llm_2023(data / LLM_TRACE),
+        seed=seed,
+        services=SERVICES_PER_NODE,
+        functions=load_functions_2021(data / FUNCTIONS_TRACE, seed=seed),
+    )
+
+
+def build_arrivals_node(index: int, seed: int, offset_s: float, overcommit: float = 1.0) -> SimNode:
+    demand = arrivals_demand(seed + index)
+    # start on a cell edge, somewhere in the loop (the traces are under an hour long)
+    offset = round((offset_s % demand.span_s) / demand.window_s) * demand.window_s
+    return _node(demand, f"arrivals-node{index}", seed + index, offset, overcommit, slot_s=demand.window_s)
+
+
+def _node(
+    demand: VmCpuDemand, label: str, seed: int, offset_s: float, overcommit: float, slot_s: float = 1.0
+) -> SimNode:
+    node = SimNode(clock_start=0.0, label=label)
     cores = max(1, math.ceil(int(demand.vcpus.sum()) / overcommit))
-    cfg = CpuConfig(cores=cores, series_period_s=0.1, trace_offset_s=offset_s)
-    node.attach(CpuFacility(cfg, demand, seed=seed + index, lock=node.lock, now=node.now, origin=0.0))
+    cfg = CpuConfig(cores=cores, series_period_s=0.1, trace_offset_s=offset_s, slot_s=slot_s)
+    node.attach(CpuFacility(cfg, demand, seed=seed, lock=node.lock, now=node.now, origin=0.0))
     return node
 
 
@@ -250,14 +286,17 @@ def _table() -> VmCpuTable:
     return _TABLE
 
 
-Job = tuple[int, int, float, float, float, list[float], list[str], bool, int, float]
+Job = tuple[int, int, float, float, float, list[float], list[str], bool, int, float, str]
 
 
 def run_one(job: Job) -> Result:
-    index, seed, offset_s, duration, window, static_ks, learners, ablations, which, overcommit = job
+    index, seed, offset_s, duration, window, static_ks, learners, ablations, which, overcommit, workload = job
     configure(level="error")
     policy = policies(window, static_ks, learners, ablations)[which]
-    node = build_node(_table(), index, seed, offset_s, overcommit)
+    if workload == "arrivals":
+        node = build_arrivals_node(index, seed, offset_s, overcommit)
+    else:
+        node = build_node(_table(), index, seed, offset_s, overcommit)
     total = node.facilities["cpu"].config.cores
     agent, params, sched = policy.make(node, total)
     t0 = time.perf_counter()
@@ -317,6 +356,12 @@ def main(argv: list[str] | None = None) -> int:
         help="vCPUs per core: 1 gives each VM its own cores; 2 packs twice as many vCPUs (Coach-style)",
     )
     ap.add_argument("--only", default="", help="run only the policies whose label starts with one of these")
+    ap.add_argument(
+        "--workload",
+        choices=("vms", "arrivals"),
+        default="vms",
+        help="vms: the Azure 2017 VM trace; arrivals: request-serving primaries on real arrivals",
+    )
     args = ap.parse_args(argv)
     if not 1 <= args.nodes <= 8:
         ap.error("--nodes must be in 1..8 (the sample has 100 VMs)")
@@ -328,12 +373,29 @@ def main(argv: list[str] | None = None) -> int:
     duration = args.hours * 3600.0
     offset = args.start_day * 86400.0
     jobs: list[Job] = [
-        (i, args.seed, offset, duration, args.window, static_ks, learners, args.ablations, p, args.overcommit)
+        (
+            i,
+            args.seed,
+            offset,
+            duration,
+            args.window,
+            static_ks,
+            learners,
+            args.ablations,
+            p,
+            args.overcommit,
+            args.workload,
+        )
         for p in chosen
         for i in range(args.nodes)
     ]
+    what = (
+        f"Azure LLM 2023 + Functions 2021 arrivals, {args.nodes} node(s) x {SERVICES_PER_NODE + 1} services"
+        if args.workload == "arrivals"
+        else f"Azure VM CPU 2017 sample, {args.nodes} node(s) x {VMS_PER_NODE} VMs"
+    )
     print(
-        f"cpu_harvest benchmark: Azure VM CPU 2017 sample, {args.nodes} node(s) x {VMS_PER_NODE} VMs, "
+        f"cpu_harvest benchmark: {what}, "
         f"{args.hours:g} h each from day {args.start_day:g}, {args.window * 1000:g} ms windows, "
         f"seed {args.seed}, {args.overcommit:g} vCPU(s) per core",
         flush=True,

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from sol.sim._common import STREAM_CPU_SYNTH, block_rng
+from sol.sim.arrivals import request_cpu_demand
 from sol.sim.cpu import CpuConfig, CpuFacility, VmCpuDemand
 from sol.sim.faas import (
     CombinedStream,
@@ -257,6 +258,18 @@ def _cpu_azure(seed: int, t0: float) -> Replay:
     return Replay(node, demand.span_s)
 
 
+def _cpu_arrivals(seed: int, t0: float) -> Replay:
+    llm = load_llm_2023(_shared("azure-llm-2023/AzureLLMInferenceTrace_code.csv", "azure-llm-2023-code"))
+    fn = load_functions_2021(
+        _shared("azure-functions/azure2021_invocations_sample199.csv", "azure-functions-2021-sample"),
+        seed=seed,
+    )
+    demand = request_cpu_demand(llm, seed=seed, services=11, functions=fn)
+    node = _node(t0, "cpu-arrivals")
+    _add_cpu(node, CpuConfig(cores=int(demand.vcpus.sum()), slot_s=demand.window_s), demand, seed)
+    return Replay(node, demand.span_s)
+
+
 def _cpu_stress(seed: int, t0: float) -> Replay:
     demand = synthetic_vm_cpu(seed, 8, 3600.0, util_scale=4.0, peak_scale=1.5)
     node = _node(t0, "cpu-stress")
@@ -402,6 +415,15 @@ _SCENARIOS: dict[str, Scenario] = {
                 ("cpu",),
             ),
             _cpu_azure,
+        ),
+        Scenario(
+            ScenarioInfo(
+                "cpu-arrivals",
+                "11 services replaying the Azure LLM 2023 arrivals and a Functions 2021 host, 96 vCPUs",
+                3436.0,
+                ("cpu",),
+            ),
+            _cpu_arrivals,
         ),
         Scenario(
             ScenarioInfo(
