@@ -11,8 +11,9 @@ from sol.config import LinuxConfig, LinuxMemoryConfig, MemoryTarget
 from sol.kernel.errors import Unsupported
 from sol.linux import LinuxBackend
 
-PSI = "some avg10=1.50 avg60=0.50 avg300=0.10 total=2500000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
-HOST_PSI = "some avg10=0.20 avg60=0.10 avg300=0.00 total=700000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+FULL = "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+PSI = "some avg10=1.50 avg60=0.50 avg300=0.10 total=2500000\n" + FULL
+HOST_PSI = "some avg10=0.20 avg60=0.10 avg300=0.00 total=700000\n" + FULL
 
 
 def backend(tmp_path: Path, cgroup_root: Path, target: MemoryTarget, host_psi: bool) -> LinuxBackend:
@@ -28,8 +29,10 @@ def test_a_cgroup_targets_memory_psi_is_its_own(tmp_path: Path) -> None:
     fake = FakeV2(tmp_path / "cgroup")
     fake.add_group("machine.slice/vm-a", threads="1\n")
     (fake.root / "machine.slice" / "vm-a" / "memory.pressure").write_text(PSI)
-    pr = backend(tmp_path, fake.root, MemoryTarget(cgroup="machine.slice/vm-a"), True).sensors.memory.pressure()
-    assert pr.scope == "group" and pr.stall_total_s == pytest.approx(2.5) and pr.some_avg10 == pytest.approx(0.015)
+    b = backend(tmp_path, fake.root, MemoryTarget(cgroup="machine.slice/vm-a"), True)
+    pr = b.sensors.memory.pressure()
+    assert pr.scope == "group" and pr.stall_total_s == pytest.approx(2.5)
+    assert pr.some_avg10 == pytest.approx(0.015)
 
 
 def test_a_pid_target_is_judged_by_the_hosts_psi_marked_as_such(tmp_path: Path) -> None:
