@@ -289,7 +289,8 @@ class FaasPrewarmAgent(Agent):
         self._catalogue_t = -math.inf
         self._refresh_catalogue(now)
         # model side: the log position, per-object state
-        self._since = now
+        #: the first read takes the history the platform keeps (its log since the start)
+        self._since = -math.inf
         self._edge: dict[tuple[float, str, str], int] = {}  # records read at exactly _since
         self._last_ok_t = -math.inf
         self.fn_object: dict[str, int] = {}
@@ -304,6 +305,7 @@ class FaasPrewarmAgent(Agent):
         self._heap: list[tuple[float, int]] = []
         self._due: dict[int, float] = {}
         self._seq = 0
+        self._unapplied: list[Plan] = []
         self._pending: tuple[float, list[tuple[float, int, int, str]]] | None = None
         self.counts: dict[str, int] = {
             "records": 0,
@@ -606,7 +608,31 @@ class FaasPrewarmAgent(Agent):
             if nxt is not None:
                 self._schedule(o, max(nxt, now))
         self._seq += 1
-        return Plan(self._seq, tuple(prewarm), tuple(evict))
+        return self._carry(Plan(self._seq, tuple(prewarm), tuple(evict)))
+
+    def _carry(self, plan: Plan) -> Plan:
+        """``plan`` with the actions of earlier plans ``act`` has not applied yet (live, an act
+        may run on the default or on an older prediction while this side was busy: the actions
+        it popped must not be lost). The last action on an object wins."""
+        applied = self._applied_seq
+        unapplied = [q for q in self._unapplied if q.seq > applied]
+        unapplied.append(plan)
+        self._unapplied = unapplied[-32:]
+        if len(unapplied) == 1:
+            return plan
+        last: dict[str, bool] = {}
+        for q in unapplied:
+            for name in q.evict:
+                last.pop(name, None)
+                last[name] = False
+            for name in q.prewarm:
+                last.pop(name, None)
+                last[name] = True
+        return Plan(
+            plan.seq,
+            tuple(n for n, warm in last.items() if warm),
+            tuple(n for n, warm in last.items() if not warm),
+        )
 
     def assess_model(self) -> Verdict:
         p = self.p
@@ -710,9 +736,9 @@ class FaasPrewarmAgent(Agent):
         if not isinstance(plan, Plan) or plan.keepalive or prediction.source != "model":
             self._keepalive(now)
             return
-        if plan.seq == self._applied_seq and plan.seq > 0:
-            return  # the same plan again (a stale prediction): done already
-        self._applied_seq = plan.seq
+        if 0 < plan.seq <= self._applied_seq:
+            return  # a plan applied already (the same prediction again)
+        self._applied_seq = max(self._applied_seq, plan.seq)
         # evictions still owed (an object a call was running on)
         for name, tries in list(self._retry.items()):
             if self._evict(name, now) > 0 or tries >= 30 or not self._warm(name):

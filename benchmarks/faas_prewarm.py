@@ -35,6 +35,7 @@ apps ATC'20 counts, seeds 1-3, 3 h each); ``--real`` replays the sample on a rea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import bisect
 import heapq
 import math
@@ -54,8 +55,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sol.agents.faas_prewarm import GB, FaasPrewarmAgent, Params
-from sol.log import configure  # noqa: E402
-from sol.sdk import Agent, Context, Prediction  # noqa: E402
+from sol.log import configure
+from sol.sdk import Agent, Context, Prediction
 from sol.sim import get_scenario
 from sol.testing import simulate
 
@@ -336,7 +337,11 @@ def run_policy(
     probe = Probe(warmup * HOUR)
     agent_cls = probed(cls, node, probe)
     res = simulate(
-        agent_cls(), duration=hours * HOUR, seed=seed, backend=node, params=params if cls is not Idle else None
+        agent_cls(),
+        duration=hours * HOUR,
+        seed=seed,
+        backend=node,
+        params=params if cls is not Idle else None,
     )
     end = _snapshot(node)
     start = probe.snap or {"gt": {}, "inv": np.zeros_like(end["inv"]), "cold": np.zeros_like(end["cold"])}
@@ -423,8 +428,10 @@ def verdict(rows: list[dict[str, Any]]) -> str:
         out.append(
             "agent Pareto-dominates hybrid (cold <= and wasted <=): "
             + per_seed(
-                lambda s: by[("agent", s)]["cold"] <= by[("hybrid", s)]["cold"]
-                and by[("agent", s)]["wasted_gb_s"] <= by[("hybrid", s)]["wasted_gb_s"]
+                lambda s: (
+                    by[("agent", s)]["cold"] <= by[("hybrid", s)]["cold"]
+                    and by[("agent", s)]["wasted_gb_s"] <= by[("hybrid", s)]["wasted_gb_s"]
+                )
             )
         )
     if ("greedy-dual", seeds[0]) in by:
@@ -436,8 +443,10 @@ def verdict(rows: list[dict[str, Any]]) -> str:
         out.append(
             "agent <= 0.5x the cold starts of fixed-10min at no more memory-time: "
             + per_seed(
-                lambda s: by[("agent", s)]["cold"] <= 0.5 * by[("fixed-10min", s)]["cold"]
-                and by[("agent", s)]["mem_gb_s"] <= by[("fixed-10min", s)]["mem_gb_s"]
+                lambda s: (
+                    by[("agent", s)]["cold"] <= 0.5 * by[("fixed-10min", s)]["cold"]
+                    and by[("agent", s)]["mem_gb_s"] <= by[("fixed-10min", s)]["mem_gb_s"]
+                )
             )
         )
     return "verdict: " + "; ".join(out)
@@ -519,14 +528,13 @@ def run_real(args: argparse.Namespace) -> int:
             rows.append(_real_policy(pol, root, used, t, objs, args, residency))
     finally:
         for p in root.iterdir():
-            try:
+            with contextlib.suppress(OSError):
                 _drop(p)
-            except OSError:
-                pass
         shutil.rmtree(root, ignore_errors=True)
     print(
-        f"\nreal replay: {len(t)} invocations of {len(used)} objects ({total_gb:.2f} GB) from the first "
-        f"{args.real_minutes:g} min of the 2019 sample, {args.compress:g}x compressed, on {args.real_dir or '/tmp'}"
+        f"\nreal replay: {len(t)} invocations of {len(used)} objects ({total_gb:.2f} GB) from the "
+        f"first {args.real_minutes:g} min of the 2019 sample, {args.compress:g}x compressed, "
+        f"on {args.real_dir or tempfile.gettempdir()}"
     )
     print("| policy | cold reads | p50 read ms | p99 read ms | resident GB-s (replay time) |")
     print("|---|---|---|---|---|")
@@ -535,7 +543,9 @@ def run_real(args: argparse.Namespace) -> int:
     return 0
 
 
-def _real_policy(pol: str, root: Path, used: list[int], t: np.ndarray, objs: np.ndarray, args: Any, res: Any) -> dict:
+def _real_policy(
+    pol: str, root: Path, used: list[int], t: np.ndarray, objs: np.ndarray, args: Any, res: Any
+) -> dict:
     """Replay with one policy. The policy decides with the agent's own code (its model, on a
     scaled clock) and acts with posix_fadvise; reads are timed; residency by mincore."""
     from sol.facilities import CacheObject, Invocation, Prewarm, Residency
@@ -578,7 +588,9 @@ def _real_policy(pol: str, root: Path, used: list[int], t: np.ndarray, objs: np.
     if pol != "no-keepalive" and pol != "fixed-10min":
         cls = {"hybrid": HybridHistogram, "agent": FaasPrewarmAgent}[pol]
         agent = cls()
-        p = Params(cold_start_gb_s=args.cold_cost / args.real_scale, time_of_day=False, load_bps=2e9, startup_s=0)
+        p = Params(
+            cold_start_gb_s=args.cold_cost / args.real_scale, time_of_day=False, load_bps=2e9, startup_s=0
+        )
 
         class Clock:
             def now(self) -> float:
@@ -590,7 +602,9 @@ def _real_policy(pol: str, root: Path, used: list[int], t: np.ndarray, objs: np.
         from sol.facilities import Actuators as Acts
         from sol.facilities import Sensors as Sens
 
-        ctx = Context(clock=Clock(), log=None, sensors=Sens(faas=Sensors()), actuators=Acts(faas=Actuators()), config=p)
+        ctx = Context(
+            clock=Clock(), log=None, sensors=Sens(faas=Sensors()), actuators=Acts(faas=Actuators()), config=p
+        )
         agent.setup(ctx)
     lat: list[float] = []
     cold = 0
@@ -656,7 +670,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=1.0, help="hours left out at the start")
     ap.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
     ap.add_argument("--cold-cost", type=float, default=Params().cold_start_gb_s, help="GB-s per cold start")
-    ap.add_argument("--gd-memory", type=float, default=None, help="greedy-dual's memory (GB; default: the agent's)")
+    ap.add_argument(
+        "--gd-memory", type=float, default=None, help="greedy-dual's memory (GB; default: the agent's)"
+    )
     ap.add_argument(
         "--trace", type=Path, default=None, help="an Azure Functions 2019 invocations CSV (sol data fetch)"
     )
@@ -668,9 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real-objects", type=int, default=60)
     ap.add_argument("--real-scale", type=float, default=0.05, help="object sizes x this")
     ap.add_argument("--compress", type=float, default=20.0)
-    ap.add_argument(
-        "--real-policies", nargs="+", default=["no-keepalive", "fixed-10min", "hybrid", "agent"]
-    )
+    ap.add_argument("--real-policies", nargs="+", default=["no-keepalive", "fixed-10min", "hybrid", "agent"])
     args = ap.parse_args(argv)
     configure(level="error")
     if args.trace is not None:

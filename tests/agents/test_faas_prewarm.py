@@ -339,8 +339,8 @@ def test_assess_model_fails_on_calls_predicted_warm_that_started_cold() -> None:
 def test_assess_model_fails_on_prewarms_never_used() -> None:
     agent, _faas, clock = make(Params(min_assess_events=5, max_unused_prewarm_share=0.5), n=8)
     for k in range(8):
-        agent.act(model(Plan(k + 1, (f"app{k}",), ()), clock.t))
-        agent.act(model(Plan(k + 100, (), (f"app{k}",)), clock.t))
+        agent.act(model(Plan(2 * k + 1, (f"app{k}",), ()), clock.t))
+        agent.act(model(Plan(2 * k + 2, (), (f"app{k}",)), clock.t))
     verdict = agent.assess_model()
     assert not verdict and "never used" in (verdict.reason or "")
 
