@@ -499,7 +499,13 @@ class GpuPowerAgent(Agent):
         self.limits_taken = True
 
     def _clocks_available(self) -> bool:
-        return self.clock_range is not None and hasattr(self.out, "lock_clocks")
+        if self.clock_range is None or not hasattr(self.out, "lock_clocks"):
+            return False
+        try:
+            self.clock_range(0)
+        except Exception:  # no clock range (NVML NotSupported): no clocks to lock
+            return False
+        return True
 
     def _clock_for(self, i: int, mw: int) -> None:
         """Lock GPU ``i``'s clock at the one that holds a draw of ``mw`` (reset at the maximum)."""

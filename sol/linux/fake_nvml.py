@@ -7,6 +7,11 @@ draw, limit, constraints, an enforced limit that trails the limit by ``enforce_d
 temperature, utilisation, energy and persistence mode. ``fail`` injects an error code per
 call name (``{"nvmlDeviceSetPowerManagementLimit": NVML_ERROR_NO_PERMISSION}``).
 
+``FileBackedNvml`` keeps the boards (and ``fail``) in a JSON file, so that separate processes
+see the same boards: a daemon that sets limits and is SIGKILLed, then ``sol restore``.
+``write_pynvml_shim`` writes a ``pynvml`` module that serves such a file, for a process
+started with its directory first on ``PYTHONPATH``.
+
 >>> nvml = FakeNvml([FakeGpu(uuid="GPU-0")])
 >>> nvml.nvmlInit()
 >>> h = nvml.nvmlDeviceGetHandleByIndex(0)
@@ -20,14 +25,18 @@ pynvml.NVMLError_InvalidArgument: Invalid Argument
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pynvml
 
-__all__ = ["FakeGpu", "FakeNvml"]
+__all__ = ["FakeGpu", "FakeNvml", "FileBackedNvml", "write_pynvml_shim"]
 
 
 @dataclass
@@ -48,6 +57,9 @@ class FakeGpu:
     energy_mj: int = 1_000_000
     persistence: bool = True
     locked_clocks: tuple[int, int] | None = None
+    #: the P0 graphics clock range (MHz)
+    min_clock_mhz: int = 345
+    max_clock_mhz: int = 1980
     _pending: int = field(default=0, repr=False)
 
 
@@ -67,6 +79,8 @@ class FakeNvml:
     NVML_FEATURE_ENABLED = pynvml.NVML_FEATURE_ENABLED
     NVML_FEATURE_DISABLED = pynvml.NVML_FEATURE_DISABLED
     NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
+    NVML_CLOCK_GRAPHICS = pynvml.NVML_CLOCK_GRAPHICS
+    NVML_PSTATE_0 = pynvml.NVML_PSTATE_0
 
     def __init__(self, gpus: list[FakeGpu], *, fail: dict[str, int] | None = None) -> None:
         self.gpus = gpus
@@ -173,6 +187,11 @@ class FakeNvml:
         )
         return enabled
 
+    def nvmlDeviceGetMinMaxClockOfPState(self, handle: Any, clock_type: int, pstate: int) -> tuple[int, int]:
+        self._enter("nvmlDeviceGetMinMaxClockOfPState")
+        g = self._gpu(handle)
+        return g.min_clock_mhz, g.max_clock_mhz
+
     # -- control -----------------------------------------------------------------------
     def nvmlDeviceSetPowerManagementLimit(self, handle: Any, limit: int) -> None:
         self._enter("nvmlDeviceSetPowerManagementLimit")
@@ -193,3 +212,92 @@ class FakeNvml:
     def nvmlDeviceResetGpuLockedClocks(self, handle: Any) -> None:
         self._enter("nvmlDeviceResetGpuLockedClocks")
         self._gpu(handle).locked_clocks = None
+
+
+class FileBackedNvml(FakeNvml):
+    """A :class:`FakeNvml` whose boards live in ``path`` (JSON: ``{"gpus": [...], "fail":
+    {...}}``), read before every call and written after every change."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        data = json.loads(self.path.read_text())
+        super().__init__([_gpu_from(d) for d in data["gpus"]], fail=data.get("fail"))
+
+    @staticmethod
+    def create(path: str | os.PathLike[str], gpus: list[FakeGpu], fail: dict[str, int] | None = None) -> Path:
+        out = Path(path)
+        out.write_text(json.dumps({"gpus": [dataclasses.asdict(g) for g in gpus], "fail": fail or {}}))
+        return out
+
+    @staticmethod
+    def read(path: str | os.PathLike[str]) -> list[FakeGpu]:
+        return [_gpu_from(d) for d in json.loads(Path(path).read_text())["gpus"]]
+
+    def _enter(self, name: str, *, needs_init: bool = True) -> None:
+        data = json.loads(self.path.read_text())
+        for g, d in zip(self.gpus, data["gpus"], strict=True):
+            fresh = _gpu_from(d)
+            for f in dataclasses.fields(FakeGpu):
+                setattr(g, f.name, getattr(fresh, f.name))
+        self.fail = dict(data.get("fail") or {})
+        super()._enter(name, needs_init=needs_init)
+
+    def _save(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"gpus": [dataclasses.asdict(g) for g in self.gpus], "fail": self.fail}))
+        os.replace(tmp, self.path)
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: Any) -> int:
+        out = super().nvmlDeviceGetEnforcedPowerLimit(handle)
+        self._save()
+        return out
+
+    def nvmlDeviceSetPowerManagementLimit(self, handle: Any, limit: int) -> None:
+        super().nvmlDeviceSetPowerManagementLimit(handle, limit)
+        self._save()
+
+    def nvmlDeviceSetGpuLockedClocks(self, handle: Any, min_mhz: int, max_mhz: int) -> None:
+        super().nvmlDeviceSetGpuLockedClocks(handle, min_mhz, max_mhz)
+        self._save()
+
+    def nvmlDeviceResetGpuLockedClocks(self, handle: Any) -> None:
+        super().nvmlDeviceResetGpuLockedClocks(handle)
+        self._save()
+
+
+def _gpu_from(d: dict[str, Any]) -> FakeGpu:
+    clocks = d.get("locked_clocks")
+    return FakeGpu(**{**d, "locked_clocks": tuple(clocks) if clocks else None})
+
+
+_SHIM = """\"\"\"pynvml for tests: serves the fake boards of {state!r} (sol.linux.fake_nvml).\"\"\"
+import importlib.machinery
+import importlib.util
+import os
+import sys
+
+_this = sys.modules[__name__]
+_here = os.path.dirname(os.path.abspath(__file__))
+_path = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+_spec = importlib.machinery.PathFinder.find_spec("pynvml", _path)
+_real = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_real)
+sys.modules["pynvml"] = _real  # what sol.linux.fake_nvml imports for NVML's error types
+from sol.linux.fake_nvml import FileBackedNvml  # noqa: E402
+
+_fake = FileBackedNvml({state!r})
+for _name in dir(_real):
+    if not _name.startswith("__"):
+        globals()[_name] = getattr(_real, _name)
+for _name in dir(_fake):
+    if _name.startswith("nvml"):
+        globals()[_name] = getattr(_fake, _name)
+sys.modules["pynvml"] = _this
+"""
+
+
+def write_pynvml_shim(directory: str | os.PathLike[str], state: str | os.PathLike[str]) -> Path:
+    """Write ``directory/pynvml.py`` serving the boards of ``state`` (a FileBackedNvml file)."""
+    out = Path(directory) / "pynvml.py"
+    out.write_text(_SHIM.format(state=str(Path(state).resolve())))
+    return out

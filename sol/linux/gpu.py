@@ -172,6 +172,16 @@ class LinuxGpuSensors:
     def total_energy_mj(self, index: int) -> int:
         return int(self._h.call(index, "energy", self._h.nvml.nvmlDeviceGetTotalEnergyConsumption))
 
+    def clock_range_mhz(self, index: int) -> tuple[int, int]:
+        """(lowest, highest) graphics clock of the P0 state, what locked clocks may span."""
+        nvml = self._h.nvml
+        lo, hi = self._h.call(
+            index,
+            "clocks",
+            lambda h: nvml.nvmlDeviceGetMinMaxClockOfPState(h, nvml.NVML_CLOCK_GRAPHICS, nvml.NVML_PSTATE_0),
+        )
+        return int(lo), int(hi)
+
     def persistence_mode(self, index: int) -> bool:
         nvml = self._h.nvml
         return bool(
