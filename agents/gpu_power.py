@@ -63,6 +63,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sol.facilities import ServingStats
+from sol.kernel.errors import Unsupported
 from sol.predictors.conformal import AdaptiveMargin
 from sol.predictors.quantile import QuantileRegressor
 from sol.sdk import Agent, Context, ParamError, Prediction, Schedule, Verdict, bounds, check_fields
@@ -228,6 +229,7 @@ class GpuPowerAgent(Agent):
         #: the limits found at setup, put back by clean_up
         self.original_mw = [int(self.gpu.power_limit_mw(i)) for i in range(self.n)]
         self.serving_fn: Callable[[int], ServingStats] | None = getattr(self.gpu, "serving", None)
+        self.serving_problem: str | None = None
         self.clock_range: Callable[[int], tuple[int, int]] | None = getattr(self.gpu, "clock_range_mhz", None)
         self.model = QuantileRegressor(q=self.p.quantile, lr=self.p.lr, initial=1.0)
         self.margin = AdaptiveMargin(
@@ -273,11 +275,14 @@ class GpuPowerAgent(Agent):
             fn = self.serving_fn
             try:
                 serving = tuple(fn(i) for i in range(n))
+                self.serving_problem = None
             except Exception as exc:  # the endpoint is optional: NVML alone still works
-                if self.ctx.log is not None:
-                    self.ctx.log.warning(
-                        "gpu_power.serving_unavailable", error=f"{type(exc).__name__}: {exc}"
-                    )
+                problem = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, Unsupported):
+                    self.serving_fn = None  # none configured: not asked again
+                if problem != self.serving_problem and self.ctx.log is not None:
+                    self.ctx.log.warning("gpu_power.serving_unavailable", error=problem)
+                self.serving_problem = problem
                 serving = None
         # a reading NVML cannot give (GPU_IS_LOST, ...) raises: the runtime counts the error
         # and serves the default (the safe static cap); errors that persist end in quarantine

@@ -259,15 +259,31 @@ class LinuxMemoryConfig:
 
 @dataclass(frozen=True, slots=True)
 class LinuxGpuConfig:
-    """``[linux.gpu]``: the node's GPU power budget."""
+    """``[linux.gpu]``: the node's GPU power budget, and its inference servers' metrics."""
 
     #: watts for all the node's GPUs together; None: unbounded
     power_budget_w: float | None = field(default=None, metadata=bounds(gt=0))
-    #: a file a rack controller rewrites with the budget in watts (not read yet: see build_gpu)
+    #: a file a rack controller rewrites with the budget in watts, re-read when it changes
     budget_file: Path | None = None
+    #: the inference servers' Prometheus endpoints, one per GPU in NVML order (one for all,
+    #: or the same URL for the GPUs of one tensor-parallel server); empty: no serving metrics
+    serving_urls: tuple[str, ...] = ()
+    #: "vllm" or "tgi": which metric names to read (sol.linux.serving.PRESETS)
+    serving_engine: Literal["vllm", "tgi"] = "vllm"
+    #: sample names overriding the preset: running, waiting, prompt tokens, generated tokens
+    serving_metrics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_fields(self)
+        for i, url in enumerate(self.serving_urls):
+            if not url.startswith(("http://", "https://")):
+                raise ParamError(f"serving_urls[{i}]", f"{url!r} is not an http:// or https:// URL")
+        if self.serving_metrics and len(self.serving_metrics) != 4:
+            raise ParamError(
+                "serving_metrics",
+                f"needs 4 sample names (running, waiting, prompt tokens, generated tokens), got "
+                f"{len(self.serving_metrics)}",
+            )
 
 
 @dataclass(frozen=True, slots=True)

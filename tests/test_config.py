@@ -717,7 +717,8 @@ def test_several_memory_targets_load_in_file_order() -> None:
         ),
         pytest.param(
             "[linux.gpu]\nbudget_w = 300",
-            "sol.toml:2: linux.gpu.budget_w: unknown key (known: power_budget_w, budget_file)",
+            "sol.toml:2: linux.gpu.budget_w: unknown key (known: power_budget_w, budget_file, serving_urls, "
+            "serving_engine, serving_metrics)",
             id="linux.gpu",
         ),
         pytest.param(

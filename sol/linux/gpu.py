@@ -22,10 +22,11 @@ from typing import Any, TypeVar
 
 from sol.actuators.base import HostWriter, WriteResult
 from sol.actuators.nvml import LockedClocksKnob, PowerLimitKnob
-from sol.facilities import GpuUtilization
+from sol.facilities import GpuUtilization, ServingStats
 from sol.kernel.errors import SensorError, Unsupported
 from sol.linux._util import LogOnce
 from sol.linux.gate import check_writer
+from sol.linux.serving import PRESETS, MetricNames, PrometheusServing
 from sol.safety.guard import ActuationGuard
 
 __all__ = ["BudgetFile", "LinuxGpuActuators", "LinuxGpuSensors", "NvmlHost", "build_gpu"]
@@ -87,6 +88,7 @@ class NvmlHost:
         self.once = LogOnce(log)
         self.budget_mw = budget_mw
         self.budget_file: BudgetFile | None = None
+        self.serving: PrometheusServing | None = None
         self.lock = threading.Lock()
         try:
             nvml.nvmlInit()
@@ -188,6 +190,12 @@ class LinuxGpuSensors:
             self._h.call(index, "persistence", nvml.nvmlDeviceGetPersistenceMode) == nvml.NVML_FEATURE_ENABLED
         )
 
+    def serving(self, index: int) -> ServingStats:
+        """The inference server's metrics for GPU ``index`` (``[linux.gpu] serving_urls``)."""
+        if self._h.serving is None:
+            raise Unsupported("gpu.serving", "no [linux.gpu] serving_urls: the servers' metrics are not read")
+        return self._h.serving.read(index)
+
     def power_budget_mw(self) -> int | None:
         if self._h.budget_file is not None:
             return self._h.budget_file.read_mw()
@@ -266,6 +274,20 @@ def build_gpu(backend: Any) -> None:
         budget_mw=None if budget is None else int(budget * 1000),
     )
     backend.add_closer("nvml", host.close)
+    cfg = backend.linux.gpu
+    if cfg.serving_urls:
+        names = MetricNames(*cfg.serving_metrics) if cfg.serving_metrics else PRESETS[cfg.serving_engine]
+        try:
+            host.serving = PrometheusServing(
+                cfg.serving_urls, names, clock=backend.clock.now, gpus=len(host.handles)
+            )
+            backend.report_feature(
+                "gpu.serving",
+                True,
+                f"{cfg.serving_engine} metrics from {', '.join(sorted(set(cfg.serving_urls)))}",
+            )
+        except ValueError as exc:
+            backend.report_feature("gpu.serving", False, str(exc))
     backend.sensors.gpu = LinuxGpuSensors(host)
     backend.register_actuators("gpu", lambda writer, cg: LinuxGpuActuators(host, writer))
     backend.report_feature("gpu", True, f"{len(host.handles)} GPU(s) via NVML: {', '.join(host.uuids)}")
