@@ -338,7 +338,8 @@ class FaasPrewarmAgent(Agent):
             "failed": 0,
         }
         self._pushed_back = 0
-        self._prewarms_since_assess = 0
+        self._loads_since_assess = 0
+        self._raise: Exception | None = None
         self._check_cursor = 0
         self._problem_logged: set[str] = set()
 
@@ -673,7 +674,7 @@ class FaasPrewarmAgent(Agent):
     def _evict(self, name: str, now: float) -> int:
         try:
             dropped = int(self.out.evict(name))
-        except Exception as exc:  # a missing object, an I/O error: counted, never a crash
+        except Exception as exc:  # counted; a host write that failed is raised after the rest
             self._failed("evict", name, exc)
             return 0
         self._action_failed.append(0)
@@ -689,6 +690,15 @@ class FaasPrewarmAgent(Agent):
         return dropped
 
     def _failed(self, what: str, name: str, exc: Exception) -> None:
+        """Count a failed action. An object the facility does not know (``KeyError``: gone from
+        the disk or the catalogue) is this object's problem: skipped, looked up again with the
+        next catalogue. Anything else (the write refused: EPERM, EIO, ENOSPC on a full disk)
+        is the host's: ``act`` finishes its other actions, then raises the first, and the
+        runtime mitigates, backs off to the fixed keep-alive and, if it goes on, quarantines."""
+        if isinstance(exc, KeyError):
+            self._catalogue_t = -math.inf
+        elif self._raise is None:
+            self._raise = exc
         self.act_counts["failed"] += 1
         self._action_failed.append(1)
         kind = f"{what}:{type(exc).__name__}"
@@ -710,9 +720,13 @@ class FaasPrewarmAgent(Agent):
             self._failed("prewarm", name, exc)
             return
         self._action_failed.append(0)
-        self._prewarms_since_assess += 1
         if r.bytes_queued > 0:
             self.act_counts["prewarms"] += 1
+            self._loads_since_assess += 1
+            if held is not None and not held[2] and held[1] <= now:
+                # loaded by us, unused, and it had to be loaded again: its pages were taken
+                self.act_counts["reclaimed"] += 1
+                self._pushed_back += 1
             if held is None:
                 self.held[name] = [now, float(r.ready_at), 0.0, float(size)]
                 self.held_bytes += size
@@ -728,13 +742,21 @@ class FaasPrewarmAgent(Agent):
             self.prewarm_ready[o] = now
         else:
             self.act_counts["refused"] += 1
+            self._loads_since_assess += 1
             self._pushed_back += 1
+
+    def _raise_failure(self) -> None:
+        exc, self._raise = self._raise, None
+        if exc is not None:
+            raise exc
 
     def act(self, prediction: Prediction) -> None:
         now = self.ctx.clock.now()
         plan = prediction.value
+        self._raise = None
         if not isinstance(plan, Plan) or plan.keepalive or prediction.source != "model":
             self._keepalive(now)
+            self._raise_failure()
             return
         if 0 < plan.seq <= self._applied_seq:
             return  # a plan applied already (the same prediction again)
@@ -751,6 +773,7 @@ class FaasPrewarmAgent(Agent):
         for name in plan.prewarm:
             self._retry.pop(name, None)
             self._prewarm(name, now)
+        self._raise_failure()
 
     def _warm(self, name: str) -> bool:
         try:
@@ -772,7 +795,7 @@ class FaasPrewarmAgent(Agent):
         p = self.p
         if not self.held:
             self._pushed_back = 0
-            self._prewarms_since_assess = 0
+            self._loads_since_assess = 0
             return Verdict.ok()
         # prewarmed objects not yet used that lost their pages (reclaimed or evicted for room)
         names = list(self.held)
@@ -790,12 +813,12 @@ class FaasPrewarmAgent(Agent):
                 self.held.pop(name, None)
                 self.held_bytes -= int(held[3])
                 self._prewarm_used.append(0)
-        pushed, tried = self._pushed_back, self._prewarms_since_assess
+        pushed, tried = self._pushed_back, self._loads_since_assess
         self._pushed_back = 0
-        self._prewarms_since_assess = 0
+        self._loads_since_assess = 0
         if pushed >= p.min_pressure_events and pushed > p.max_pushed_back_share * max(tried, 1):
             return Verdict.fail(
-                f"memory pushed back: {pushed} of {tried} prewarms refused or reclaimed before use"
+                f"memory pushed back: {pushed} of {tried} prewarm loads refused, or reclaimed before use"
             )
         if self.memory is not None and p.min_free_share > 0:
             try:
@@ -813,9 +836,11 @@ class FaasPrewarmAgent(Agent):
 
     def mitigate(self) -> None:
         now = self.ctx.clock.now()
+        self._raise = None
         self._retry.clear()
         for name in list(self.held):
             self._evict(name, now)
+        self._raise_failure()
 
     def clean_up(self) -> None:
         self.mitigate()

@@ -35,8 +35,8 @@ apps ATC'20 counts, seeds 1-3, 3 h each); ``--real`` replays the sample on a rea
 from __future__ import annotations
 
 import argparse
-import contextlib
 import bisect
+import contextlib
 import heapq
 import math
 import os
@@ -382,13 +382,14 @@ POLICIES = ("no-keepalive", "fixed-10min", "fixed-20min", "hybrid", "greedy-dual
 
 
 def table(rows: list[dict[str, Any]], pops: list[str]) -> str:
+    """Space-aligned (benchmarks/recorded.py compares it number by number); the decision cost,
+    a wall-clock figure that moves from run to run, on a line of its own below."""
     base = {r["seed"]: r for r in rows if r["policy"] == "fixed-10min"}
-    head = (
-        "| policy | cold starts | cold % | per-fn cold % mean | per-fn p75 | "
-        + "".join(f"{p} cold % | " for p in pops)
-        + "memory GB (mean) | wasted mem-time (x fixed-10) | cold wait s | us/decision |"
-    )
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    head = ["policy", "cold", "cold %", "fn mean %", "fn p75 %"]
+    head += [f"{p[:12]} %" for p in pops]
+    head += ["mem GB", "wasted x10", "wait s"]
+    body: list[list[str]] = []
+    costs: list[str] = []
     for pol in POLICIES:
         rs = [r for r in rows if r["policy"] == pol]
         if not rs:
@@ -397,20 +398,25 @@ def table(rows: list[dict[str, Any]], pops: list[str]) -> str:
         def m(k: str, rs: list[dict[str, Any]] = rs) -> float:
             return statistics.fmean(r[k] for r in rs)
 
-        wasted = (
-            statistics.fmean(r["wasted_gb_s"] / max(base[r["seed"]]["wasted_gb_s"], 1e-9) for r in rs)
-            if all(r["seed"] in base for r in rs)
-            else math.nan
-        )
+        ratios = [
+            r["wasted_gb_s"] / max(base[r["seed"]]["wasted_gb_s"], 1e-9) for r in rs if r["seed"] in base
+        ]
+        wasted = f"{statistics.fmean(ratios):.3f}" if len(ratios) == len(rs) else "-"
         inv = m("invocations")
-        lines.append(
-            f"| {pol} | {m('cold'):,.0f} | {100 * m('cold') / max(inv, 1):.2f} | {100 * m('fn_mean'):.1f} | "
-            f"{100 * m('fn_p75'):.1f} | "
-            + "".join(f"{100 * m('pop:' + p):.1f} | " for p in pops)
-            + f"{m('mean_gb'):.1f} | {wasted:.2f} | {m('wait_s'):,.0f} | "
-            + (f"{m('us_per_window'):,.0f}" if m("us_per_window") > 0 else "-")
-            + " |"
+        body.append(
+            [pol, f"{m('cold'):,.0f}", f"{100 * m('cold') / max(inv, 1):.3f}%", f"{100 * m('fn_mean'):.2f}%"]
+            + [f"{100 * m('fn_p75'):.2f}%"]
+            + [f"{100 * m('pop:' + p):.2f}%" for p in pops]
+            + [f"{m('mean_gb'):.1f}", wasted, f"{m('wait_s'):,.0f}"]
         )
+        if m("us_per_window") > 0:
+            costs.append(f"{pol} {m('us_per_window'):,.0f}")
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+    lines = [
+        "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))
+        for r in [head, *body]
+    ]
+    lines.append("decision cost, us of callbacks per 2 s window (wall clock): " + ", ".join(costs))
     return "\n".join(lines)
 
 
@@ -511,7 +517,9 @@ def run_real(args: argparse.Namespace) -> int:
     span = args.real_minutes * 60.0
     t, f, _ = fac.stream.between(0.0, span)
     objs = fac.stream.function_object[f]
-    used = sorted(set(objs.tolist()))[: args.real_objects]
+    called = sorted(set(objs.tolist()))
+    rng = np.random.default_rng(args.seeds[0])
+    used = sorted(rng.choice(called, size=min(args.real_objects, len(called)), replace=False).tolist())
     keep = np.isin(objs, used)
     t, objs = t[keep] / args.compress, objs[keep]
     sizes = {o: max(4096, int(fac.stream.object_bytes[o] * args.real_scale)) for o in used}

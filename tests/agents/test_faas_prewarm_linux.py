@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from sol.actuators.base import WriteError
 from sol.actuators.pagecache import advise, residency
 from sol.agents.faas_prewarm import KEEPALIVE, FaasPrewarmAgent, Params, Plan
 from sol.config import LinuxConfig, LinuxFaasConfig
@@ -248,7 +249,9 @@ def test_a_full_disk_is_a_counted_failure(tmp_path: Path) -> None:
         blob(origin / "big.zip", 4 * MB)
         agent, _, journal, clock = agent_on(small, tmp_path, Params(min_assess_events=3), origin=origin)
         for k in range(3):
-            agent.act(model(Plan(k + 1, ("big.zip",), ()), clock.t))
+            # the refused write goes to the runtime, which mitigates and backs off to the default
+            with pytest.raises(WriteError, match=r"ENOSPC|No space"):
+                agent.act(model(Plan(k + 1, ("big.zip",), ()), clock.t))
         assert agent.act_counts["failed"] == 3 and not agent.held
         assert not agent.assess_model()
         assert not list(small.iterdir())  # no partial copy left behind
