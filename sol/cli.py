@@ -132,6 +132,38 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     ):
         with_socket(ctl_sub.add_parser(action, help=text))
 
+    def with_hint_socket(sp: argparse.ArgumentParser) -> None:
+        with_socket(sp)
+        sp.add_argument(
+            "--workload",
+            action="store_true",
+            help="use the workload socket ([hints] socket): as a workload, for your own cgroup "
+            "(default when you are not root and it is configured)",
+        )
+
+    hint = sub.add_parser("hint", help="workload hints: what a workload tolerates (docs/hints.md)")
+    hint_sub = hint.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action, text in (("set", "set hints: KEY=VALUE ..."), ("clear", "clear hints: KEY ... (none: all)")):
+        sp = hint_sub.add_parser(action, help=text)
+        with_hint_socket(sp)
+        who = sp.add_mutually_exclusive_group(required=True)
+        who.add_argument("--cgroup", metavar="PATH", help="a cgroup, by its path below the cgroup root")
+        who.add_argument("--pid", type=int, metavar="PID", help="a process")
+        sp.add_argument(
+            "items",
+            nargs="*" if action == "clear" else "+",
+            metavar="KEY=VALUE" if action == "set" else "KEY",
+        )
+    show = hint_sub.add_parser("show", help="every target's hints (yours, on the workload socket)")
+    with_hint_socket(show)
+    show.add_argument("--cgroup", metavar="PATH", help="only this cgroup")
+
+    notices = sub.add_parser("notices", help="what the agents are about to do, as JSON lines")
+    with_hint_socket(notices)
+    notices.add_argument("--cgroup", metavar="PATH", help="only notices that concern this cgroup")
+    notices.add_argument("--after", type=int, default=0, metavar="SEQ", help="only notices after this one")
+    notices.add_argument("--follow", "-f", action="store_true", help="keep printing new notices until Ctrl-C")
+
     inst = sub.add_parser("install", help="install the systemd unit, tmpfiles snippet and an example config")
     inst.add_argument(
         "--root", type=Path, default=Path("/"), metavar="DIR", help="install under DIR (default /)"
@@ -344,12 +376,16 @@ def _dispatch(args: argparse.Namespace, registry: Registry, out: TextIO, err: Te
     if cmd == "run":
         return _run(args, registry, out, err)
 
-    if cmd in ("status", "ctl"):
+    if cmd in ("status", "ctl", "hint", "notices"):
         config = _load(args.config, registry, err)
         if config is None:
             return EXIT_FAIL
         if cmd == "status":
             return _status(args, config, out, err)
+        if cmd == "hint":
+            return _hint(args, config, out, err)
+        if cmd == "notices":
+            return _notices(args, config, out, err)
         return _ctl(args, config, out, err)
 
     config = _load(args.config, registry, err)
@@ -459,6 +495,95 @@ def _ask(args: argparse.Namespace, config: Config, payload: Mapping[str, Any]) -
         f"no control socket at {' or '.join(map(str, candidates))}: "
         "is the daemon running? (`systemctl status sol`)"
     )
+
+
+def _hint_socket(args: argparse.Namespace, config: Config) -> None:
+    """``--workload`` (or a user with a workload socket configured): ask that socket."""
+    if args.socket is None and config.hints.socket is not None and (args.workload or os.geteuid() != 0):
+        args.socket = config.hints.socket
+
+
+def _hint_value(text: str) -> object:
+    """A hint value from the command line: true/false, a number, else the text."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _hint(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> int:
+    from sol.control import ControlError
+
+    _hint_socket(args, config)
+    payload: dict[str, Any]
+    if args.action == "show":
+        payload = {"cmd": "hints"}
+        if args.cgroup:
+            payload["cgroup"] = args.cgroup
+    else:
+        payload = {"cmd": "hint", **({"cgroup": args.cgroup} if args.cgroup else {"pid": args.pid})}
+        if args.action == "set":
+            pairs = {}
+            for item in args.items:
+                key, sep, value = item.partition("=")
+                if not sep or not key:
+                    print(f"sol hint set: {item!r} is not KEY=VALUE", file=err)
+                    return EXIT_USAGE
+                pairs[key] = _hint_value(value)
+            payload["set"] = pairs
+        else:
+            payload["clear"] = list(args.items) if args.items else True
+    try:
+        reply = _ask(args, config, payload)
+    except ControlError as exc:
+        print(f"sol hint {args.action}: {exc}", file=err)
+        return EXIT_FAIL
+    if not reply.get("ok"):
+        print(f"sol hint {args.action}: {reply.get('error')}", file=err)
+        return EXIT_FAIL
+    print(json.dumps(reply.get("result"), indent=2), file=out)
+    return EXIT_OK
+
+
+def _notices(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> int:
+    from sol.control import ControlError
+
+    _hint_socket(args, config)
+    after = args.after
+    while True:
+        payload: dict[str, Any] = {"cmd": "notices", "after": after}
+        if args.cgroup:
+            payload["cgroup"] = args.cgroup
+        try:
+            reply = _ask(args, config, payload)
+        except ControlError as exc:
+            print(f"sol notices: {exc}", file=err)
+            return EXIT_FAIL
+        if not reply.get("ok"):
+            print(f"sol notices: {reply.get('error')}", file=err)
+            return EXIT_FAIL
+        result = reply["result"]
+        if result.get("missed"):
+            print(json.dumps({"missed": result["missed"]}), file=out)
+        for notice in result.get("notices", []):
+            print(json.dumps(notice), file=out)
+        out.flush()
+        got = result.get("notices", [])
+        # a full reply may stop short of the last: go on from the last one printed
+        after = int(got[-1]["seq"]) if len(got) >= 1000 else max(after, int(result.get("last", after)))
+        if not args.follow:
+            return EXIT_OK
+        try:
+            time.sleep(0.5)
+        except KeyboardInterrupt:
+            return EXIT_OK
 
 
 def _status(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> int:

@@ -84,6 +84,7 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "DaemonConfig",
+    "HintsConfig",
     "LinuxConfig",
     "LinuxCpuConfig",
     "LinuxFaasConfig",
@@ -337,6 +338,28 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HintsConfig:
+    """``[hints]``: workload hints and platform notices (sol.hints, sol.notices; docs/hints.md)."""
+
+    #: a directory of TOML hint files an operator or orchestrator manages; none: not read
+    dir: Path | None = None
+    #: the workload socket, open to every user: hints for the peer's own cgroup or PID only,
+    #: and notices; none: not served (root still sets hints over the control socket)
+    socket: Path | None = None
+    #: targets whose hints are held at most
+    max_targets: int = field(default=1024, metadata=bounds(ge=1, le=65536))
+    #: per-cgroup notice files are written here (``<dir>/<cgroup path>.json``); none: not written
+    notices_dir: Path | None = None
+    #: notices kept for clients to catch up on
+    notices_kept: int = field(default=4096, metadata=bounds(ge=16, le=1_000_000))
+    #: seconds between reads of the hint directory and checks for targets that are gone
+    refresh_every: float = field(default=2.0, metadata=bounds(ge=0.1, le=3600.0, unit="seconds"))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     """``[agents.NAME]``: one configured agent, with its schedule and params resolved."""
 
@@ -364,6 +387,7 @@ class Config:
     sim: SimConfig = field(default_factory=SimConfig)
     linux: LinuxConfig = field(default_factory=LinuxConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    hints: HintsConfig = field(default_factory=HintsConfig)
     agents: Mapping[str, AgentConfig] = field(
         default_factory=lambda: types.MappingProxyType({}), metadata=_DERIVED
     )

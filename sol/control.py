@@ -176,6 +176,9 @@ class Command:
     #: changes the daemon or the host: peer credentials are checked
     mutating: bool = False
     help: str = ""
+    #: a user's answer may be served from that uid's cache (read-only commands whose answer
+    #: does not depend on the peer beyond its uid); off: run every time
+    cache: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,10 +405,14 @@ class ControlServer:
         group: str | None = None,
         log: Any = None,
         limits: Limits | None = None,
+        public: bool = False,
     ) -> None:
         self.path = Path(path)
         self.commands = commands
         self.group = group
+        #: mode 0666: every user may connect (the workload socket, whose commands check the
+        #: peer themselves); the limits above keep any one of them from hurting the rest
+        self.public = public
         self.log = log
         self.limits = limits or Limits()
         #: root and the daemon's own uid: may change the daemon, never short of a slot
@@ -459,7 +466,9 @@ class ControlServer:
         finally:
             os.umask(old)
         self._ino = os.stat(path).st_ino
-        if self.group:
+        if self.public:
+            os.chmod(path, 0o666)
+        elif self.group:
             self._grant_group(path, self.group)
         # A large backlog: connect() on a non-blocking AF_UNIX socket fails with EAGAIN when
         # the backlog is full (it does not wait), so a burst of clients would see errors
@@ -763,7 +772,8 @@ class ControlServer:
         if isinstance(req, bytes):
             conn.outbuf += req
             return
-        if req.command.mutating or lim.cache_ttl <= 0:  # a user's mutating one was refused above
+        if req.command.mutating or not req.command.cache or lim.cache_ttl <= 0:
+            # (a user's mutating one was refused above)
             conn.outbuf += _execute(req, conn.peer, self.log)[0]
             return
         key = (uid, req.name, json.dumps(req.args, sort_keys=True, default=str))

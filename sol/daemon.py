@@ -32,6 +32,7 @@ from sol import __version__
 from sol.backend import Backend
 from sol.config import EMBEDDED_SOURCE, Config, ConfigError
 from sol.control import Command, CommandError, ControlError, ControlServer, Peer
+from sol.hints_service import HintService
 from sol.log import get_logger
 from sol.metrics import RuntimeMetrics
 from sol.metrics_http import MetricsServer, is_loopback
@@ -279,6 +280,9 @@ class Daemon:
         self.journal: Any = None
         self.backend: Backend | None = None
         self.control: ControlServer | None = None
+        #: the workload socket ([hints] socket): hints and notices for every user's own cgroup
+        self.workload_socket: ControlServer | None = None
+        self.hint_service: HintService | None = None
         self.metrics_server: MetricsServer | None = None
         self.socket_path: Path | None = None
         self.started_at = time.monotonic()
@@ -310,6 +314,17 @@ class Daemon:
         for problem in prepared.problems:
             log.error("agent.unavailable", problem=problem)
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.hint_service = hints = HintService.build(
+            state_dir=config.state_dir,
+            hint_dir=config.hints.dir,
+            notices_dir=config.hints.notices_dir,
+            max_targets=config.hints.max_targets,
+            notices_kept=config.hints.notices_kept,
+            cgroup_root=config.linux.cgroup_root,
+            proc_root=config.linux.proc_root,
+            log=get_logger(component="hints"),
+            host=config.backend == "linux",
+        )
         self.journal = journal = open_journal(config, log)
         try:
             if self.backend_factory is not None:
@@ -334,6 +349,8 @@ class Daemon:
                 # the daemon's own cgroup limit (the unit's MemoryHigh=/MemoryMax=), else a
                 # headroom over its RSS at start: a leaking agent is quarantined before either
                 memory_limit=own_memory_limit() or MemoryLimit(None, "no cgroup memory limit"),
+                hints=hints.store.view(),
+                notices=hints.board,
             )
             log_config_warnings(log, config)
             log.info(
@@ -366,6 +383,8 @@ class Daemon:
                     self.notifier.stopping(status="stopping: cleaning up and restoring")
                     if self.control is not None:
                         self.control.close()
+                    if self.workload_socket is not None:
+                        self.workload_socket.close()
                     executor.stop()
                     reporter.report(log, final=True)
                     if self.metrics_server is not None:
@@ -420,8 +439,21 @@ class Daemon:
             server.start()
         except ControlError as exc:
             self.log.error("control.unavailable", error=str(exc))
+        else:
+            self.control = server
+        self._start_workload_socket()
+
+    def _start_workload_socket(self) -> None:
+        path, service = self.config.hints.socket, self.hint_service
+        if path is None or service is None:
             return
-        self.control = server
+        server = ControlServer(path, service.workload_commands(), log=self.log, public=True)
+        try:
+            server.start()
+        except ControlError as exc:
+            self.log.error("hints.socket_unavailable", error=str(exc))
+            return
+        self.workload_socket = server
 
     def _start_metrics(self) -> None:
         d = self.config.daemon
@@ -538,6 +570,8 @@ class Daemon:
                 if ping_every is not None and now >= next_ping:
                     notifier.watchdog()
                     next_ping = now + ping_every
+            if self.hint_service is not None:
+                self.hint_service.housekeeping(now, self.config.hints.refresh_every)
             if now >= next_report:
                 reporter.report(log)
                 if stalled_since is None:
@@ -718,6 +752,9 @@ class Daemon:
                 "stalled": broken,
                 "watchdog": self.notifier.watchdog_interval is not None,
                 "socket": str(self.socket_path) if self.socket_path else None,
+                "workload_socket": str(self.config.hints.socket) if self.workload_socket else None,
+                "hint_targets": len(self.hint_service.store.snapshot()) if self.hint_service else 0,
+                "notices": self.hint_service.board.last_seq if self.hint_service else 0,
                 "metrics": self.metrics_server.url if self.metrics_server else None,
                 "reloads": dict(self.reloads),
                 "last_reload": self.last_reload,
@@ -748,6 +785,8 @@ class Daemon:
                 help="re-read the config file (as SIGHUP)",
             ),
         }
+        if self.hint_service is not None:
+            cmds.update(self.hint_service.admin_commands())
         cmds["help"] = Command(
             lambda a, p: {name: c.help for name, c in sorted(cmds.items())}, help="this list"
         )

@@ -40,7 +40,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_chec
 from sol.facilities import Actuators, Sensors
 
 if TYPE_CHECKING:
+    from sol.hints import HintView
     from sol.metrics import AgentMetrics
+    from sol.notices import AgentNotices
 
 __all__ = [
     "MAX_PERIOD_S",
@@ -418,6 +420,21 @@ class Clock(Protocol):
         ...
 
 
+def _no_hints() -> HintView:
+    from sol.hints import HintView
+
+    return HintView()
+
+
+def _loose_notices() -> AgentNotices:
+    """A board of its own on the wall clock, for a Context built outside a runtime (tests)."""
+    import time
+
+    from sol.notices import NoticeBoard
+
+    return NoticeBoard(time.time).for_agent("agent")
+
+
 @dataclass(slots=True)
 class Context:
     """What the runtime hands an agent in ``setup``: everything it may touch."""
@@ -433,6 +450,12 @@ class Context:
     config: Any = field(default_factory=NoParams)
     state_dir: Path = field(default_factory=lambda: Path("."))
     metrics: AgentMetrics | None = None
+    #: the workloads' hints (sol.hints): ``ctx.hints(cgroup="machine.slice/vm-a")`` is typed,
+    #: read-only, and empty where nobody said anything
+    hints: HintView = field(default_factory=_no_hints)
+    #: this agent's side of the notice board (sol.notices): ``ready(action, target, lead_s=)``
+    #: before a non-urgent action, ``urgent(action, target)`` for one taken now
+    notices: AgentNotices = field(default_factory=_loose_notices)
 
 
 class Agent:

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sol.backend import Backend
 from sol.facilities import Actuators
+from sol.hints import HintView
 from sol.metrics import RuntimeMetrics
+from sol.notices import NoticeBoard
 from sol.runtime.memory import MIB, MemoryGuard, MemoryLimit, release_state
 from sol.runtime.runner import AgentRunner, Invoker
 from sol.sdk import Agent, Clock, Context, NoParams, Schedule
@@ -63,6 +65,8 @@ class ExecutorBase:
         record: bool = False,
         refuse_threads: bool = True,
         memory_limit: MemoryLimit | None = None,
+        hints: HintView | None = None,
+        notices: NoticeBoard | None = None,
     ) -> None:
         names = [s.agent.name for s in specs]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -84,6 +88,10 @@ class ExecutorBase:
         self.refuse_threads = refuse_threads
         self.memory = MemoryGuard(memory_limit, log=log) if memory_limit is not None else None
         self.runners: list[AgentRunner] = []
+        #: the workloads' hints every agent reads, and the board its notices go to (a board of
+        #: the runtime's own, on its clock, when the daemon gives none)
+        self.hints = hints if hints is not None else HintView()
+        self.notices = notices if notices is not None else NoticeBoard(clock.now)
 
     def _restore_fn(self) -> Callable[[str], Any] | None:
         journal, restorers, backend = self.journal, self.restorers, self.backend
@@ -115,6 +123,7 @@ class ExecutorBase:
             invoker=invoker,
             restore=self._restore_fn(),
             record=self.record,
+            notices=self.notices.for_agent(name),
         )
 
     def _context(self, spec: AgentSpec, runner: AgentRunner) -> Context:
@@ -129,6 +138,8 @@ class ExecutorBase:
             config=spec.params,
             state_dir=state_dir,
             metrics=runner.agent_metrics,
+            hints=self.hints,
+            notices=self.notices.for_agent(spec.agent.name),
         )
 
     def _memory_quarantine(self, runner: AgentRunner, rss: int) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from sol.facilities import FacilityMissing
 from sol.metrics import AgentMetrics, RuntimeMetrics
+from sol.notices import AgentNotices
 from sol.safety.backoff import Backoff
 from sol.sdk import Agent, Clock, Prediction, Schedule, Verdict, as_verdict
 
@@ -81,8 +82,11 @@ class AgentRunner:
         invoker: Invoker,
         restore: Restorer | None = None,
         record: bool = False,
+        notices: AgentNotices | None = None,
     ) -> None:
         self.agent = agent
+        #: where the runtime says it mitigated or restored (sol.notices): at once, urgent
+        self.notices = notices
         self.name = agent.name
         self.schedule = schedule
         self.clock = clock
@@ -224,6 +228,8 @@ class AgentRunner:
             summary = report.summary() if hasattr(report, "summary") else str(report)
             ok = bool(getattr(report, "ok", True))
             (self.log.info if ok else self.log.error)("agent.restored", why=why, summary=summary, complete=ok)
+            if self.notices is not None:
+                self.notices.urgent("restore", "*", detail={"why": why, "complete": ok})
         now = self.clock.now()
         if ok:
             self.restore_pending = False
@@ -452,6 +458,8 @@ class AgentRunner:
     def run_mitigate(self, cause: str) -> None:
         self.metrics.mitigations.labels(self.name, cause.split(" ")[0]).inc()
         self.log.warning("agent.mitigate", cause=cause)
+        if self.notices is not None:
+            self.notices.urgent("mitigate", "*", detail={"cause": cause})
         out = self._call("actuator", "mitigate", self.agent.mitigate)
         if not out.ok and not out.reported:
             self._error("actuator", "mitigate", out, self.clock.now())
