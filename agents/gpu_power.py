@@ -47,10 +47,10 @@ The story, from sensor to actuator (docs/agents/gpu_power.md has the long versio
   frozen readings and a GPU count that changed (a GPU lost); a reading NVML cannot give is
   an error (the runtime serves the default; errors that persist end in quarantine).
   ``assess_model`` fails when the draw is under-predicted by more than ``under_bound`` of
-  the maximum too often;
-  ``assess_performance`` when the node stayed over its budget longer than the enforcement
-  delay, or when the caps' estimated prompt slowdown is over ``max_latency_loss`` and clearly
-  worse than the safe static cap's would have been (by 10 % and 2 points); ``mitigate``
+  the maximum too often; ``assess_performance`` when the node stayed over its budget longer
+  than the enforcement delay, or over it in more than ``max_over_share`` of the last
+  minute's windows, or when the caps' estimated prompt slowdown is over ``max_latency_loss``
+  and clearly worse than the safe static cap's would have been (by 10 % and 2 points); ``mitigate``
   sets every GPU to the safe static cap (``budget / GPUs``, which keeps the node under budget
   once enforced); ``default_predict`` is that cap.
 """
@@ -80,6 +80,8 @@ CENSOR_SHARE = 0.03
 FROZEN_WINDOWS = 10
 #: the same without the serving engine's metrics: a steady load can read steady for a while
 FROZEN_WINDOWS_BLIND = 30
+#: windows (the last minute at 1 s) over which the share of windows over budget is judged
+OVER_WINDOWS = 60
 #: windows of history kept for the assessments
 HISTORY = 120
 
@@ -92,7 +94,7 @@ class Params:
     #: share of the budget kept free of caps' arithmetic (meters and rounding)
     headroom: float = field(default=0.02, metadata=bounds(ge=0, lt=0.5))
     #: the quantile of each GPU's draw the model predicts
-    quantile: float = field(default=0.9, metadata=bounds(gt=0, lt=1))
+    quantile: float = field(default=0.8, metadata=bounds(gt=0, lt=1))
     lr: float = field(default=0.02, metadata=_POSITIVE)
     #: windows with limits lifted whose node draw may pass the budget, in the long run (ACI)
     target_miss_rate: float = field(default=0.01, metadata=bounds(gt=0, lt=1))
@@ -108,8 +110,10 @@ class Params:
     #: window over the budget
     brake: bool = True
     #: the exponent of clock in a board's draw above idle (P ~ f ** x), to pick a locked
-    #: clock for a limit; lower is safer (a lower clock for the same limit)
-    clock_power_exponent: float = field(default=1.5, metadata=bounds(gt=0.5, le=4))
+    #: clock for a limit; lower is safer (a lower clock for the same limit). 1.8 fits
+    #: Splitwise's power-capped H100 prompts (docs/simulator.md); DVFS theory (P ~ f V^2)
+    #: puts real boards at 2-3, where 1.8 locks a little lower than needed
+    clock_power_exponent: float = field(default=1.8, metadata=bounds(gt=0.5, le=4))
     #: thermal guard (TAPAS): cap a GPU at this temperature or above
     thermal_limit_c: float = field(default=83.0, metadata=bounds(gt=0, lt=120))
     thermal_step_w: float = field(default=15.0, metadata=_POSITIVE)
@@ -120,6 +124,9 @@ class Params:
     #: assess_performance: the caps' estimated prompt-phase slowdown allowed before the safe
     #: static cap is preferred (and only when that cap would have slowed less)
     max_latency_loss: float = field(default=0.10, metadata=bounds(ge=0))
+    #: assess_performance: the share of the last minute's windows the node may spend over its
+    #: budget, however short each excursion (a model that keeps lifting caps into the brake)
+    max_over_share: float = field(default=0.10, metadata=_SHARE)
     #: the enforcement delay assumed until one is measured (s)
     enforce_delay_s: float = field(default=1.0, metadata=bounds(ge=0, le=60))
 
@@ -248,6 +255,7 @@ class GpuPowerAgent(Agent):
         self.under: deque[bool] = deque(maxlen=HISTORY)
         self.over_streak = 0
         self.longest_over = 0
+        self.over_recent: deque[bool] = deque(maxlen=OVER_WINDOWS)
         self.losses: deque[tuple[float, float]] = deque(maxlen=HISTORY)  # (agent's, static's)
         self.thermal_mw = list(self.hi_mw)
         self.applied_mw: list[int | None] = [None] * self.n
@@ -380,6 +388,7 @@ class GpuPowerAgent(Agent):
     def _track(self, obs: GpuWindow) -> None:
         """Excursions over the budget, the estimated slowdown of the caps, enforcement delays."""
         budget = obs.budget_w
+        self.over_recent.append(budget is not None and obs.node_w > budget)
         if budget is not None and obs.node_w > budget:
             self.over_streak += 1
             self.longest_over = max(self.longest_over, self.over_streak)
@@ -549,6 +558,15 @@ class GpuPowerAgent(Agent):
                 f"the node stayed over its power budget for {longest} windows in a row, longer than "
                 f"the enforcement delay ({self.delay_s:g} s)"
             )
+        recent = self.over_recent
+        if len(recent) >= OVER_WINDOWS // 3:
+            share = sum(recent) / len(recent)
+            if share > self.p.max_over_share:
+                recent.clear()
+                return Verdict.fail(
+                    f"the node was over its power budget in {share:.0%} of the last windows "
+                    f"(limit {self.p.max_over_share:.0%}), each excursion within the enforcement delay"
+                )
         if len(self.losses) >= 5:
             mine = sum(a for a, _ in self.losses) / len(self.losses)
             static = sum(b for _, b in self.losses) / len(self.losses)

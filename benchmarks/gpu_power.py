@@ -23,7 +23,10 @@ a node built from the same seed (the same requests), through ``sol.testing.simul
 * ``oracle``   knows each GPU's draw in the next window if it were not capped (the simulator
   steps a copy of itself) and applies its caps at once through locked clocks: it lifts every
   cap when the sum fits, and otherwise cuts the peaks to a common level (``level_caps``);
-* ``gpu_power`` the agent, 1 s windows, the same low-priority GPUs as POLCA.
+* ``gpu_power`` the agent with its defaults, 1 s windows. The stream has no priority classes
+  (every request counts in the latencies alike), so it is given no low-priority GPUs: POLCA
+  needs them for its first stage, the agent would only slow some requests more
+  (``--agent low_priority=1,3,5,7,9,11,13,15`` gives it POLCA's).
 
 Columns: p50/p99 time to first token (TTFT) and time between tokens (TBT) relative to
 ``nocap`` at the same x, throughput (tokens/s), share of time over budget and the longest
@@ -47,15 +50,17 @@ import numpy as np
 from sol.agents.gpu_power import GpuPowerAgent, Params, level_caps
 from sol.log import configure
 from sol.sdk import Agent, Context, Prediction, Schedule
-from sol.sim.gpu import GpuConfig, GpuFacility, LlmRequests, dvfs_exponent
+from sol.sim.gpu import GpuConfig, GpuFacility, LlmRequests, RequestStream, dvfs_exponent
 from sol.sim.node import SimNode
 from sol.sim.scenarios import shared_data_dir
+from sol.sim.synthetic import LLM_CODE_RATE_PER_S, PoissonLlmRequests
 from sol.sim.traces import load_llm_2023
 from sol.testing import simulate
 
 TRACE_GPUS = 4  # the gpu-splitwise scenario serves the trace on 4 GPUs
 XS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 MAX_LOSS = 0.05
+LOOSE_P99 = 0.25
 SCHEDULE = Schedule(collect_every=1.0, act_every=1.0, prediction_ttl=3.0, assess_every=5.0)
 
 
@@ -83,11 +88,19 @@ def scaled_stream(trace: LlmRequests, gpus: int, seed: int) -> LlmRequests:
     )
 
 
-def build_node(trace: LlmRequests, gpus: int, budget_w: float, seed: int) -> tuple[SimNode, GpuFacility]:
+def build_node(
+    trace: LlmRequests | None, gpus: int, budget_w: float, seed: int
+) -> tuple[SimNode, GpuFacility]:
+    """``trace`` None: the synthetic stream (the trace's rate and token sizes, bursty)."""
     node = SimNode()
+    stream: RequestStream = (
+        scaled_stream(trace, gpus, seed)
+        if trace is not None
+        else PoissonLlmRequests(seed, rate_per_s=LLM_CODE_RATE_PER_S * gpus / TRACE_GPUS, burstiness=0.5)
+    )
     f = GpuFacility(
         GpuConfig(count=gpus, budget_w=budget_w),
-        scaled_stream(trace, gpus, seed),
+        stream,
         seed=seed,
         lock=node.lock,
         now=node.now,
@@ -245,7 +258,7 @@ AGENT_PARAMS: dict[str, Any] = {}
 
 
 def _agent(f: GpuFacility, gpus: int) -> tuple[Agent, Any]:
-    return GpuPowerAgent(), Params(**{"low_priority": tuple(range(1, gpus, 2)), **AGENT_PARAMS})
+    return GpuPowerAgent(), Params(**AGENT_PARAMS)
 
 
 def _oracle(f: GpuFacility, gpus: int) -> tuple[Agent, Any]:
@@ -264,7 +277,7 @@ POLICIES = (
 
 
 def run_one(
-    trace: LlmRequests, policy: Policy, gpus: int, budget_w: float, seed: int, minutes: float
+    trace: LlmRequests | None, policy: Policy, gpus: int, budget_w: float, seed: int, minutes: float
 ) -> dict[str, float]:
     node, f = build_node(trace, gpus, budget_w, seed)
     agent, params = policy.make(f, gpus)
@@ -283,6 +296,7 @@ def row(label: str, gt: dict[str, float], ref: dict[str, float], gpus: int) -> d
 
     span = gt["span_s"]
     return {
+        "ttft_mean": rel("gpu.ttft_mean_s"),
         "ttft50": rel("gpu.ttft_p50_s"),
         "ttft99": rel("gpu.ttft_p99_s"),
         "tbt50": rel("gpu.tbt_p50_s"),
@@ -307,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated policies to run (nocap always runs)")
     ap.add_argument("--agent", nargs="*", default=[], metavar="KEY=VALUE", help="gpu_power params")
     ap.add_argument("--xs", default="", help="comma-separated oversubscriptions (default 0..0.6)")
+    ap.add_argument(
+        "--stream",
+        choices=("trace", "synthetic"),
+        default="trace",
+        help="the Azure trace's copies, or the synthetic stream of its rate and sizes (held out)",
+    )
     args = ap.parse_args(argv)
     for kv in args.agent:
         key, _, value = kv.partition("=")
@@ -318,10 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     xs = tuple(float(v) for v in args.xs.split(",")) if args.xs else XS
     configure(level="error")
     path = shared_data_dir() / "azure-llm-2023" / "AzureLLMInferenceTrace_code.csv"
-    if not path.exists():
+    if args.stream == "trace" and not path.exists():
         print(f"SKIP: the Azure LLM 2023 trace is not at {path} (set SOL_SHARED_DATA)")
         return 0
-    trace = load_llm_2023(path)
+    trace = load_llm_2023(path) if args.stream == "trace" else None
     n = args.base_gpus
     budget_w = n * GpuConfig().tdp_w
     delay_s = GpuConfig().enforce_delay_s
@@ -330,17 +350,21 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     print(
         f"budget {budget_w:g} W = {n} GPUs x {GpuConfig().tdp_w:g} W; {args.minutes:g} min per run; "
-        f"seeds {' '.join(map(str, args.seeds))}; enforcement delay {delay_s:g} s"
+        f"seeds {' '.join(map(str, args.seeds))}; enforcement delay {delay_s:g} s; stream {args.stream}"
     )
     best: dict[tuple[int, str], float] = {}
+    best_p99: dict[tuple[int, str], float] = {}
+    best_mean: dict[tuple[int, str], float] = {}
     for seed in args.seeds:
         print(f"\nseed {seed}")
         print(
-            "| x | GPUs | policy | TTFT p50 | TTFT p99 | TBT p50 | TBT p99 | tokens/s | over budget "
-            "| longest (s) | capped | energy (kWh) | holds |"
+            "| x | GPUs | policy | TTFT mean | TTFT p50 | TTFT p99 | TBT p50 | TBT p99 | tokens/s "
+            "| over budget | longest (s) | capped | energy (kWh) | holds |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         ok: dict[str, bool] = {p.label: True for p in policies}
+        ok_p99: dict[str, bool] = {p.label: True for p in policies}
+        ok_mean: dict[str, bool] = {p.label: True for p in policies}
         for x in xs:
             gpus = round(n * (1 + x))
             ref = run_one(trace, policies[0], gpus, budget_w, seed, args.minutes)
@@ -351,18 +375,32 @@ def main(argv: list[str] | None = None) -> int:
                 ok[p.label] = ok[p.label] and h
                 if ok[p.label]:
                     best[(seed, p.label)] = x
+                fine = r["longest"] <= delay_s + 1e-9
+                ok_p99[p.label] = ok_p99[p.label] and fine and max(r["ttft99"], r["tbt99"]) <= LOOSE_P99
+                if ok_p99[p.label]:
+                    best_p99[(seed, p.label)] = x
+                ok_mean[p.label] = ok_mean[p.label] and fine and r["ttft_mean"] <= MAX_LOSS
+                if ok_mean[p.label]:
+                    best_mean[(seed, p.label)] = x
                 print(
-                    f"| {x:.0%} | {gpus} | {p.label} | {r['ttft50']:+.1%} | {r['ttft99']:+.1%} | "
+                    f"| {x:.0%} | {gpus} | {p.label} | {r['ttft_mean']:+.1%} | {r['ttft50']:+.1%} | "
+                    f"{r['ttft99']:+.1%} | "
                     f"{r['tbt50']:+.1%} | {r['tbt99']:+.1%} | {r['tok_s']:,.0f} | {r['over']:.2%} | "
                     f"{r['longest']:g} | {r['capped']:.1%} | {r['kwh']:.2f} | {'yes' if h else 'no'} |"
                 )
             sys.stdout.flush()
-    print("\nlargest x held (<= 5 % p99 TTFT and TBT loss, no excursion over the enforcement delay):")
-    for seed in args.seeds:
-        held = {p.label: best.get((seed, p.label)) for p in policies}
-        print(
-            f"  seed {seed}: " + ", ".join(f"{k} {'-' if v is None else f'{v:.0%}'}" for k, v in held.items())
-        )
+    for title, table in (
+        ("<= 5 % p99 TTFT and TBT loss, no excursion over the enforcement delay (the headline)", best),
+        (f"<= {LOOSE_P99:.0%} p99 TTFT and TBT loss, no excursion over the delay (secondary)", best_p99),
+        ("<= 5 % mean TTFT loss, no excursion over the delay (secondary)", best_mean),
+    ):
+        print(f"\nlargest x up to which every x holds, {title}:")
+        for seed in args.seeds:
+            held = {p.label: table.get((seed, p.label)) for p in policies}
+            print(
+                f"  seed {seed}: "
+                + ", ".join(f"{k} {'-' if v is None else f'{v:.0%}'}" for k, v in held.items())
+            )
     agent = [best.get((s, "gpu_power"), -1.0) for s in args.seeds]
     polca = [best.get((s, "polca"), -1.0) for s in args.seeds]
     oracle = [best.get((s, "oracle"), -1.0) for s in args.seeds]

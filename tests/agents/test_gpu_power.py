@@ -207,6 +207,17 @@ def test_assess_performance_fails_on_an_excursion_longer_than_the_enforcement_de
     assert agent.assess_performance()
 
 
+def test_assess_performance_fails_when_short_excursions_add_up() -> None:
+    agent, _ = _ready()
+    for k in range(40):  # every other window over budget, none longer than one window
+        agent._track(_window(agent, float(k), 350.0 if k % 2 else 250.0))
+    verdict = agent.assess_performance()
+    assert not verdict and "in 50% of the last windows" in (verdict.reason or "")
+    for k in range(40):  # one window in 20: within the 10 % allowed
+        agent._track(_window(agent, float(k), 350.0 if k % 20 == 10 else 250.0))
+    assert agent.assess_performance()
+
+
 def test_assess_performance_fails_when_caps_slow_prompts_more_than_the_static_cap() -> None:
     agent, _ = _ready()
     serving = tuple(ServingStats(0.0, 4, 3, 0.0, 0.0) for _ in range(4))
