@@ -472,6 +472,11 @@ class GpuPowerAgent(Agent):
         obs = self.last
         now = self.ctx.clock.now()
         fresh = obs is not None and now - obs.t <= 0.5 * self.schedule.act_every
+        if not fresh:
+            # the model side has no reading of this window (rejected, late, failing): the brake
+            # and the thermal guard read the boards themselves
+            obs = self._read_now(now)
+            fresh = obs is not None
         if fresh and obs is not None:
             self._thermal(obs)
         caps = [max(lo, min(c, t)) for c, t, lo in zip(caps, self.thermal_mw, self.lo_mw, strict=True)]
@@ -481,16 +486,33 @@ class GpuPowerAgent(Agent):
             guard = static_cap_mw(obs.budget_w, self.lo_mw, self.hi_mw, self.p.headroom)
             caps = [min(c, g) for c, g in zip(caps, guard, strict=True)]
         for i, mw in enumerate(caps):
+            # the limit that governs the next window: the one enforced now, or one set a window
+            # ago that the board is about to enforce, whichever is higher
+            before = self.applied_mw[i]
+            enforced = obs.enforced_w[i] * 1000.0 if obs is not None else float(self.hi_mw[i])
+            next_limit = max(enforced, float(before) if before is not None else enforced)
             if self.limits_refused is None:
                 self._set_limit(i, mw, now)
             if self.limits_refused is not None:
                 self._clock_for(i, mw)  # limits refused: clocks hold every cap
-            elif self.p.brake and over and obs is not None and obs.enforced_w[i] * 1000.0 > mw + 1000.0:
+            elif self.p.brake and over and next_limit > mw + 1000.0:
                 self._clock_for(i, mw)  # until the board enforces the new limit
-            elif self.clock_locked[i] is not None and (
-                obs is None or obs.enforced_w[i] * 1000.0 <= mw + 1000.0 or mw >= self.hi_mw[i]
-            ):
+            elif self.clock_locked[i] is not None and (next_limit <= mw + 1000.0 or mw >= self.hi_mw[i]):
                 self._reset_clock(i)
+
+    def _read_now(self, now: float) -> GpuWindow | None:
+        g = self.gpu
+        try:
+            return GpuWindow(
+                t=now,
+                power_w=tuple(g.power_usage_mw(i) / 1000.0 for i in range(self.n)),
+                enforced_w=tuple(g.enforced_power_limit_mw(i) / 1000.0 for i in range(self.n)),
+                temperature_c=tuple(float(g.temperature_c(i)) for i in range(self.n)),
+                serving=None,
+                budget_w=self.budget_w(),
+            )
+        except Exception:  # the act goes on with its caps; the model side reports the sensor
+            return None
 
     def _set_limit(self, i: int, mw: int, now: float) -> None:
         if self.applied_mw[i] == mw:
