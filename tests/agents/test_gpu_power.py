@@ -322,6 +322,21 @@ def test_after_a_window_over_budget_the_brake_locks_clocks_until_limits_are_enfo
     assert facility._clock_set == [1.0, 1.0]  # the limits hold now
 
 
+def test_the_brake_counts_a_lift_the_board_is_about_to_enforce() -> None:
+    node = _node(count=2, budget_share=0.6)
+    agent, _ = _ready(node)
+    facility = node._facilities["gpu"]  # type: ignore[attr-defined]
+    agent.act(_model((200_000, 200_000)))
+    node.advance(2.0)
+    agent.act(_model((400_000, 400_000)))  # a lift, enforced at the next step
+    node.advance(3.0)
+    # the window just read was over budget and enforced the old 200 W limits: the lift set
+    # a window ago governs the next window, so both boards are braked
+    agent.last = _window(agent, node.now(), [250.0, 250.0], enforced=(200.0, 200.0), budget=480.0)
+    agent.act(_model((400_000, 400_000)))
+    assert all(c < 0.8 for c in facility._clock_set)
+
+
 def test_the_thermal_guard_keeps_a_hot_inlet_from_throttling() -> None:
     hot = get_scenario("gpu-stress-hot")
     free = simulate(NoopAgent(), duration=900.0, backend=hot.build(1))
