@@ -202,7 +202,7 @@ class MemTierAgent(Agent):
 
     name = "mem_tier"
     schedule = Schedule(
-        collect_every=1.0, act_every=1.0, prediction_ttl=3.0, assess_every=10.0, cpu_budget=0.02
+        collect_every=2.0, act_every=2.0, prediction_ttl=6.0, assess_every=10.0, cpu_budget=0.02
     )
     Params = Params
     harm_metric = "mem.extra_time_s"
@@ -706,9 +706,10 @@ class MemTierAgent(Agent):
 
 
 class _Baseline(Agent):
-    """A policy of whole regions, same sensor, same capped mover, no safeguards of its own."""
+    """A policy of whole regions, same sensor, same capped mover, no safeguards of its own;
+    it reads DAMON every second (the agent every two)."""
 
-    schedule = MemTierAgent.schedule
+    schedule = Schedule(collect_every=1.0, act_every=1.0, prediction_ttl=3.0, assess_every=10.0)
     Params = Params
 
     def __init__(self) -> None:

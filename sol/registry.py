@@ -27,6 +27,7 @@ BUILTIN_AGENTS: dict[str, str] = {
     "cpu_harvest": "sol.agents.cpu_harvest:CpuHarvestAgent",
     "faas_prewarm": "sol.agents.faas_prewarm:FaasPrewarmAgent",
     "gpu_power": "sol.agents.gpu_power:GpuPowerAgent",
+    "mem_tier": "sol.agents.mem_tier:MemTierAgent",
 }
 
 

@@ -137,7 +137,9 @@ def test_migration_keeps_to_the_cap_on_average() -> None:
     params = Params(migrate_mb_s=100.0)
     result = simulate(MemTierAgent(), duration=60.0, backend=node, params=params)
     moved = result.ground_truth["mem.bytes_migrated"]
-    assert 0 < moved <= 100e6 * 60.0 + REGION  # one region may overdraw the bucket
+    act = MemTierAgent.schedule.act_every
+    # the bucket starts full (one interval) and one region may overdraw it
+    assert 0 < moved <= 100e6 * (60.0 + act) + REGION
 
 
 # -- validate ---------------------------------------------------------------------------------
@@ -259,21 +261,23 @@ def test_slowdown_the_agent_did_not_cause_is_not_its_harm() -> None:
 
 def test_mitigate_promotes_the_newest_demotions_first_within_the_cap() -> None:
     node, _ = node_with(workload(hot=0, cold=8))
-    params = Params(migrate_mb_s=REGION / 1e6)  # one region per second
+    act = MemTierAgent.schedule.act_every
+    params = Params(migrate_mb_s=REGION / 1e6 / act)  # one region per interval
     agent, rec = set_up(node, params)
-    tick(agent, node, 1.0, act=False)
-    for k in range(4):  # one region demoted per second, in address order
-        t = 2.0 + k
+    tick(agent, node, act, act=False)
+    for k in range(4):  # one region demoted per interval, in address order
+        t = act * (2 + k)
         node.advance(t)
         agent.act(Prediction(((BASE + REGION * k, BASE + REGION * (k + 1), 1),), "model", None, t, t + 3))
-    node.advance(10.0)
+    t = act * 10
+    node.advance(t)
     rec.calls.clear()
     agent.mitigate()
     assert rec.calls == [(BASE + REGION * 3, BASE + REGION * 4, 0)]  # the newest, and the cap is spent
     # the runtime then feeds defaults: they go on promoting, newest first, at the cap
-    for t in (11.0, 12.0, 13.0, 14.0):
-        node.advance(t)
-        agent.act(Prediction((), "default", "backoff", t, t + 3))
+    for k in range(1, 5):
+        node.advance(t + act * k)
+        agent.act(Prediction((), "default", "backoff", t + act * k, t + act * (k + 3)))
     assert [c[0] for c in rec.calls] == [BASE + REGION * k for k in (3, 2, 1, 0)]
     assert all(to == 0 for _, _, to in rec.calls)
     # idempotent: nothing left to promote

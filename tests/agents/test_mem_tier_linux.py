@@ -134,7 +134,7 @@ def fake_host(tmp_path: Path) -> Iterator[SimpleNamespace]:
         mover = LinuxMemoryActuators(host, writer, None)
         agent = MemTierAgent()
         log = SimpleNamespace(info=lambda *a, **k: None)
-        params = Params(min_idle_s=3.0, max_wake_prob=0.9, prior_migration_cost=0.0)
+        params = Params(min_idle_s=3.0, max_wake_prob=0.9, prior_migration_cost=0.0, prior_sensitivity=0.05)
         agent.setup(
             Context(clock, log, Sensors(memory=LinuxMemorySensors(host)), Actuators(memory=mover), params)  # type: ignore[arg-type]
         )
