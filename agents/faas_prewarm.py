@@ -79,6 +79,10 @@ class Params:
     decay: float = field(default=0.99, metadata=bounds(gt=0, le=1))
     #: pseudo-counts of the group's pool in a rarely seen object's histogram
     prior_samples: float = field(default=3.0, metadata=_NON_NEGATIVE)
+    #: idle times an object needs of its own, or its group's pool, before its window may be
+    #: shorter than the platform's keep-alive (before, what is known may only lengthen it)
+    min_samples: int = field(default=4, metadata=_NON_NEGATIVE)
+    min_pool_samples: int = field(default=200, metadata=_NON_NEGATIVE)
     #: an object's first idle times that teach its group's pool
     pool_samples: int = field(default=8, metadata=_COUNT)
     #: the part of a function's name that names its group (regular expression, first match);
@@ -196,6 +200,13 @@ class IdleModel:
                 if glob is None:
                     glob = self.pools[""] = np.zeros(self.n_bins + 1)
                 glob[b] += 1.0
+
+    def pool_size(self, group: str) -> float:
+        """Idle times in the pool a rarely seen object of ``group`` borrows from."""
+        pool = self.pools.get(group)
+        if pool is None or pool.sum() < 10:
+            pool = self.pools.get("")
+        return float(pool.sum()) if pool is not None else 0.0
 
     def distribution(self, o: int, group: str) -> np.ndarray | None:
         """P(idle in bin i), i < n_bins, and P(overflow) last; None: nothing to go on."""
@@ -531,6 +542,10 @@ class FaasPrewarmAgent(Agent):
             a, b, p_in = w[6], w[7], w[3]
         else:
             a, b, p_in = self._choose(o, group)
+            if n < self.p.min_samples and self.model.pool_size(group) < self.p.min_pool_samples:
+                # too few idle times of its own or its group's (the agent has just started):
+                # what it knows may keep the object longer than the platform would, not shorter
+                a, b = 0.0, max(b, self.p.keepalive_s)
         f = self._tod_factor(o, t)
         stage = 0.0 if (a > 0 or b <= 0) else 2.0
         w = [t, a / f, b / f, p_in, t + self.p.keepalive_s * 0.8, stage, a, b]

@@ -433,3 +433,20 @@ def test_params_are_checked() -> None:
         Params(cold_start_gb_s=math.nan)
     with pytest.raises(re.error):
         Params(group_pattern="([")
+
+
+def test_just_started_it_never_keeps_an_object_shorter_than_the_platform() -> None:
+    # three calls 400 s apart: alone, the model would unload after each and reload before the
+    # next; with so few idle times (its own, its group's) it keeps the platform's window
+    agent, faas, clock = make(Params(cold_start_gb_s=20.0))
+    for k in range(3):
+        faas.call("app0", t=clock.t - 800 + 400 * k)
+    window(agent)
+    w = agent.win[0]
+    assert w[1] == 0.0 and w[2] >= 600.0
+    lax = replace(Params(cold_start_gb_s=20.0), min_samples=0, min_pool_samples=0)
+    agent2, faas2, clock2 = make(lax)
+    for k in range(3):
+        faas2.call("app0", t=clock2.t - 800 + 400 * k)
+    window(agent2)
+    assert agent2.win[0][1] > 0 or agent2.win[0][2] < 600.0
