@@ -17,8 +17,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,8 @@ def run_agent(
     *,
     budget_w: float = 800.0,
     midway: tuple[float, Callable[[], None]] | None = None,
+    agent: GpuPowerAgent | None = None,
+    serving_urls: tuple[str, ...] = (),
 ) -> AgentRunner:
     """Run gpu_power until ``until`` (virtual s) on 2 fake boards, then stop it; ``midway``
     changes the boards at a time."""
@@ -68,11 +72,11 @@ def run_agent(
             cgroup_root=tmp_path,
             proc_root=tmp_path,
             sys_root=tmp_path,
-            gpu=LinuxGpuConfig(power_budget_w=budget_w),
+            gpu=LinuxGpuConfig(power_budget_w=budget_w, serving_urls=serving_urls),
         )
         backend = LinuxBackend(linux, journal=journal, clock=clock, nvml=nvml, facilities=("gpu",))
         executor = VirtualExecutor(
-            [AgentSpec(GpuPowerAgent(), None, Params(), False)],
+            [AgentSpec(agent or GpuPowerAgent(), None, Params(), False)],
             backend=backend,
             log=get_logger(component="test"),
             journal=journal,
@@ -104,6 +108,44 @@ def test_caps_a_node_over_budget_and_a_stop_puts_every_limit_back(tmp_path: Path
     assert max(seen[0]) <= 400_000  # 1,300 W drawn against 800 W: capped to the budget's share
     assert limits(nvml) == [ORIGINAL_MW] * 2
     assert "nvmlDeviceSetPowerManagementLimit" in nvml.calls
+
+
+def test_it_reads_the_inference_servers_metrics_from_their_prometheus_endpoint(tmp_path: Path) -> None:
+    body = (
+        b"# TYPE vllm:num_requests_running gauge\n"
+        b'vllm:num_requests_running{model_name="m"} 7.0\n'
+        b"# TYPE vllm:num_requests_waiting gauge\n"
+        b'vllm:num_requests_waiting{model_name="m"} 3.0\n'
+        b"# TYPE vllm:prompt_tokens_total counter\n"
+        b'vllm:prompt_tokens_total{model_name="m"} 5000.0\n'
+        b"# TYPE vllm:generation_tokens_total counter\n"
+        b'vllm:generation_tokens_total{model_name="m"} 900.0\n'
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        agent = GpuPowerAgent()
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/metrics"
+        runner = run_agent(FakeNvml(boards()), tmp_path, 5.0, agent=agent, serving_urls=(url,))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert runner.state == "stopped"
+    assert agent.last is not None and agent.last.serving is not None
+    assert [(s.running, s.waiting) for s in agent.last.serving] == [(7, 3), (7, 3)]
+    assert {"wait", "queued", "batch"} <= set(agent.features[0])
 
 
 def test_limits_refused_from_the_first_write_are_held_by_locked_clocks(tmp_path: Path) -> None:
