@@ -326,10 +326,13 @@ def run_policy(
         cls = Idle
     elif policy == "hybrid":
         cls = HybridHistogram
-        params = replace(params, time_of_day=False)
+        # the agent's own rules are not the hybrid's: no time of day, and no "just started"
+        # lengthening (its windows come from its own histogram from the first call)
+        params = replace(params, time_of_day=False, min_samples=0)
     elif policy == "greedy-dual":
         cls = type("GreedyDualAt", (GreedyDual,), {"capacity_gb": gd_gb})
     elif policy == "oracle":
+        params = replace(params, time_of_day=False, min_samples=0)
         arrivals, load = oracle_for(node, hours * HOUR)
         cls = type("OracleOn", (Oracle,), {"arrivals": arrivals, "load_s": load})
     else:
@@ -599,6 +602,8 @@ def _real_policy(
         p = Params(
             cold_start_gb_s=args.cold_cost / args.real_scale, time_of_day=False, load_bps=2e9, startup_s=0
         )
+        if pol == "hybrid":
+            p = replace(p, min_samples=0)
 
         class Clock:
             def now(self) -> float:
