@@ -20,6 +20,9 @@ a node built from the same seed (the same requests), through ``sol.testing.simul
   thresholds from its cluster's power; these keep 10 % between the stages (one stage's cap
   takes the node below the next stage's threshold) and act before the budget, since a
   limit takes the enforcement delay (1 s) to act;
+* ``polca-clocks`` the same, each cap also applied at once by locked clocks (POLCA caps GPU
+  frequency; the clock the agent would pick for the same cap), for a POLCA with the agent's
+  fast knob;
 * ``oracle``   knows each GPU's draw in the next window if it were not capped (the simulator
   steps a copy of itself) and applies its caps at once through locked clocks: it lifts every
   cap when the sum fits, and otherwise cuts the peaks to a common level (``level_caps``);
@@ -199,6 +202,32 @@ class Polca(_Baseline):
             self.limit(i, mw)
 
 
+class PolcaClocks(Polca):
+    """POLCA's policy with its caps also applied at once by locked clocks (POLCA itself caps
+    GPU frequency), at the clock the agent would pick for the same cap."""
+
+    name = "polca-clocks"
+    IDLE_SHARE, EXPONENT = 0.2, 1.8
+
+    def setup(self, ctx: Context) -> None:
+        super().setup(ctx)
+        self.lo_mhz, self.hi_mhz = self.gpu.clock_range_mhz(0)  # type: ignore[attr-defined]
+        self.clock: list[int | None] = [None] * self.n
+
+    def limit(self, i: int, mw: int) -> None:
+        super().limit(i, mw)
+        if mw >= self.hi[i]:
+            if self.clock[i] is not None:
+                self.out.reset_clocks(i)  # type: ignore[attr-defined]
+                self.clock[i] = None
+            return
+        room = max(mw / self.hi[i] - self.IDLE_SHARE, 0.0) / (1.0 - self.IDLE_SHARE)
+        mhz = max(self.lo_mhz, min(self.hi_mhz, int(self.hi_mhz * room ** (1.0 / self.EXPONENT))))
+        if self.clock[i] != mhz:
+            self.out.lock_clocks(i, self.lo_mhz, mhz)  # type: ignore[attr-defined]
+            self.clock[i] = mhz
+
+
 class Oracle(_Baseline):
     """Knows each GPU's uncapped draw in the next window; caps at once by locked clocks."""
 
@@ -271,6 +300,7 @@ POLICIES = (
     Policy("nocap", lambda f, g: (NoCap(), None)),
     Policy("static", lambda f, g: (StaticCap(), None)),
     Policy("polca", lambda f, g: (Polca(), None)),
+    Policy("polca-clocks", lambda f, g: (PolcaClocks(), None)),
     Policy("oracle", _oracle),
     Policy("gpu_power", _agent),
 )
