@@ -450,3 +450,11 @@ def test_just_started_it_never_keeps_an_object_shorter_than_the_platform() -> No
         faas2.call("app0", t=clock2.t - 800 + 400 * k)
     window(agent2)
     assert agent2.win[0][1] > 0 or agent2.win[0][2] < 600.0
+
+
+def test_among_equal_costs_the_window_holds_memory_least() -> None:
+    # every call 20 s apart: any window end past 20 s costs the same under the histogram (the
+    # call has surely come); the one chosen is the first edge past it, whatever the float order
+    model = IdleModel(replace(Params(), prior_samples=0.0))
+    a, b, p_in = model.window(_dist(model, [20.0] * 50), size_gb=0.5, lead=10.0)
+    assert a == 0.0 and b == model.edges[model.bin_of(20.0) + 1] and p_in == pytest.approx(1.0)
