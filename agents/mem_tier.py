@@ -2,7 +2,7 @@
 
 A node has a local tier (DRAM next to the CPUs) and a far tier (a CXL memory expander or a
 memory-only NUMA node): far memory is cheaper but every access to it costs ~80 ns more. Each
-interval (1 s by default, ten DAMON aggregation intervals) the agent reads the workload's DAMON
+interval (2 s by default, twenty DAMON aggregation intervals) the agent reads the workload's DAMON
 regions and moves whole regions between the tiers::
 
     demote: local regions predicted to stay untouched over the next ``horizon_s``
@@ -12,7 +12,7 @@ regions and moves whole regions between the tiers::
 The story, from sensor to actuator (docs/agents/mem_tier.md has the long version and figures):
 
 * **What is observed.** Each interval DAMON's snapshot of the last aggregation interval: per
-  region ``nr_accesses`` out of ``max_nr_accesses`` (a 100 ms sample of a 1 s interval), and,
+  region ``nr_accesses`` out of ``max_nr_accesses`` (a 100 ms sample of a 2 s interval), and,
   where the facility has it, the workload's memory stall (``pressure()``: the simulator's exact
   extra time; on Linux the cgroup's memory PSI, or the host's, marked as such). Where each
   region lies comes from the agent's own moves, checked against ``placement()`` every
@@ -25,30 +25,35 @@ The story, from sensor to actuator (docs/agents/mem_tier.md has the long version
   untouched-memory predictor it learns how much of the workload stays untouched, here per
   region and age. (2) *How sensitive the workload is*: its stall per unit of the access share
   that goes to the far tier (the slowdown it would have with every access far), a regression
-  through the origin of the measured stall on the far access share DAMON shows, starting from
-  ``prior_sensitivity`` (the top of Pond's distribution); reported also as slowdown per far GiB.
+  through the origin of the measured stall on the far access share DAMON shows, shrunk towards
+  ``prior_sensitivity`` (the top of Pond's distribution), from intervals with no copy in flight;
+  those with copies teach what the copies cost (slowdown per GiB/s). Reported also as slowdown
+  per far GiB.
 * **What is decided.** The predicted slowdown over the next horizon is the sensitivity times
   (the far regions' current access share + for every cold far region, its wake-up probability
   times its share once awake times the time to bring it back). Demotions go in order of
   expected benefit (the least likely to wake first, larger first on ties) while that stays
-  under ``budget_use`` of the budget; promotions go densest first until it does again. A
-  sensitive workload therefore gets only its surely-cold regions demoted, an insensitive one
-  also its warm ones. Promotions come before demotions within the cap, except when the local
-  tier is full.
+  under ``budget_use`` of the budget, the copies of the last horizon included; promotions go
+  densest first until it does again. Then warm regions, least accessed per byte first, while
+  the prediction stays under 70 % of that: a sensitive workload gets only its surely-cold
+  regions demoted, an insensitive one also its warm ones, and the first few are what the
+  sensitivity is learnt from. Promotions come before demotions within the cap; a full local
+  tier first sends cold regions out (a swap).
 * **Safety.** ``validate`` rejects snapshots with unsorted or overlapping regions,
   ``nr_accesses`` above the maximum, a stale aggregation interval, or none at all (the target
   is gone). ``assess_model`` fails when too many of the demoted bytes were touched within
   ``horizon_s`` of their move (false cold): more than ``max_false_cold_rate``, or more than
   ``false_cold_slack`` above the wake-up probability the model gave them. ``assess_performance``
-  fails when the workload's stall over the last ``assess`` interval passes its budget.
+  fails when the workload's stall over the last assessment interval passes its budget above
+  what the tiers cost anyway (the least of the last 30), while its own demotions are recent.
   ``mitigate`` promotes what it demoted most recently first, within the cap; the following
   default acts go on promoting the rest of the recent demotions at the cap. ``default_predict``
   moves nothing. On Linux every page range moved is journaled first: ``sol restore`` puts it
   back after a crash.
 
 The facility manages one workload per node today (the simulator's node; on Linux the first of
-``[linux.memory] targets``): the agent keeps its state per workload so that a facility that
-names several can hand it each one's snapshot.
+``[linux.memory] targets``), because its calls name no target: one agent instance, one
+workload. Several need those calls to take a target (docs/agents/mem_tier.md, "What is left").
 
 Also here, for benchmarks/mem_tier.py: ``StaticSplit`` (Pond's static share), ``DamosThreshold``
 (the kernel's ``migrate_cold``/``migrate_hot`` schemes) and ``TppLike`` (demote by age of last
