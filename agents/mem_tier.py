@@ -65,13 +65,18 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from sol.facilities import DamonSnapshot, FacilityMissing, MemoryActuators, MemorySensors, NumaNode
 from sol.kernel.errors import Unsupported
 from sol.sdk import Agent, Context, Prediction, Schedule, Verdict, bounds, check_fields
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # the daemon imports every configured agent; numpy (~15 MiB) only once one runs
+    from sol.lazy import LazyModule
+
+    np = LazyModule("numpy")
 
 __all__ = [
     "DamosThreshold",
@@ -84,7 +89,7 @@ __all__ = [
 ]
 
 #: idle-age bucket edges, seconds (a region idle ``a`` seconds is in bucket ``searchsorted(a)``)
-IDLE_EDGES = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0])
+IDLE_EDGES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
 #: a plan: ``((start, end, to_node), ...)`` in the order to move
 Plan = tuple[tuple[int, int, int], ...]
 #: free memory the plan leaves on each tier (as the Linux mover keeps)
@@ -173,7 +178,7 @@ class IdleHazard:
     """
 
     def __init__(self, *, forget_s: float, prior_bytes: float, prior_wake_s: float) -> None:
-        n = IDLE_EDGES.size + 1
+        n = len(IDLE_EDGES) + 1
         self.forget_s = forget_s
         self.exposure = np.full(n, prior_bytes * prior_wake_s)
         self.woke = np.full(n, prior_bytes)
