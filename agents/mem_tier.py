@@ -62,13 +62,14 @@ access, promote on access seen).
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sol.facilities import DamonSnapshot, FacilityMissing, MemoryActuators, MemorySensors, NumaNode
-from sol.kernel.errors import Unsupported
+from sol.kernel.errors import SensorError, Unsupported
 from sol.sdk import Agent, Context, Prediction, Schedule, Verdict, bounds, check_fields
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ __all__ = [
     "IdleHazard",
     "MemTierAgent",
     "MemTierObservation",
+    "MemTierObservations",
     "Params",
     "StaticSplit",
     "TppLike",
@@ -90,8 +92,11 @@ __all__ = [
 
 #: idle-age bucket edges, seconds (a region idle ``a`` seconds is in bucket ``searchsorted(a)``)
 IDLE_EDGES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
-#: a plan: ``((start, end, to_node), ...)`` in the order to move
-Plan = tuple[tuple[int, int, int], ...]
+#: a move: ``(start, end, to_node)``, or ``(start, end, to_node, workload index)`` when the
+#: facility names several workloads
+Move = tuple[int, ...]
+#: a plan: its moves in the order to make them
+Plan = tuple[Move, ...]
 #: free memory the plan leaves on each tier (as the Linux mover keeps)
 RESERVE_BYTES = 64 << 20
 GIB = float(1 << 30)
@@ -167,6 +172,8 @@ class MemTierObservation:
     snapshot: DamonSnapshot
     stall_total_s: float | None
     stall_scope: str | None
+    #: the workload's name (None: the facility's only one)
+    target: str | None = None
 
 
 class IdleHazard:
@@ -207,40 +214,27 @@ class IdleHazard:
         return prob
 
 
-class MemTierAgent(Agent):
-    """Keeps hot memory local and cold memory on the far tier (DAMON, bandwidth-capped moves)."""
+class WorkloadTier:
+    """One workload's model and record: its regions, idleness hazard, sensitivity, slowdown
+    history and demotions. ``MemTierAgent`` holds one per workload and shares among them the
+    migration cap (its credit) and the tiers' free bytes."""
 
-    name = "mem_tier"
-    schedule = Schedule(
-        collect_every=2.0, act_every=2.0, prediction_ttl=6.0, assess_every=10.0, cpu_budget=0.02
-    )
-    Params = Params
-    harm_metric = "mem.extra_time_s"
-    benefit_metric = "mem.far_bytes_mean"
-    fault_scenario = "default"
-
-    def __init__(self) -> None:
-        self.p = Params()
-
-    # -- setup ----------------------------------------------------------------------
-    def setup(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.p = ctx.config
-        self.mem: MemorySensors = ctx.sensors.require("memory")
-        self.mover: MemoryActuators = ctx.actuators.require("memory")
-        try:
-            first = self.mem.regions()
-        except Unsupported as exc:
-            raise FacilityMissing("memory", "sensors", f"no DAMON regions: {exc.reason}") from exc
-        tiers = self._tiers(self.mem.nodes())
-        self.local_node, self.far_node = tiers
-        self.cap_bytes = self.p.migrate_mb_s * 1e6 * self.schedule.act_every
-        # the cap is an average (memtierd's): a token bucket of one interval's bytes, which a
-        # region larger than it overdraws, the next intervals paying the debt back
-        self.credit = self.cap_bytes
-        self.credit_t = ctx.clock.now()
-        self.pressure_fn = getattr(self.mem, "pressure", None)
-        sizes = [r.size for r in first.regions] or [1 << 20]
+    def __init__(
+        self, agent: MemTierAgent, index: int, target: str | None, first: DamonSnapshot | None
+    ) -> None:
+        self.agent = agent
+        self.index = index
+        #: the workload's name in the facility (None: the facility's only one, never named)
+        self.target = target
+        self.kw: dict[str, str] = {} if target is None else {"target": target}
+        self.ctx = agent.ctx
+        self.p = agent.p
+        self.schedule = agent.schedule
+        self.local_node, self.far_node = agent.local_node, agent.far_node
+        fn = getattr(agent.mem, "pressure", None)
+        self.pressure_fn: Any = None if fn is None else (lambda: fn(**self.kw))
+        sizes = [r.size for r in first.regions] if first is not None else []
+        sizes = sizes or [1 << 20]
         self.hazard = IdleHazard(
             forget_s=self.p.forget_s, prior_bytes=float(np.mean(sizes)), prior_wake_s=self.p.horizon_s
         )
@@ -273,27 +267,22 @@ class MemTierAgent(Agent):
         self.judged: deque[tuple[float, int, float, bool]] = deque(maxlen=self.p.false_cold_window)
         #: the wake probability predict gave each region it plans to demote (by start)
         self.planned_wake: dict[int, float] = {}
-        self.mitigating = False
         #: when the last copy the agent started is done (the actuator side sets it)
         self.busy_until = -math.inf
         self.assess_stall: tuple[float, float] | None = None
         self.slow_history: deque[float] = deque(maxlen=FLOOR_ASSESSMENTS)
         self.counts = {"moves": 0, "bytes_moved": 0, "bytes_failed": 0, "move_errors": 0}
 
-    def _tiers(self, nodes: tuple[NumaNode, ...]) -> tuple[int, int]:
-        local = [n.node for n in nodes if n.tier == "local"]
-        far = [n.node for n in nodes if n.tier == "far"]
-        if not local or not far:
-            raise FacilityMissing(
-                "memory",
-                "actuators",
-                f"needs a local and a far tier, nodes: {[(n.node, n.tier) for n in nodes]}",
-            )
-        return local[0], far[0]
+    def item(self, start: int, end: int, node: int) -> tuple[int, ...]:
+        """A plan entry: ``(start, end, node)``, with the workload's index when there are several."""
+        return (start, end, node) if self.target is None else (start, end, node, self.index)
+
+    def label(self, text: str) -> str:
+        return text if self.target is None else f"{self.target}: {text}"
 
     # -- model side -----------------------------------------------------------------
     def collect(self) -> MemTierObservation:
-        snap = self.mem.regions()
+        snap = self.agent.mem.regions(**self.kw)
         stall: float | None = None
         scope: str | None = None
         if self.pressure_fn is not None:
@@ -303,7 +292,7 @@ class MemTierAgent(Agent):
             except Unsupported:
                 self.pressure_fn = None
         return MemTierObservation(
-            t=self.ctx.clock.now(), snapshot=snap, stall_total_s=stall, stall_scope=scope
+            t=self.ctx.clock.now(), snapshot=snap, stall_total_s=stall, stall_scope=scope, target=self.target
         )
 
     def validate(self, obs: MemTierObservation) -> Verdict:
@@ -354,7 +343,7 @@ class MemTierAgent(Agent):
 
     def _far_share_of(self, start: int, end: int) -> float:
         try:
-            where = self.mem.placement(start, end)
+            where = self.agent.mem.placement(start, end, **self.kw)
         except (Unsupported, OSError, ValueError):
             return 0.0
         total = sum(where.values())
@@ -453,10 +442,15 @@ class MemTierAgent(Agent):
         kappa = (self.sxy + self.p.prior_sensitivity * weight) / (self.sxx + weight)
         return min(5.0, max(0.0, kappa))
 
-    def predict(self) -> Plan:
+    def predict(self, room: dict[str, float]) -> tuple[list[tuple[float, Move]], list[tuple[float, Move]]]:
+        """This workload's promotions and demotions, each with its expected benefit (promotions:
+        slowdown relieved per byte; demotions: far bytes per unit of predicted slowdown), in
+        the order it would make them. ``room`` holds what the workloads share: the cap's bytes
+        (each workload may plan up to all of it; the act keeps to it) and the tiers' free
+        bytes, which this plan takes from."""
         p = self.p
         if self.start.size == 0:
-            return ()
+            return [], []
         size = (self.end - self.start).astype(np.float64)
         kappa = self.sensitivity
         weight = self.density * size
@@ -474,17 +468,16 @@ class MemTierAgent(Agent):
         cold = self.idle_s >= p.min_idle_s
         limit = p.budget_use * p.slowdown_budget
         load = kappa * float(share[is_far].sum() + risk[is_far & cold].sum())
-        cap = self.credit + self.cap_bytes
-        nodes = {n.node: n for n in self.mem.nodes()}
-        local_free = float(nodes[self.local_node].free_bytes) - RESERVE_BYTES
-        far_free = float(nodes[self.far_node].free_bytes) - RESERVE_BYTES
+        cap = room["cap"]
+        local_free = room["local_free"]
+        far_free = room["far_free"]
         far_bytes = float((size * self.far).sum())
         max_far = p.max_far_share * float(size.sum())
         # demotion candidates: cold local regions, least likely to wake first, larger on ties
         cand = np.flatnonzero(~is_far & cold & (wake <= p.max_wake_prob))
         queue = deque(cand[np.lexsort((-size[cand], wake[cand]))].tolist())
-        demote: list[tuple[int, int, int]] = []
-        promote: list[tuple[int, int, int]] = []
+        demote: list[tuple[float, Move]] = []
+        promote: list[tuple[float, Move]] = []
         planned: dict[int, float] = {}
         # the interval's slowdown from its copies (learnt cost per GiB/s); demotions keep it and
         # the far tier's predicted cost within the limit, promotions are never held back by it
@@ -495,7 +488,9 @@ class MemTierAgent(Agent):
         per_byte = self.migration_cost / GIB / p.horizon_s
         mig = per_byte * sum(b for _, b in self.copies)
 
-        def take_demotion(j: int, called_cold: bool = True, gate: float = math.inf) -> float:
+        def take_demotion(
+            j: int, called_cold: bool = True, gate: float = math.inf, extra: float = 0.0
+        ) -> float:
             nonlocal cap, far_free, far_bytes, mig
             nb = float(size[j] * (1.0 - self.far[j]))
             if cap <= 0 or nb > far_free or far_bytes + nb > max_far:
@@ -504,7 +499,9 @@ class MemTierAgent(Agent):
             if mig + copy > gate:
                 return 0.0
             mig += copy
-            demote.append((int(self.start[j]), int(self.end[j]), self.far_node))
+            demote.append(
+                (nb / (extra + 1e-9), self.item(int(self.start[j]), int(self.end[j]), self.far_node))
+            )
             if called_cold:
                 planned[int(self.start[j])] = float(wake[j])
             cap -= nb
@@ -527,12 +524,17 @@ class MemTierAgent(Agent):
             if nb > local_free:
                 while queue and freeing < nb and cap > 0:
                     k = queue.popleft()
-                    moved = take_demotion(k)
+                    moved = take_demotion(k, extra=kappa * float(risk[k] + share[k]))
                     freeing += moved
                     load += kappa * float(risk[k] + share[k]) if moved else 0.0
                 freeing -= nb
                 continue
-            promote.append((int(self.start[j]), int(self.end[j]), self.local_node))
+            promote.append(
+                (
+                    kappa * float(share[j]) / nb,
+                    self.item(int(self.start[j]), int(self.end[j]), self.local_node),
+                )
+            )
             cap -= nb
             local_free -= nb
             load -= kappa * float(share[j])
@@ -542,7 +544,7 @@ class MemTierAgent(Agent):
             extra = kappa * float(risk[j] + share[j])
             if load + extra > limit:
                 break
-            if take_demotion(j, gate=limit - load - extra):
+            if take_demotion(j, gate=limit - load - extra, extra=extra):
                 load += extra
         else:
             # then warm regions, least accessed per byte first, while their accesses fit in the
@@ -555,10 +557,12 @@ class MemTierAgent(Agent):
                 extra = kappa * float(share[j])
                 if load + extra > WARM_MARGIN * limit:
                     break
-                if take_demotion(j, called_cold=False, gate=WARM_MARGIN * limit - load - extra):
+                if take_demotion(j, called_cold=False, gate=WARM_MARGIN * limit - load - extra, extra=extra):
                     load += extra
         self.planned_wake = planned
-        return tuple(promote + demote)
+        room["local_free"] = local_free
+        room["far_free"] = far_free
+        return promote, demote
 
     def assess_model(self) -> Verdict:
         p = self.p
@@ -575,73 +579,55 @@ class MemTierAgent(Agent):
         limit = min(p.max_false_cold_rate, predicted + p.false_cold_slack)
         if rate > limit:
             return Verdict.fail(
-                f"false cold: {rate:.0%} of the {n} last demotions' bytes were touched within "
-                f"{p.horizon_s:g} s (the model said {predicted:.0%}; limit {limit:.0%})"
+                self.label(
+                    f"false cold: {rate:.0%} of the {n} last demotions' bytes were touched within "
+                    f"{p.horizon_s:g} s (the model said {predicted:.0%}; limit {limit:.0%})"
+                )
             )
         return Verdict.ok()
 
-    def default_predict(self) -> Plan:
-        return ()
-
     # -- actuator side ----------------------------------------------------------------
-    def act(self, prediction: Prediction) -> None:
-        plan: Plan = tuple(prediction.value or ())
-        if prediction.source != "model" and self.mitigating:
-            self._promote_recent()
+    def move(self, now: float, start: int, end: int, node: int) -> None:
+        """One move of the plan (the agent checks the cap's credit); errors are counted."""
+        a = self.agent
+        if end <= start or node not in (self.local_node, self.far_node):
+            self.counts["move_errors"] += 1
             return
-        self.mitigating = False
-        self._run(plan)
+        end = min(end, start + MAX_MOVE_BYTES)
+        try:
+            m = a.mover.migrate(start, end, node, **self.kw)
+        except (OSError, ValueError, Unsupported) as exc:
+            self.counts["move_errors"] += 1
+            self.ctx.log.info(
+                "mem_tier.move_failed", start=start, end=end, node=node, error=str(exc), target=self.target
+            )
+            return
+        a.credit -= m.bytes_moved
+        if m.bytes_moved > 0:
+            self.busy_until = max(self.busy_until, m.done_at)
+            self.copies.append((now, m.bytes_moved))
+        self.counts["moves"] += 1
+        self.counts["bytes_moved"] += m.bytes_moved
+        self.counts["bytes_failed"] += m.bytes_failed
+        self.moves.append((now, start, end, node, m.bytes_moved + m.bytes_already))
+        if node == self.far_node and m.bytes_moved > 0:
+            self.demoted.append((now, start, end))
+            q = self.planned_wake.get(start)
+            if q is not None:  # called cold (a warm region sent far knowingly is not judged)
+                self.pending_judge.append((m.done_at, start, end, q))
 
-    def _refill(self, now: float) -> None:
-        rate = self.cap_bytes / self.schedule.act_every
-        self.credit = min(self.cap_bytes, self.credit + rate * max(0.0, now - self.credit_t))
-        self.credit_t = now
-
-    def _run(self, plan: Plan) -> None:
-        """Apply moves in order while the cap's credit lasts; errors are counted, never raised."""
-        now = self.ctx.clock.now()
-        self._refill(now)
-        for item in plan:
-            if self.credit <= 0:
-                break
-            start, end, node = (int(x) for x in item)
-            if end <= start or node not in (self.local_node, self.far_node):
-                self.counts["move_errors"] += 1
-                continue
-            end = min(end, start + MAX_MOVE_BYTES)
-            try:
-                m = self.mover.migrate(start, end, node)
-            except (OSError, ValueError, Unsupported) as exc:
-                self.counts["move_errors"] += 1
-                self.ctx.log.info("mem_tier.move_failed", start=start, end=end, node=node, error=str(exc))
-                continue
-            self.credit -= m.bytes_moved
-            if m.bytes_moved > 0:
-                self.busy_until = max(self.busy_until, m.done_at)
-                self.copies.append((now, m.bytes_moved))
-            self.counts["moves"] += 1
-            self.counts["bytes_moved"] += m.bytes_moved
-            self.counts["bytes_failed"] += m.bytes_failed
-            self.moves.append((now, start, end, node, m.bytes_moved + m.bytes_already))
-            if node == self.far_node and m.bytes_moved > 0:
-                self.demoted.append((now, start, end))
-                q = self.planned_wake.get(start)
-                if q is not None:  # called cold (a warm region sent far knowingly is not judged)
-                    self.pending_judge.append((m.done_at, start, end, q))
-
-    def _promote_recent(self) -> None:
+    def promote_recent(self) -> None:
         """Newest demotions younger than ``recent_s`` back to the local tier, within the cap."""
+        agent = self.agent
         now = self.ctx.clock.now()
-        self._refill(now)
-        while self.demoted and self.credit > 0:
+        agent._refill(now)
+        while self.demoted and agent.credit > 0:
             t, a, b = self.demoted[-1]
             if now - t > self.p.recent_s:
                 self.demoted.clear()
                 break
             self.demoted.pop()
-            self._run(((a, b, self.local_node),))
-        if not self.demoted:
-            self.mitigating = False
+            agent._run((self.item(a, b, self.local_node),))
 
     def assess_performance(self) -> Verdict:
         if self.pressure_fn is None:
@@ -670,30 +656,21 @@ class MemTierAgent(Agent):
         budget = self.p.slowdown_budget
         if slow > floor + budget:
             return Verdict.fail(
-                f"{what} {slow:.1%} over the last interval > budget {budget:.1%}"
-                + (f" over the {floor:.1%} the tiers cost anyway" if floor > 0.001 else "")
+                self.label(
+                    f"{what} {slow:.1%} over the last interval > budget {budget:.1%}"
+                    + (f" over the {floor:.1%} the tiers cost anyway" if floor > 0.001 else "")
+                )
             )
         return Verdict.ok()
 
     def _recently_demoted(self, now: float) -> bool:
         return bool(self.demoted) and now - self.demoted[-1][0] <= self.p.recent_s
 
-    def mitigate(self) -> None:
-        self.mitigating = True
-        self._promote_recent()
-
-    def clean_up(self) -> None:
-        # the journal restores page ranges on Linux; here, the newest demotions come back
-        self.mitigating = False
-        self._promote_recent()
-
-    # -- fault harness and status ------------------------------------------------------
-    def fault_aggressive(self) -> Plan:
-        """Every region to the far tier (the act still keeps to the cap)."""
-        return tuple(
-            (int(a), int(b), self.far_node)
+    def fault_aggressive(self) -> list[tuple[int, ...]]:
+        return [
+            self.item(int(a), int(b), self.far_node)
             for a, b in zip(self.start.tolist(), self.end.tolist(), strict=True)
-        )
+        ]
 
     def describe(self) -> dict[str, Any]:
         size = (self.end - self.start).astype(np.float64)
@@ -708,6 +685,254 @@ class MemTierAgent(Agent):
             "stall_scope": self.stall_scope,
             **self.counts,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class MemTierObservations:
+    """One interval of a node with several workloads: each one's observation, or None where
+    reading it failed (the reason in ``problems``)."""
+
+    t: float
+    items: tuple[MemTierObservation | None, ...]
+    problems: tuple[str | None, ...]
+
+
+class MemTierAgent(Agent):
+    """Keeps hot memory local and cold memory on the far tier (DAMON, bandwidth-capped moves),
+    for every workload the memory facility names (``targets()``)."""
+
+    name = "mem_tier"
+    schedule = Schedule(
+        collect_every=2.0, act_every=2.0, prediction_ttl=6.0, assess_every=10.0, cpu_budget=0.02
+    )
+    Params = Params
+    harm_metric = "mem.extra_time_s"
+    benefit_metric = "mem.far_bytes_mean"
+    fault_scenario = "default"
+
+    def __init__(self) -> None:
+        self.p = Params()
+
+    # -- setup ----------------------------------------------------------------------
+    def setup(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.p = ctx.config
+        self.mem: MemorySensors = ctx.sensors.require("memory")
+        self.mover: MemoryActuators = ctx.actuators.require("memory")
+        targets_fn = getattr(self.mem, "targets", None)
+        names: tuple[str, ...] = ()
+        if targets_fn is not None:
+            try:
+                names = tuple(targets_fn())
+            except Unsupported as exc:
+                raise FacilityMissing("memory", "sensors", f"no workloads: {exc.reason}") from exc
+        #: the workloads' names; None: the facility's one workload, never named in its calls
+        targets: tuple[str | None, ...] = names if len(names) > 1 else (None,)
+        firsts: list[DamonSnapshot | None] = []
+        problems: list[str] = []
+        for t in targets:
+            try:
+                firsts.append(self.mem.regions() if t is None else self.mem.regions(target=t))
+            except (Unsupported, SensorError, OSError, ValueError) as exc:
+                if t is None:
+                    if isinstance(exc, Unsupported):
+                        raise FacilityMissing("memory", "sensors", f"no DAMON regions: {exc.reason}") from exc
+                    raise
+                firsts.append(None)
+                problems.append(f"{t}: {exc.reason if isinstance(exc, Unsupported) else exc}")
+        if all(f is None for f in firsts):
+            raise FacilityMissing("memory", "sensors", f"no DAMON regions: {'; '.join(problems)}")
+        self.local_node, self.far_node = self._tiers(self.mem.nodes())
+        self.cap_bytes = self.p.migrate_mb_s * 1e6 * self.schedule.act_every
+        # the cap is an average (memtierd's): a token bucket of one interval's bytes, which a
+        # region larger than it overdraws, the next intervals paying the debt back. One bucket
+        # for every workload: the node's mover is one
+        self.credit = self.cap_bytes
+        self.credit_t = ctx.clock.now()
+        self.workloads = [
+            WorkloadTier(self, i, t, f) for i, (t, f) in enumerate(zip(targets, firsts, strict=True))
+        ]
+        self.mitigating = False
+        #: the workloads whose slowdown passed their budget at the last assessment
+        self.failing: list[WorkloadTier] = []
+        #: snapshots rejected per workload (several workloads: one bad one stops only itself)
+        self.rejected = [0] * len(self.workloads)
+
+    def _tiers(self, nodes: tuple[NumaNode, ...]) -> tuple[int, int]:
+        local = [n.node for n in nodes if n.tier == "local"]
+        far = [n.node for n in nodes if n.tier == "far"]
+        if not local or not far:
+            raise FacilityMissing(
+                "memory",
+                "actuators",
+                f"needs a local and a far tier, nodes: {[(n.node, n.tier) for n in nodes]}",
+            )
+        return local[0], far[0]
+
+    @property
+    def multi(self) -> bool:
+        return self.workloads[0].target is not None
+
+    # the one workload's state, where there is one (tests and status read these)
+    @property
+    def sensitivity(self) -> float:
+        return self.workloads[0].sensitivity
+
+    @property
+    def pending_judge(self) -> deque[tuple[float, int, int, float]]:
+        return self.workloads[0].pending_judge
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for w in self.workloads:
+            for k, v in w.counts.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    # -- model side -----------------------------------------------------------------
+    def collect(self) -> MemTierObservation | MemTierObservations:
+        if not self.multi:
+            return self.workloads[0].collect()
+        items: list[MemTierObservation | None] = []
+        problems: list[str | None] = []
+        for w in self.workloads:
+            try:
+                items.append(w.collect())
+                problems.append(None)
+            except (Unsupported, SensorError, OSError, ValueError) as exc:
+                items.append(None)
+                problems.append(exc.reason if isinstance(exc, Unsupported) else str(exc))
+        return MemTierObservations(t=self.ctx.clock.now(), items=tuple(items), problems=tuple(problems))
+
+    def _verdicts(self, obs: MemTierObservations) -> list[Verdict]:
+        out = []
+        for w, o, why in zip(self.workloads, obs.items, obs.problems, strict=True):
+            out.append(Verdict.fail(w.label(f"cannot read it: {why}")) if o is None else w.validate(o))
+        return out
+
+    def validate(self, obs: MemTierObservation | MemTierObservations) -> Verdict:
+        if isinstance(obs, MemTierObservation):
+            return self.workloads[0].validate(obs)
+        # per workload: a bad snapshot (a workload gone, a stale one) is left out of learning
+        # and counted; the interval is rejected only when no workload's is usable
+        verdicts = self._verdicts(obs)
+        for i, v in enumerate(verdicts):
+            if not v:
+                self.rejected[i] += 1
+                self.ctx.log.info("mem_tier.snapshot_rejected", reason=v.reason)
+        if any(verdicts):
+            return Verdict.ok()
+        return Verdict.fail("; ".join(str(v.reason) for v in verdicts))
+
+    def learn(self, obs: MemTierObservation | MemTierObservations) -> None:
+        if isinstance(obs, MemTierObservation):
+            self.workloads[0].learn(obs)
+            return
+        for w, o, v in zip(self.workloads, obs.items, self._verdicts(obs), strict=True):
+            if o is not None and v:
+                w.learn(o)
+
+    def predict(self) -> Plan:
+        """Every workload's moves, promotions first, each kind merged across workloads by
+        expected benefit (a workload's own moves keep its order)."""
+        nodes = {n.node: n for n in self.mem.nodes()}
+        room = {
+            "cap": self.credit + self.cap_bytes,
+            "local_free": float(nodes[self.local_node].free_bytes) - RESERVE_BYTES,
+            "far_free": float(nodes[self.far_node].free_bytes) - RESERVE_BYTES,
+        }
+        promotions: list[list[tuple[float, Move]]] = []
+        demotions: list[list[tuple[float, Move]]] = []
+        # the most sensitive workload plans first: its promotions take the free local bytes
+        for w in sorted(self.workloads, key=lambda w: -w.sensitivity):
+            cap = room["cap"]
+            pro, de = w.predict(room)
+            room["cap"] = cap  # each plans up to the whole cap; the merged order decides
+            promotions.append(pro)
+            demotions.append(de)
+        plan = [m for _, m in heapq.merge(*promotions, key=lambda x: -x[0])]
+        plan += [m for _, m in heapq.merge(*demotions, key=lambda x: -x[0])]
+        return tuple(plan)
+
+    def assess_model(self) -> Verdict:
+        bad = [v for v in (w.assess_model() for w in self.workloads) if not v]
+        return Verdict.fail("; ".join(str(v.reason) for v in bad)) if bad else Verdict.ok()
+
+    def default_predict(self) -> Plan:
+        return ()
+
+    # -- actuator side ----------------------------------------------------------------
+    def act(self, prediction: Prediction) -> None:
+        plan: Plan = tuple(prediction.value or ())
+        if prediction.source != "model" and self.mitigating:
+            self._promote_recent()
+            return
+        self.mitigating = False
+        self._run(plan)
+
+    def _refill(self, now: float) -> None:
+        rate = self.cap_bytes / self.schedule.act_every
+        self.credit = min(self.cap_bytes, self.credit + rate * max(0.0, now - self.credit_t))
+        self.credit_t = now
+
+    def _run(self, plan: Plan) -> None:
+        """Apply moves in order while the cap's credit lasts; errors are counted, never raised.
+        An entry is ``(start, end, node)``, or ``(start, end, node, workload index)``."""
+        now = self.ctx.clock.now()
+        self._refill(now)
+        for item in plan:
+            if self.credit <= 0:
+                break
+            w = self.workloads[0]
+            try:
+                start, end, node, *rest = (int(x) for x in item)
+                if rest:
+                    (i,) = rest
+                    if not 0 <= i < len(self.workloads):
+                        raise ValueError(f"no workload {i}")
+                    w = self.workloads[i]
+            except (TypeError, ValueError):
+                w.counts["move_errors"] += 1
+                continue
+            w.move(now, start, end, node)
+
+    def _promote_recent(self) -> None:
+        """Recent demotions back, newest first, within the cap: the workloads found over their
+        budget first, then the others."""
+        failing = [w for w in self.failing if w in self.workloads]
+        for w in failing + [w for w in self.workloads if w not in failing]:
+            w.promote_recent()
+        if not any(w.demoted for w in self.workloads):
+            self.mitigating = False
+
+    def assess_performance(self) -> Verdict:
+        verdicts = [(w, w.assess_performance()) for w in self.workloads]
+        self.failing = [w for w, v in verdicts if not v]
+        bad = [str(v.reason) for _, v in verdicts if not v]
+        return Verdict.fail("; ".join(bad)) if bad else Verdict.ok()
+
+    def mitigate(self) -> None:
+        self.mitigating = True
+        self._promote_recent()
+
+    def clean_up(self) -> None:
+        # the journal restores page ranges on Linux; here, the newest demotions come back
+        self.mitigating = False
+        self._promote_recent()
+
+    # -- fault harness and status ------------------------------------------------------
+    def fault_aggressive(self) -> Plan:
+        """Every region of every workload to the far tier (the act still keeps to the cap)."""
+        return tuple(m for w in self.workloads for m in w.fault_aggressive())
+
+    def describe(self) -> dict[str, Any]:
+        if not self.multi:
+            return self.workloads[0].describe()
+        per = {str(w.target): w.describe() for w in self.workloads}
+        for w, n in zip(self.workloads, self.rejected, strict=True):
+            per[str(w.target)]["snapshots_rejected"] = n
+        return {"workloads": per, **self.counts}
 
 
 # ---------------------------------------------------------------------------------------

@@ -254,21 +254,32 @@ class MemoryPressure:
 
 @runtime_checkable
 class MemorySensors(Protocol):
-    def regions(self) -> DamonSnapshot:
-        """DAMON's regions as of the last complete aggregation interval."""
+    """The memory of one or several workloads (each its own address space) on a node's tiers.
+
+    ``target`` names a workload (``targets()``, an optional sensor agents check for with
+    ``getattr``: the names in config order); left out, it is the first, so a caller that
+    manages one workload names none. An unknown name is a ``ValueError`` naming the known ones.
+    ``pressure(target=None)`` (optional, see :class:`MemoryPressure`) takes it too.
+    """
+
+    def regions(self, target: str | None = None) -> DamonSnapshot:
+        """DAMON's regions of the workload as of the last complete aggregation interval."""
         ...
 
-    def nodes(self) -> tuple[NumaNode, ...]: ...
+    def nodes(self) -> tuple[NumaNode, ...]:
+        """The node's memory nodes (shared by every workload)."""
+        ...
 
-    def placement(self, start: int, end: int) -> Mapping[int, int]:
-        """Bytes of ``[start, end)`` on each node id (pages not present are left out)."""
+    def placement(self, start: int, end: int, target: str | None = None) -> Mapping[int, int]:
+        """Bytes of the workload's ``[start, end)`` on each node id (pages not present are left out)."""
         ...
 
 
 @runtime_checkable
 class MemoryActuators(Protocol):
-    def migrate(self, start: int, end: int, to_node: int) -> Migration:
-        """Move the pages of ``[start, end)`` to ``to_node``; unknown node -> ``ValueError``."""
+    def migrate(self, start: int, end: int, to_node: int, target: str | None = None) -> Migration:
+        """Move the pages of the workload's ``[start, end)`` to ``to_node``; unknown node or
+        target -> ``ValueError``."""
         ...
 
 

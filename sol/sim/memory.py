@@ -38,7 +38,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 
 import numpy as np
@@ -275,8 +275,15 @@ class MemoryFacility(FacilityBase):
         lock: threading.RLock,
         now: Callable[[], float],
         origin: float,
+        target: str = "workload",
+        pool: TierPool | None = None,
+        local_room: int | None = None,
     ) -> None:
         super().__init__(lock, now, origin)
+        #: the workload's name (``targets()``)
+        self.target = target
+        #: the tiers and migration engine this workload shares with others (MultiMemoryFacility)
+        self._pool = pool
         if config.local_bytes + config.far_bytes < workload.footprint:
             raise ValueError(
                 f"the workload's {workload.footprint} bytes do not fit the node "
@@ -294,7 +301,7 @@ class MemoryFacility(FacilityBase):
         if config.initial == "far":
             self._far[:] = 1.0
         else:
-            room = config.local_bytes
+            room = config.local_bytes if local_room is None else local_room
             for j, s in enumerate(workload.size.tolist()):
                 on_local = min(s, max(room, 0))
                 room -= on_local
@@ -701,13 +708,19 @@ class MemoryFacility(FacilityBase):
         if end <= start:
             raise ValueError(f"empty address range [{start:#x}, {end:#x})")
         idx, ov = self._overlap(start, end)
-        cap = self.config.far_bytes if to_node == FAR else self.config.local_bytes
-        local_b, far_b = self.node_bytes()
-        used = far_b if to_node == FAR else local_b
-        room = cap - used - self._incoming[to_node]
+        pool = self._pool
+        if pool is None:
+            cap = self.config.far_bytes if to_node == FAR else self.config.local_bytes
+            local_b, far_b = self.node_bytes()
+            used = far_b if to_node == FAR else local_b
+            room = cap - used - self._incoming[to_node]
+            engine_free = self._engine_free
+        else:  # the tier and the engine are the node's, shared with the other workloads
+            room = pool.room(to_node)
+            engine_free = pool.engine_free
         # bytes of this region still on the other node, less what is already queued to move
         moved = failed = already = 0.0
-        done_at = max(now, self._engine_free)
+        done_at = max(now, engine_free)
         for j, o in zip(idx.tolist(), ov.tolist(), strict=True):
             share_other = self._far[j] if to_node == LOCAL else 1.0 - self._far[j]
             want = o * share_other
@@ -724,6 +737,8 @@ class MemoryFacility(FacilityBase):
             self._incoming[to_node] += take_b
             moved += take_b
         self._engine_free = done_at
+        if pool is not None:
+            pool.engine_free = done_at
         self._acc["bytes_failed"] += failed
         return Migration(
             t=now,
@@ -796,10 +811,20 @@ class MemoryFacility(FacilityBase):
         return self._series.arrays("mem")
 
 
-class MemorySensorsSim(FacilityView["MemoryFacility"]):
-    """``MemorySensors`` of the simulated node: DAMON regions, NUMA nodes, placement."""
+def _check_target(f: MemoryFacility, target: str | None) -> None:
+    if target is not None and target != f.target:
+        raise ValueError(f"unknown memory target {target!r}; targets: {f.target!r}")
 
-    def regions(self) -> DamonSnapshot:
+
+class MemorySensorsSim(FacilityView["MemoryFacility"]):
+    """``MemorySensors`` of the simulated node: DAMON regions, NUMA nodes, placement.
+    One workload, named ``targets()[0]``; ``target=`` may name it or be left out."""
+
+    def targets(self) -> tuple[str, ...]:
+        return (self._f.target,)
+
+    def regions(self, target: str | None = None) -> DamonSnapshot:
+        _check_target(self._f, target)
         return self._at_now(self._f.snapshot)
 
     def nodes(self) -> tuple[NumaNode, ...]:
@@ -814,19 +839,181 @@ class MemorySensorsSim(FacilityView["MemoryFacility"]):
                 NumaNode(t=now, node=FAR, tier="far", total_bytes=f.config.far_bytes, used_bytes=far_b),
             )
 
-    def placement(self, start: int, end: int) -> Mapping[int, int]:
+    def placement(self, start: int, end: int, target: str | None = None) -> Mapping[int, int]:
         f = self._f
+        _check_target(f, target)
         with f._lock:
             f._synced_now()
             return f.placement(start, end)
 
-    def pressure(self) -> MemoryPressure:
+    def pressure(self, target: str | None = None) -> MemoryPressure:
         """The workload's time lost to memory (far accesses and migration): exact, not PSI."""
+        _check_target(self._f, target)
         return self._at_now(self._f.pressure)
 
 
 class MemoryActuatorsSim(FacilityView["MemoryFacility"]):
     """``MemoryActuators`` of the simulated node: a bandwidth-capped migration engine."""
 
-    def migrate(self, start: int, end: int, to_node: int) -> Migration:
+    def migrate(self, start: int, end: int, to_node: int, target: str | None = None) -> Migration:
+        _check_target(self._f, target)
         return self._at_now(self._f.migrate, int(start), int(end), int(to_node))
+
+
+# ---------------------------------------------------------------------------------------
+# several workloads on one node
+# ---------------------------------------------------------------------------------------
+
+
+class TierPool:
+    """The node's two tiers and its one migration engine, shared by several workloads: a
+    workload's copy waits for the engine behind the others' and a tier's room is what every
+    workload leaves of it (each workload's copies still cost only that workload: the mover's
+    kernel time and bandwidth are charged to the workload whose pages move)."""
+
+    def __init__(self, local_bytes: int, far_bytes: int, origin: float) -> None:
+        self.capacity = (int(local_bytes), int(far_bytes))
+        self.engine_free = origin
+        self.members: list[MemoryFacility] = []
+
+    def used(self) -> tuple[int, int]:
+        local = far = 0
+        for m in self.members:
+            a, b = m.node_bytes()
+            local += a
+            far += b
+        return local, far
+
+    def room(self, node: int) -> float:
+        used = self.used()[node]
+        incoming = sum(m._incoming[node] for m in self.members)
+        return self.capacity[node] - used - incoming
+
+
+class MultiMemoryFacility(FacilityBase):
+    """A node with several workloads sharing its local tier, far tier and migration engine.
+
+    Each member is a :class:`MemoryFacility` of its own (its footprint, DAMON regions, access
+    pattern and, unless its config pins it, a sensitivity drawn from Pond's distribution with
+    its own seed), so slowdown is per workload. First touch gives each workload local memory in
+    proportion to its footprint. Sensors and actuators name the workload with ``target=``
+    (``targets()`` lists them; left out: the first).
+    """
+
+    name = "memory"
+
+    def __init__(
+        self,
+        members: list[tuple[str, MemoryConfig, MemoryWorkload, int]],
+        *,
+        local_bytes: int,
+        far_bytes: int,
+        lock: threading.RLock,
+        now: Callable[[], float],
+        origin: float,
+    ) -> None:
+        super().__init__(lock, now, origin)
+        if not members:
+            raise ValueError("a multi-workload memory node needs at least one workload")
+        names = [m[0] for m in members]
+        if len(set(names)) != len(names):
+            raise ValueError(f"workload names must be unique, got {names}")
+        total = sum(w.footprint for _, _, w, _ in members)
+        if local_bytes + far_bytes < total:
+            raise ValueError(
+                f"the workloads' {total} bytes do not fit the node ({local_bytes} local + {far_bytes} far)"
+            )
+        self.pool = TierPool(local_bytes, far_bytes, origin)
+        self.members: dict[str, MemoryFacility] = {}
+        for name, cfg, w, seed in members:
+            shared = replace(cfg, local_bytes=local_bytes, far_bytes=far_bytes)
+            m = MemoryFacility(
+                shared,
+                w,
+                seed=seed,
+                lock=lock,
+                now=now,
+                origin=origin,
+                target=name,
+                pool=self.pool,
+                local_room=int(local_bytes * w.footprint / total),
+            )
+            self.members[name] = m
+            self.pool.members.append(m)
+        self.config = replace(members[0][1], local_bytes=local_bytes, far_bytes=far_bytes)
+        self.sensors = MultiMemorySensorsSim(self)
+        self.actuators = MultiMemoryActuatorsSim(self)
+
+    def member(self, target: str | None) -> MemoryFacility:
+        if target is None:
+            return self.pool.members[0]
+        m = self.members.get(target)
+        if m is None:
+            raise ValueError(f"unknown memory target {target!r}; targets: {', '.join(self.members)}")
+        return m
+
+    def sync(self, now: float) -> None:
+        for m in self.pool.members:
+            m.sync(now)
+
+    def ground_truth(self) -> dict[str, float]:
+        """The node's figures (bytes, accesses and migration summed; the slowdown, its extra
+        time and the sensitivity those of the mean workload) and each workload's under
+        ``mem.<target>.``."""
+        per = {name: m.ground_truth() for name, m in self.members.items()}
+        out: dict[str, float] = {}
+        mean_keys = ("mem.slowdown_mean", "mem.extra_time_s", "mem.far_sensitivity")
+        for key in next(iter(per.values())):
+            vals = [g[key] for g in per.values()]
+            out[key] = sum(vals) / len(vals) if key in mean_keys else sum(vals)
+        acc = out["mem.accesses"]
+        out["mem.far_access_share"] = out["mem.far_accesses"] / acc if acc > 0 else 0.0
+        out["mem.local_capacity_bytes"] = float(self.pool.capacity[LOCAL])
+        for name, g in per.items():
+            out.update({f"mem.{name}.{k[len('mem.') :]}": v for k, v in g.items()})
+        return out
+
+    def series(self) -> dict[str, tuple[FloatArray, FloatArray]]:
+        out: dict[str, tuple[FloatArray, FloatArray]] = {}
+        for name, m in self.members.items():
+            out.update(m._series.arrays(f"mem.{name}"))
+        return out
+
+
+class MultiMemorySensorsSim(FacilityView[MultiMemoryFacility]):
+    """``MemorySensors`` of a node with several workloads (``target=`` names one)."""
+
+    def targets(self) -> tuple[str, ...]:
+        return tuple(self._f.members)
+
+    def regions(self, target: str | None = None) -> DamonSnapshot:
+        m = self._f.member(target)
+        return self._at_now(lambda now: m.snapshot(now))
+
+    def nodes(self) -> tuple[NumaNode, ...]:
+        f = self._f
+        with f._lock:
+            now = f._synced_now()
+            local_b, far_b = f.pool.used()
+            local_cap, far_cap = f.pool.capacity
+            return (
+                NumaNode(t=now, node=LOCAL, tier="local", total_bytes=local_cap, used_bytes=local_b),
+                NumaNode(t=now, node=FAR, tier="far", total_bytes=far_cap, used_bytes=far_b),
+            )
+
+    def placement(self, start: int, end: int, target: str | None = None) -> Mapping[int, int]:
+        m = self._f.member(target)
+        return self._at_now(lambda now: m.placement(start, end))
+
+    def pressure(self, target: str | None = None) -> MemoryPressure:
+        m = self._f.member(target)
+        return self._at_now(lambda now: m.pressure(now))
+
+
+class MultiMemoryActuatorsSim(FacilityView[MultiMemoryFacility]):
+    """``MemoryActuators`` of a node with several workloads: one engine, ``target=`` names whose
+    pages move."""
+
+    def migrate(self, start: int, end: int, to_node: int, target: str | None = None) -> Migration:
+        m = self._f.member(target)
+        return self._at_now(lambda now: m.migrate(now, int(start), int(end), int(to_node)))

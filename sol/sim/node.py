@@ -12,7 +12,7 @@ from sol.sim._common import FacilityBase, FloatArray
 from sol.sim.cpu import CpuFacility
 from sol.sim.faas import FaasFacility
 from sol.sim.gpu import GpuFacility
-from sol.sim.memory import MemoryFacility
+from sol.sim.memory import MemoryFacility, MultiMemoryFacility
 
 __all__ = ["FACILITY_NAMES", "SimNode"]
 
@@ -53,7 +53,9 @@ class SimNode(BackendBase):
     def now(self) -> float:
         return self._now
 
-    def attach(self, facility: CpuFacility | MemoryFacility | GpuFacility | FaasFacility) -> None:
+    def attach(
+        self, facility: CpuFacility | MemoryFacility | MultiMemoryFacility | GpuFacility | FaasFacility
+    ) -> None:
         name = facility.name
         if name not in FACILITY_NAMES:
             raise ValueError(f"unknown facility {name!r}; known: {', '.join(FACILITY_NAMES)}")

@@ -31,7 +31,7 @@ from sol.sim.faas import (
     ResampledTrace,
 )
 from sol.sim.gpu import GpuConfig, GpuFacility, RequestStream
-from sol.sim.memory import MemoryConfig, MemoryFacility, MemoryWorkload, perturbed_plays
+from sol.sim.memory import MemoryConfig, MemoryFacility, MemoryWorkload, MultiMemoryFacility, perturbed_plays
 from sol.sim.node import SimNode
 from sol.sim.synthetic import (
     VM_VCPU_CHOICES,
@@ -395,6 +395,36 @@ def _faas_stress(seed: int, t0: float) -> Replay:
     return Replay(node)
 
 
+#: mem-multi's workloads: name, seed offset, the part of Pond's sensitivity CDF it is drawn from
+MEM_MULTI_WORKLOADS = (
+    ("batch-a", 0, (0.0, 0.26)),  # loses < 1 % with every page far
+    ("batch-b", 1, (0.0, 0.26)),
+    ("web", 2, (0.26, 0.42)),  # 1-5 %
+    ("db", 3, (0.77, 1.0)),  # > 25 %
+)
+
+
+def _mem_multi(seed: int, t0: float) -> Replay:
+    node = _node(t0, "mem-multi")
+    members = []
+    for name, k, quantiles in MEM_MULTI_WORKLOADS:
+        s = seed * 16 + k
+        w = synthetic_memory(s, footprint_bytes=4 * GiB, region_bytes=128 * MiB, duration_s=1800.0)
+        members.append((name, MemoryConfig(local_bytes=0, far_bytes=0, stall_quantiles=quantiles), w, s))
+    total = sum(w.footprint for _, _, w, _ in members)
+    node.attach(
+        MultiMemoryFacility(
+            members,
+            local_bytes=total // 2,
+            far_bytes=total,
+            lock=node.lock,
+            now=node.now,
+            origin=node.clock_start,
+        )
+    )
+    return Replay(node)
+
+
 _SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -454,6 +484,15 @@ _SCENARIOS: dict[str, Scenario] = {
                 "mem-stress", "32 GiB with a hot set that shifts every ~30 s, 40 % local", 1800.0, ("memory",)
             ),
             _mem_stress,
+        ),
+        Scenario(
+            ScenarioInfo(
+                "mem-multi",
+                "4 workloads of 4 GiB (two insensitive, one mildly, one > 25 % sensitive), half local",
+                1800.0,
+                ("memory",),
+            ),
+            _mem_multi,
         ),
         Scenario(
             ScenarioInfo(

@@ -217,7 +217,7 @@ def test_assess_model_fails_when_regions_called_cold_are_touched_and_recovers_la
         agent2.pending_judge.append((5.0, BASE + REGION * k, BASE + REGION * (k + 1), 0.05))
     for t in range(6, 18):
         tick(agent2, node, float(t), act=False)
-    assert len(agent2.judged) == 6 and agent2.assess_model()
+    assert len(agent2.workloads[0].judged) == 6 and agent2.assess_model()
     # no new demotions judged: after false_cold_memory_s the first verdict clears (no lockout)
     node.advance(1000.0)
     assert agent.assess_model()
