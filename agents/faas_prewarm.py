@@ -46,13 +46,18 @@ import re
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from sol.facilities import Invocation
 from sol.kernel.errors import SensorError
 from sol.sdk import Agent, Context, ParamError, Prediction, Schedule, Verdict, bounds, check_fields
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # the daemon imports every configured agent; numpy (~15 MiB) only once one runs
+    from sol.lazy import LazyModule
+
+    np = LazyModule("numpy")
 
 _POSITIVE = bounds(gt=0)
 _NON_NEGATIVE = bounds(ge=0)

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from sol.agents.cpu_harvest import CpuHarvestAgent, Params, StaticBufferHarvest, StaticParams
+from sol.agents.cpu_harvest import CpuHarvestAgent, Params, PeakForecaster, StaticBufferHarvest, StaticParams
 from sol.facilities import CpuUsage
 from sol.log import configure
 from sol.sdk import Agent, Context, Prediction, Schedule
@@ -204,6 +204,8 @@ def policies(window: float, static_ks: list[float], learners: list[str], ablatio
         )
         no_jump = Params(max_under_rate=1.0)
         out.append(Policy("cpu_harvest (margin only)", lambda n, t: (MarginOnly(), no_jump, sched)))
+        out.append(Policy("cpu_harvest (additive)", lambda n, t: (_with(AdditiveMargin)(), Params(), sched)))
+        out.append(Policy("cpu_harvest (jump margin)", lambda n, t: (_with(JumpMargin)(), Params(), sched)))
     return out
 
 
@@ -215,6 +217,38 @@ class _NoJump:
 
     def predict_one(self, x: dict[str, float]) -> float:
         return 0.0
+
+
+class AdditiveMargin(PeakForecaster):
+    """Ablation (tried for issue #19, not kept): the adaptive margin adds cores in units of
+    the recent jumps' 90th percentile, instead of scaling the whole predicted peak."""
+
+    def cores_needed(self) -> float:
+        unit = max(self._jumps.quantile(0.9), 0.02 * self.scale)
+        return self.peak + self.margin.value * unit + self.p.buffer_cores
+
+
+class JumpMargin(PeakForecaster):
+    """Ablation (tried for issue #19, not kept): the margin scales only the predicted jump
+    above the last need (the level is known; its uncertainty is in the jump)."""
+
+    def cores_needed(self) -> float:
+        jump = max(self.peak - self.level, 0.0)
+        return (
+            self.level
+            + jump * (1 + self.margin.value)
+            + 0.02 * self.scale * self.margin.value
+            + self.p.buffer_cores
+        )
+
+
+def _with(forecaster: type[PeakForecaster]) -> type[CpuHarvestAgent]:
+    class Variant(CpuHarvestAgent):
+        def setup(self, ctx: Context) -> None:
+            super().setup(ctx)
+            self.model = forecaster(self.p, self.total)
+
+    return Variant
 
 
 class MarginOnly(CpuHarvestAgent):

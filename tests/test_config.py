@@ -1589,3 +1589,14 @@ def test_random_junk_raises_nothing_but_config_error(text: str) -> None:
         assert all(str(p).startswith(SRC) for p in exc.problems)
     else:
         assert isinstance(cfg, Config)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_a_shipped_config_shows_every_production_agent_and_its_blocks_load_uncommented(name: str) -> None:
+    text = SHIPPED[name].read_text()
+    start = text.index("# [agents.cpu_harvest]")
+    region = re.sub(r"(?m)^# (\[agents[a-z_.]*\].*|[a-z_]+ = .*)$", r"\1", text[start:])
+    cfg = loads_config(text[:start] + region, source=name, agents=real_agents())
+    assert cfg.warnings == ()
+    assert {"cpu_harvest", "mem_tier", "gpu_power", "faas_prewarm"} <= set(cfg.agents)
+    assert all(cfg.agents[a].dry_run for a in ("cpu_harvest", "mem_tier", "gpu_power", "faas_prewarm"))
