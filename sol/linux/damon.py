@@ -83,6 +83,9 @@ class DamonMonitor:
         self.created = False
         self.started = False
         self._lock = threading.Lock()
+        #: the last read of every target's regions (several targets), reused within one
+        #: aggregation interval so that reading each target costs one sysfs scan in all
+        self._split: tuple[float, tuple[DamonSnapshot, ...]] | None = None
 
     # -- paths -----------------------------------------------------------------------------
     @property
@@ -238,6 +241,49 @@ class DamonMonitor:
             regions=regions,
         )
 
+    def snapshot_of(self, index: int) -> DamonSnapshot:
+        """The regions of target ``index`` (its place in ``pids``).
+
+        ``tried_regions`` lists every target's regions in one sequence, target by target, each
+        target's sorted by address, with no target number: a new target starts where the
+        address goes back. That tells them apart when each process's first region lies below
+        the previous one's last (the usual layout: heap low, mmap and stack high); when it does
+        not (fewer runs than targets), the read is refused rather than guessed.
+        """
+        n = max(1, len(self.pids))
+        if not 0 <= index < n:
+            raise ValueError(f"no DAMON target {index}: {n} monitored")
+        if n == 1:
+            return self.snapshot()
+        cached = self._split
+        now = self.clock()
+        if cached is None or now - cached[0] >= self.settings.aggr_us / 1e6:
+            whole = self.snapshot()
+            runs: list[list[DamonRegion]] = []
+            for r in whole.regions:
+                if not runs or r.start < runs[-1][-1].end:
+                    runs.append([])
+                runs[-1].append(r)
+            if len(runs) != n:
+                raise SensorError(
+                    self.context / "schemes" / "0" / "tried_regions",
+                    f"{len(runs)} address run(s) for {n} targets: cannot tell the targets' regions apart",
+                )
+            cached = self._split = (
+                now,
+                tuple(
+                    DamonSnapshot(
+                        t=whole.t,
+                        t_start=whole.t_start,
+                        t_end=whole.t_end,
+                        max_nr_accesses=whole.max_nr_accesses,
+                        regions=tuple(run),
+                    )
+                    for run in runs
+                ),
+            )
+        return cached[1][index]
+
     def _read_regions(self, base: Path) -> tuple[DamonRegion, ...]:
         try:
             names = sorted((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
@@ -273,12 +319,14 @@ def make_fake_admin(
     slots: int = 3,
     regions: list[tuple[int, int, int, int]] | None = None,
     ops: str = "vaddr paddr",
+    targets: int = 1,
 ) -> Path:
     """A DAMON sysfs ``admin`` tree as the kernel shows it after the writes sol makes.
 
     The kernel creates ``kdamonds/0/...`` when ``nr_kdamonds`` is written; a fake cannot, so
     the directories are there from the start and ``nr_kdamonds`` says how many "exist".
-    ``regions`` are ``(start, end, nr_accesses, age)`` in slot 0's ``tried_regions``.
+    ``regions`` are ``(start, end, nr_accesses, age)`` in slot 0's ``tried_regions`` (several
+    targets' one after the other, as the kernel lists them); ``targets`` target directories.
     """
     k = admin / "kdamonds"
     _fake_write(k, {"nr_kdamonds": f"{nr_kdamonds}\n"})
@@ -291,7 +339,8 @@ def make_fake_admin(
     )
     _fake_write(ctx / "monitoring_attrs" / "nr_regions", {"min": "10\n", "max": "1000\n"})
     _fake_write(ctx / "targets", {"nr_targets": "0\n"})
-    _fake_write(ctx / "targets" / "0", {"pid_target": "0\n"})
+    for i in range(targets):
+        _fake_write(ctx / "targets" / str(i), {"pid_target": "0\n"})
     _fake_write(ctx / "schemes", {"nr_schemes": "0\n"})
     for slot in range(slots):
         s = _fake_write(

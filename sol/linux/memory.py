@@ -1,13 +1,14 @@
 """The memory facility on a real host: DAMON regions, NUMA nodes, page placement, migration.
 
 ``[linux.memory] targets`` names the workloads, each a ``pid`` or a ``cgroup`` (resolved to the
-processes in its ``cgroup.procs`` when the facility is built). The facility manages one
-process: the first target's (a cgroup's first listed process). DAMON monitors its virtual
-address space and ``placement``/``migrate`` act on its pages (``move_pages(2)``); the
-sensor and actuator calls name no process, so a second one would need them to. The other
-targets are loaded, resolved and named in the ``memory`` feature line as not managed yet.
-Without a managed process, ``nodes()`` still works and the rest raises
-:class:`~sol.kernel.errors.Unsupported` saying why.
+processes in its ``cgroup.procs`` when the facility is built). Every target is a workload of
+the facility, named as the config describes it (``targets()``: ``"pid 1234"``, ``"cgroup
+machine.slice/vm-a"``); the calls take ``target=`` (left out: the first). Of a cgroup, the
+first listed process is managed (its other processes are named in the feature line as not
+managed yet). sol's one kdamond monitors every managed process, one DAMON target each, and
+``placement``/``migrate`` act on the named process's pages (``move_pages(2)``). A target
+without a process raises :class:`~sol.kernel.errors.Unsupported` saying why on every call that
+names it; ``nodes()`` always works.
 """
 
 from __future__ import annotations
@@ -63,13 +64,21 @@ class MemoryHost:
         syscall: MovePages | None = None,
         log: Any = None,
         psi: tuple[Path, str] | None = None,
+        targets: Sequence[tuple[str, int | None, str | None, tuple[Path, str] | None]] | None = None,
     ) -> None:
         self.topology = topology
-        #: the memory PSI file of the managed workload and its scope ("group" or "host")
-        self.psi = psi
-        self.pid = pid
+        #: the workloads: (name, pid or None, why none, memory PSI file and its scope); without
+        #: ``targets``, one unnamed workload from ``pid``, ``pid_problem`` and ``psi``
+        self.targets = list(targets) if targets is not None else [("workload", pid, pid_problem, psi)]
+        #: the memory PSI file of the first workload and its scope ("group" or "host")
+        self.psi = self.targets[0][3] if self.targets else psi
+        self.pid = self.targets[0][1] if self.targets else None
         #: why there is no managed process (``pid`` None), for every call that needs one
-        self.pid_problem = pid_problem
+        self.pid_problem = self.targets[0][2] if self.targets else pid_problem
+        #: DAMON target index of each workload with a process (the monitor's ``pids`` order)
+        self.damon_index = {
+            name: i for i, name in enumerate(n for n, p, _, _ in self.targets if p is not None)
+        }
         self.proc_root = Path(proc_root)
         self.clock = clock
         self.monitor = monitor
@@ -79,10 +88,25 @@ class MemoryHost:
         self.lock = threading.Lock()
         self.log = log if log is not None else structlog.get_logger("sol.linux")
 
-    def need_pid(self, what: str) -> int:
-        if self.pid is None:
+    def target(self, target: str | None) -> tuple[str, int | None, str | None, tuple[Path, str] | None]:
+        if not self.targets:
+            raise Unsupported("memory", self.pid_problem or NO_TARGETS)
+        if target is None:
+            return self.targets[0]
+        for t in self.targets:
+            if t[0] == target:
+                return t
+        raise ValueError(
+            f"unknown memory target {target!r}; targets: {', '.join(t[0] for t in self.targets)}"
+        )
+
+    def need_pid(self, what: str, target: str | None = None) -> int:
+        if not self.targets:
             raise Unsupported(f"memory.{what}", self.pid_problem or NO_TARGETS)
-        return self.pid
+        _, pid, problem, _ = self.target(target)
+        if pid is None:
+            raise Unsupported(f"memory.{what}", problem or NO_TARGETS)
+        return pid
 
 
 class LinuxMemorySensors:
@@ -91,34 +115,44 @@ class LinuxMemorySensors:
     def __init__(self, host: MemoryHost) -> None:
         self._h = host
 
-    def regions(self) -> DamonSnapshot:
-        if self._h.monitor is None:
-            raise Unsupported("memory.regions", self._h.monitor_problem or "no DAMON monitor")
-        return self._h.monitor.snapshot()
+    def targets(self) -> tuple[str, ...]:
+        """The workloads, in config order (with or without a process now)."""
+        return tuple(t[0] for t in self._h.targets)
+
+    def regions(self, target: str | None = None) -> DamonSnapshot:
+        h = self._h
+        if h.monitor is None:
+            raise Unsupported("memory.regions", h.monitor_problem or "no DAMON monitor")
+        name = h.target(target)[0] if h.targets else None
+        h.need_pid("regions", target)
+        if len(h.damon_index) <= 1:
+            return h.monitor.snapshot()
+        return h.monitor.snapshot_of(h.damon_index[str(name)])
 
     def nodes(self) -> tuple[NumaNode, ...]:
         return self._h.topology.nodes(now=self._h.clock.now())
 
-    def placement(self, start: int, end: int) -> Mapping[int, int]:
-        pid = self._h.need_pid("placement")
+    def placement(self, start: int, end: int, target: str | None = None) -> Mapping[int, int]:
+        pid = self._h.need_pid("placement", target)
         if end <= start:
             raise ValueError(f"empty or inverted range [{start:#x}, {end:#x})")
         return bytes_per_node(self._h.syscall.query(pid, start, end))
 
-    def pressure(self) -> MemoryPressure:
-        """Memory PSI of the managed workload's cgroup (scope ``"group"``) where the kernel keeps
-        one, else the host's ``/proc/pressure/memory`` (``"host"``: every task's stalls)."""
-        if self._h.psi is None:
+    def pressure(self, target: str | None = None) -> MemoryPressure:
+        """Memory PSI of the workload's cgroup (scope ``"group"``) where the kernel keeps one,
+        else the host's ``/proc/pressure/memory`` (``"host"``: every task's stalls)."""
+        where = self._h.target(target)[3] if self._h.targets else self._h.psi
+        if where is None:
             raise Unsupported("memory.pressure", "no memory PSI file (CONFIG_PSI, boot with psi=1)")
-        path, scope = self._h.psi
+        path, scope = where
         psi = parse_psi(read_file(path), path)
         return MemoryPressure(
             t=self._h.clock.now(), stall_total_s=psi.some_total_s, some_avg10=psi.some_avg10, scope=scope
         )
 
-    def process_nodes(self) -> Mapping[int, int]:
-        """Bytes of the managed process on each node (``/proc/PID/numa_maps``)."""
-        return process_node_bytes(self._h.proc_root, self._h.need_pid("process_nodes"))
+    def process_nodes(self, target: str | None = None) -> Mapping[int, int]:
+        """Bytes of the workload's process on each node (``/proc/PID/numa_maps``)."""
+        return process_node_bytes(self._h.proc_root, self._h.need_pid("process_nodes", target))
 
 
 class LinuxMemoryActuators:
@@ -131,9 +165,9 @@ class LinuxMemoryActuators:
         #: pages ``move_pages`` refused, by errno, since this actuator was made (reported, never fatal)
         self.failures: dict[str, int] = {}
 
-    def migrate(self, start: int, end: int, to_node: int) -> Migration:
+    def migrate(self, start: int, end: int, to_node: int, target: str | None = None) -> Migration:
         h = self._h
-        pid = h.need_pid("migrate")
+        pid = h.need_pid("migrate", target)
         check_writer(self.writer, f"{pid}:{start:#x}-{end:#x}")
         t0 = h.clock.now()
         placement = bytes_per_node(h.syscall.query(pid, start, end))
@@ -183,10 +217,12 @@ class LinuxMemoryActuators:
             done_at=h.clock.now(),
         )
 
-    def migrate_process(self, from_nodes: Sequence[int], to_nodes: Sequence[int]) -> Any:
-        """All pages of the managed process on ``from_nodes`` to ``to_nodes`` (``migratepages``)."""
+    def migrate_process(
+        self, from_nodes: Sequence[int], to_nodes: Sequence[int], target: str | None = None
+    ) -> Any:
+        """All pages of the workload's process on ``from_nodes`` to ``to_nodes`` (``migratepages``)."""
         h = self._h
-        pid = h.need_pid("migrate_process")
+        pid = h.need_pid("migrate_process", target)
         for n in (*from_nodes, *to_nodes):
             if n not in h.topology.ids:
                 raise ValueError(f"unknown NUMA node {n} (nodes: {list(h.topology.ids)})")
@@ -240,44 +276,38 @@ def resolve_target(target: MemoryTarget, layout: CgroupLayout | None) -> tuple[t
     return (pids, None) if pids else ((), "no process in it")
 
 
-def _managed(backend: Any) -> tuple[int | None, str, str | None]:
-    """The one process the facility manages (the first target's), how the feature line
-    names it and the others, and why there is none."""
+def _managed(backend: Any) -> tuple[list[tuple[str, int | None, str | None]], str]:
+    """Each target's name, process (a cgroup's first) and why none, and how the feature line
+    names them."""
     targets = backend.linux.memory.targets
     if not targets:
-        return None, "none", NO_TARGETS
-    resolved = [resolve_target(t, backend.layout) for t in targets]
-    (pids, why), first = resolved[0], targets[0]
-    pid = pids[0] if pids else None
-    problem = None if pids else f"no managed process: targets[0] ({first.describe()}): {why}"
-    if not pids:
-        label = f"none (targets[0], {first.describe()}: {why})"
-    else:
-        where = "targets[0]" if first.pid is not None else f"targets[0], {first.describe()}"
+        return [], "none"
+    out: list[tuple[str, int | None, str | None]] = []
+    labels = []
+    for i, t in enumerate(targets):
+        pids, why = resolve_target(t, backend.layout)
+        pid = pids[0] if pids else None
+        if pid is None:
+            out.append((t.describe(), None, f"no managed process: targets[{i}] ({t.describe()}): {why}"))
+            labels.append(f"none (targets[{i}], {t.describe()}: {why})")
+            continue
+        out.append((t.describe(), pid, None))
+        where = f"targets[{i}]" if t.pid is not None else f"targets[{i}], {t.describe()}"
         more = f"; its other {len(pids) - 1} process(es) not managed yet" if len(pids) > 1 else ""
-        label = f"pid {pid} ({where}{more})"
-    others = [
-        f"targets[{i}] ({t.describe()}{'' if t.pid is not None else ': ' + _pids(p, w)})"
-        for i, (t, (p, w)) in enumerate(zip(targets, resolved, strict=True))
-        if i > 0
-    ]
-    if others:
-        label += f"; not managed yet (one process for now): {'; '.join(others)}"
-    return pid, label, problem
+        labels.append(f"pid {pid} ({where}{more})")
+    return out, "; ".join(labels)
 
 
-def _pids(pids: tuple[int, ...], why: str | None) -> str:
-    return f"pids {', '.join(map(str, pids))}" if pids else str(why)
-
-
-def memory_psi(backend: Any) -> tuple[Path, str] | None:
-    """The memory PSI file to judge the managed workload by: its cgroup's ``memory.pressure``
-    (cgroup v2, the first target a cgroup), else ``/proc/pressure/memory`` (host), else None."""
+def memory_psi(backend: Any, index: int = 0) -> tuple[Path, str] | None:
+    """The memory PSI file to judge a workload by (``targets[index]``): its cgroup's
+    ``memory.pressure`` (cgroup v2, a cgroup target), else ``/proc/pressure/memory`` (host),
+    else None."""
     targets = backend.linux.memory.targets
     layout = backend.layout
-    if targets and targets[0].cgroup is not None and layout is not None and layout.has("psi"):
+    t = targets[index] if index < len(targets) else None
+    if t is not None and t.cgroup is not None and layout is not None and layout.has("psi"):
         try:
-            path = Path(layout.path("psi", targets[0].cgroup)) / "memory.pressure"
+            path = Path(layout.path("psi", t.cgroup)) / "memory.pressure"
         except (Unsupported, OSError, ValueError):
             path = None
         if path is not None and path.is_file():
@@ -291,12 +321,14 @@ def build_memory(backend: Any) -> None:
     lc, mem = backend.linux, backend.linux.memory
     topology = NumaTopology(lc.sys_root, far_nodes=tuple(mem.far_nodes))
     monitor: DamonMonitor | None = None
-    pid, managed, problem = _managed(backend)
+    workloads, managed = _managed(backend)
+    pids = [p for _, p, _ in workloads if p is not None]
+    problem = None if pids else (workloads[0][2] if workloads else NO_TARGETS)
     pid_problem = problem
-    if pid is not None:
+    if pids:
         monitor = DamonMonitor(
             lc.sys_root / "kernel" / "mm" / "damon" / "admin",
-            pids=[pid],
+            pids=pids,
             settings=DamonSettings(),
             kdamond=mem.damon_kdamond,
             clock=backend.clock.now,
@@ -309,14 +341,15 @@ def build_memory(backend: Any) -> None:
             writer = backend.writer_for("sol.linux", dry_run=False)
             monitor.start(writer)
             backend.add_closer("damon", lambda: monitor.stop(writer))
-            backend.report_feature("damon", True, f"monitoring pid {pid} on {monitor.kdamond}")
+            what = ", ".join(map(str, pids))
+            backend.report_feature("damon", True, f"monitoring pid(s) {what} on {monitor.kdamond}")
         except (Unsupported, OSError) as exc:
             problem = exc.reason if isinstance(exc, Unsupported) else f"cannot start DAMON: {exc}"
             backend.report_feature("damon", False, problem)
             monitor = None
     host = MemoryHost(
         topology,
-        pid=pid,
+        pid=pids[0] if pids else None,
         pid_problem=pid_problem,
         proc_root=lc.proc_root,
         clock=backend.clock,
@@ -325,6 +358,7 @@ def build_memory(backend: Any) -> None:
         log=backend.log,
         monitor_problem=problem,
         psi=memory_psi(backend),
+        targets=[(name, p, why, memory_psi(backend, i)) for i, (name, p, why) in enumerate(workloads)],
     )
     backend.sensors.memory = LinuxMemorySensors(host)
     backend.register_actuators("memory", lambda writer, cg: LinuxMemoryActuators(host, writer, cg))

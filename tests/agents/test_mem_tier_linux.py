@@ -437,3 +437,105 @@ def test_sigkill_mid_migration_across_two_real_nodes_is_rolled_back(tmp_path: Pa
         assert set(status.tolist()) == {home}
         maps = process_node_bytes(Path("/proc"), pid)
         assert maps.get(other, 0) < size // 2  # what numa_maps shows there is not our buffer
+
+
+# -- several workloads on the fake two-node host -----------------------------------------------
+
+LOW = 0x550000000000  # the second process's regions lie below the first's, as heaps lie below mmaps
+
+
+class PerProcess:
+    """``move_pages(2)`` over several processes' page tables."""
+
+    def __init__(self, tables: dict[int, PageTable]) -> None:
+        self.tables = tables
+
+    def call(self, pid: int, addrs: Sequence[int], nodes: Sequence[int] | None, flags: int = 0) -> list[int]:
+        return self.tables[pid].call(pid, addrs, nodes, flags)
+
+    def query(self, pid: int, start: int, end: int) -> list[int]:
+        return self.tables[pid].query(pid, start, end)
+
+
+def test_on_a_fake_two_node_host_two_workloads_are_each_monitored_and_moved(tmp_path: Path) -> None:
+    from sol.linux.damon import DamonMonitor, DamonSettings
+
+    sys_root = tmp_path / "sys"
+    make_fake_nodes(sys_root, {0: ("0-3", 8 * GIB, 2 * GIB), 1: ("", 16 * GIB, GIB)})
+    t = [0.0]
+    clock = SimpleNamespace(now=lambda: t[0], consume=lambda s: None)
+    bases = {4242: BASE, 4343: LOW}
+    # each process: regions 0-1 hot, 2-3 idle
+    regions = [
+        (base + RANGE * j, base + RANGE * (j + 1), 15 if j < 2 else 0, 5)
+        for base in bases.values()
+        for j in range(4)
+    ]
+    admin = make_fake_admin(tmp_path / "admin", regions=regions, targets=2)
+    tables = {
+        pid: PageTable({base + i * PAGE_SIZE: 0 for i in range(4 * RANGE // PAGE_SIZE)})
+        for pid, base in bases.items()
+    }
+    log = SimpleNamespace(info=lambda *a, **k: None, warning=lambda *a, **k: None, error=lambda *a, **k: None)
+    monitor = DamonMonitor(
+        admin, pids=list(bases), settings=DamonSettings(), kdamond=None, clock=clock.now, log=log
+    )
+    with UndoJournal.open(tmp_path / "undo.journal", fsync=False) as journal:
+        monitor.start(HostWriter(journal=journal, owner="sol.linux"))
+        ctx = admin / "kdamonds" / "0" / "contexts" / "0" / "targets"
+        assert (ctx / "nr_targets").read_text().strip() == "2"
+        assert [(ctx / str(i) / "pid_target").read_text().strip() for i in (0, 1)] == ["4242", "4343"]
+        host = MemoryHost(
+            NumaTopology(sys_root),
+            pid=None,
+            proc_root=tmp_path / "proc",
+            clock=clock,
+            migrate_mb_s=1000.0,
+            monitor=monitor,
+            syscall=PerProcess(tables),  # type: ignore[arg-type]
+            targets=[("pid 4242", 4242, None, None), ("pid 4343", 4343, None, None)],
+        )
+        sensors = LinuxMemorySensors(host)
+        assert sensors.targets() == ("pid 4242", "pid 4343")
+        assert [r.start for r in sensors.regions(target="pid 4343").regions] == [
+            LOW + RANGE * j for j in range(4)
+        ]
+        writer = HostWriter(journal=journal, owner="mem_tier")
+        agent = MemTierAgent()
+        params = Params(min_idle_s=3.0, max_wake_prob=0.9, prior_migration_cost=0.0, prior_sensitivity=0.05)
+        agent.setup(
+            Context(
+                clock,
+                log,
+                Sensors(memory=sensors),
+                Actuators(memory=LinuxMemoryActuators(host, writer, None)),
+                params,
+            )  # type: ignore[arg-type]
+        )
+        assert [w.target for w in agent.workloads] == ["pid 4242", "pid 4343"]
+        for _ in range(12):
+            t[0] += 1.0
+            obs = agent.collect()
+            assert agent.validate(obs)
+            agent.learn(obs)
+            agent.act(Prediction(agent.predict(), "model", None, t[0], t[0] + 3.0))
+        # each process's idle ranges went far on its own page table, its hot ones stayed local
+        for pid, base in bases.items():
+            pages = tables[pid].pages
+            assert {pages[base + RANGE * j] for j in (2, 3)} == {1}, pid
+            assert {pages[base + RANGE * j] for j in (0, 1)} == {0}, pid
+        # regions that cannot be told apart (the second process above the first) are refused,
+        # not guessed: every workload's read fails, the agent says so and raises nothing
+        import shutil
+
+        tried = admin / "kdamonds" / "0" / "contexts" / "0" / "schemes" / "0" / "tried_regions"
+        shutil.rmtree(tried)
+        make_fake_admin(tmp_path / "admin2", regions=sorted(regions), targets=2)
+        shutil.copytree(
+            tmp_path / "admin2" / "kdamonds" / "0" / "contexts" / "0" / "schemes" / "0" / "tried_regions",
+            tried,
+        )
+        t[0] += 1.0
+        v = agent.validate(agent.collect())
+        assert not v and "cannot tell the targets' regions apart" in str(v.reason)
+        monitor.stop(HostWriter(journal=journal, owner="sol.linux"))

@@ -357,8 +357,7 @@ TARGET_CASES = [
         ME,
         [
             f"managed: pid {ME} (targets[0], cgroup machine.slice/vm-a; its other 1 process(es) "
-            "not managed yet)",
-            f"not managed yet (one process for now): targets[1] (pid {NO_SUCH_PID})",
+            f"not managed yet); pid {NO_SUCH_PID} (targets[1])",
         ],
         id="a-cgroup-first-is-its-first-process",
     ),
@@ -366,9 +365,8 @@ TARGET_CASES = [
         (MemoryTarget(pid=ME), MemoryTarget(cgroup="machine.slice/vm-a"), MemoryTarget(cgroup="gone")),
         ME,
         [
-            f"managed: pid {ME} (targets[0])",
-            f"targets[1] (cgroup machine.slice/vm-a: pids {ME}, {NO_SUCH_PID})",
-            "targets[2] (cgroup gone: ",
+            f"managed: pid {ME} (targets[0]); pid {ME} (targets[1], cgroup machine.slice/vm-a; its other "
+            "1 process(es) not managed yet); none (targets[2], cgroup gone: ",
         ],
         id="a-pid-first-and-the-others-named",
     ),
@@ -376,8 +374,8 @@ TARGET_CASES = [
         (MemoryTarget(cgroup="machine.slice/vm-empty"), MemoryTarget(pid=ME)),
         None,
         [
-            "managed: none (targets[0], cgroup machine.slice/vm-empty: no process in it)",
-            f"targets[1] (pid {ME})",
+            f"managed: none (targets[0], cgroup machine.slice/vm-empty: no process in it); pid {ME} "
+            "(targets[1])",
         ],
         id="an-empty-cgroup-first-manages-none",
     ),
@@ -386,7 +384,7 @@ TARGET_CASES = [
 
 @pytest.mark.parametrize("version", [1, 2], ids=["v1", "v2"])
 @pytest.mark.parametrize(("targets", "managed", "details"), TARGET_CASES)
-def test_the_first_memory_target_is_managed_and_the_others_are_named_as_not_yet(
+def test_every_memory_target_is_a_named_workload_and_one_without_a_process_says_why(
     tmp_path: Path,
     clock: StepClock,
     version: int,
@@ -405,11 +403,17 @@ def test_the_first_memory_target_is_managed_and_the_others_are_named_as_not_yet(
     (detail,) = [e["detail"] for e in logs if e["event"] == "linux.feature" and e["feature"] == "memory"]
     assert all(d in detail for d in details), detail
     sensors = backend.sensors.memory
+    assert sensors.targets() == tuple(t.describe() for t in targets)
     if managed is None:
         with pytest.raises(Unsupported, match=r"targets\[0\] \(cgroup machine\.slice/vm-empty\): no process"):
             sensors.process_nodes()
     else:  # the managed process is this one: its own numa_maps
         assert sum(sensors.process_nodes().values()) > 0
+    # every target is named in the calls; this process is one of each case's
+    mine = next(t.describe() for t in targets if t.pid == ME or t.cgroup == "machine.slice/vm-a")
+    assert sum(sensors.process_nodes(target=mine).values()) > 0
+    with pytest.raises(ValueError, match="unknown memory target 'pid 1'; targets: "):
+        sensors.process_nodes(target="pid 1")
 
 
 def managing(*pids: int) -> LinuxMemoryConfig:
