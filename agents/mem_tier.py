@@ -1,4 +1,4 @@
-"""``mem_tier``: keep a workload's hot memory local and its cold memory on the far tier.
+"""``mem_tier``: keep each workload's hot memory local and its cold memory on the far tier.
 
 A node has a local tier (DRAM next to the CPUs) and a far tier (a CXL memory expander or a
 memory-only NUMA node): far memory is cheaper but every access to it costs ~80 ns more. Each
@@ -51,9 +51,21 @@ The story, from sensor to actuator (docs/agents/mem_tier.md has the long version
   moves nothing. On Linux every page range moved is journaled first: ``sol restore`` puts it
   back after a crash.
 
-The facility manages one workload per node today (the simulator's node; on Linux the first of
-``[linux.memory] targets``), because its calls name no target: one agent instance, one
-workload. Several need those calls to take a target (docs/agents/mem_tier.md, "What is left").
+* **Several workloads.** Where the facility names several (``targets()``: the simulator's
+  ``MultiMemoryFacility``, on Linux every ``[linux.memory] targets`` entry), the agent keeps all
+  of the above per workload (a ``WorkloadTier``: regions, hazard, sensitivity, budget, stall
+  history, demotions, false-cold record) and shares what the node has one of: the migration
+  cap (one token bucket) and the tiers' free bytes. Each workload plans as above, the most
+  sensitive first (its promotions take the free local bytes first); the plans are merged,
+  promotions first, each kind by expected benefit across workloads (promotions: slowdown
+  relieved per byte; demotions: far bytes per unit of predicted slowdown, so an insensitive
+  workload's demotions go first), a workload's own moves keeping their order, and the act
+  keeps to the one cap. A plan entry then carries the workload's index. ``validate`` judges
+  each workload's snapshot: a bad one (a workload gone, a stale read) is counted and left out
+  of learning, the others go on; the interval is rejected only when none is usable.
+  ``assess_model`` and ``assess_performance`` fail when any workload's does (the reason names
+  it); ``mitigate`` promotes the failing workloads' recent demotions first, then the others'.
+  With one workload nothing is named and every decision is what it was.
 
 Also here, for benchmarks/mem_tier.py: ``StaticSplit`` (Pond's static share), ``DamosThreshold``
 (the kernel's ``migrate_cold``/``migrate_hot`` schemes) and ``TppLike`` (demote by age of last

@@ -2,6 +2,7 @@
 a TPP-like policy and an oracle, on the same simulated nodes, traces and seeds.
 
     .venv/bin/python benchmarks/mem_tier.py [--seeds 1 2] [--minutes 30] [--workloads damon synthetic stress]
+    .venv/bin/python benchmarks/mem_tier.py --workloads multi   # the mem-multi scenario
 
 Each workload runs on nodes whose local tier holds the whole footprint (so "all local" is a
 real policy) and whose far tier holds it again; the far tier adds 80 ns per access and each
@@ -16,6 +17,13 @@ distribution (``sol.sim.memory.FULL_FAR_SLOWDOWN_CDF``; ``stress`` from its top 
   the hot set replaced every ~2 min;
 * ``stress``    ``mem-stress``'s 32 GiB of 256 MiB regions, half of the hot set replaced every
   ~30 s, a sensitive workload; synthetic, for stress only.
+* ``multi``     the ``mem-multi`` scenario: four 4 GiB synthetic workloads on one node, two that
+  lose < 1 % with every access far, one 1-5 %, one > 25 % (Pond's distribution, each drawn
+  per workload), sharing a local tier of half their footprint (first touch: half of each
+  local), one far tier and one migration engine. The agent manages all four with one cap;
+  every other policy runs one instance per workload, each with a quarter of the cap. Slowdown
+  mean is the mean workload's, p99 the worst workload's, "over 2 %" the share of (workload,
+  10 s interval) pairs over the budget; the agent's and DAMOS's far share per workload follow.
 
 Every policy moves whole DAMON regions through the same facility under the same 200 MB/s
 average cap, reads DAMON once a second, and runs through ``sol.testing.simulate``:
@@ -46,17 +54,24 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from sol.agents.mem_tier import DamosThreshold, MemTierAgent, Plan, StaticSplit, TppLike, _Baseline
+from sol.agents.mem_tier import DamosThreshold, MemTierAgent, Params, Plan, StaticSplit, TppLike, _Baseline
 from sol.log import configure
-from sol.sdk import Agent
-from sol.sim.memory import MemoryConfig, MemoryFacility, MemoryWorkload, perturbed_plays
+from sol.sdk import Agent, Context, Prediction
+from sol.sim.memory import (
+    MemoryConfig,
+    MemoryFacility,
+    MemoryWorkload,
+    MultiMemoryFacility,
+    perturbed_plays,
+)
 from sol.sim.node import SimNode
-from sol.sim.scenarios import shared_data_dir
+from sol.sim.scenarios import MEM_MULTI_WORKLOADS, get_scenario, shared_data_dir
 from sol.sim.synthetic import synthetic_memory
 from sol.sim.traces import load_memory_trace
 from sol.testing import simulate
@@ -106,6 +121,16 @@ WORKLOADS: dict[str, tuple[Callable[[int, float], MemoryWorkload], tuple[float, 
     "synthetic": (_synthetic, (0.0, 1.0)),
     "stress": (_stress, (0.77, 1.0)),
 }
+#: the workload name of the mem-multi scenario (several workloads on one node)
+MULTI = "multi"
+TARGETS = tuple(name for name, _, _ in MEM_MULTI_WORKLOADS)
+
+
+def build_multi(seed: int) -> tuple[SimNode, MultiMemoryFacility]:
+    node = get_scenario("mem-multi").build(seed, 0.0)
+    f = node.facilities["memory"]
+    assert isinstance(f, MultiMemoryFacility)
+    return node, f
 
 
 def build_node(workload: str, seed: int, minutes: float) -> tuple[SimNode, MemoryFacility]:
@@ -166,6 +191,67 @@ class OracleTier(_Baseline):
 # -- runs ---------------------------------------------------------------------------------
 
 
+class _Bound:
+    """The node's memory facility seen as one workload's (``target=`` filled in)."""
+
+    def __init__(self, sensors: Any, actuators: Any, target: str) -> None:
+        self.s, self.a, self.t = sensors, actuators, target
+
+    def regions(self) -> Any:
+        return self.s.regions(target=self.t)
+
+    def nodes(self) -> Any:
+        return self.s.nodes()
+
+    def placement(self, start: int, end: int) -> Any:
+        return self.s.placement(start, end, target=self.t)
+
+    def migrate(self, start: int, end: int, to_node: int) -> Any:
+        return self.a.migrate(start, end, to_node, target=self.t)
+
+
+class _EachTarget(Agent):
+    """A one-workload policy run once per workload of a node with several: each instance
+    bound to its workload and given an equal share of the cap (the agent has one cap)."""
+
+    name = "each"
+    schedule = _Baseline.schedule
+    Params = Params
+
+    def __init__(self, make: Callable[[str], Agent]) -> None:
+        self.make = make
+        self.p = Params()
+
+    def setup(self, ctx: Context) -> None:
+        mem, mover = ctx.sensors.require("memory"), ctx.actuators.require("memory")
+        targets = mem.targets()  # type: ignore[attr-defined]
+        p = replace(ctx.config, migrate_mb_s=ctx.config.migrate_mb_s / len(targets))
+        self.subs = []
+        for t in targets:
+            bound = _Bound(mem, mover, t)
+            side = SimpleNamespace(require=lambda name, b=bound: b)
+            sub = self.make(t)
+            sub.setup(Context(ctx.clock, ctx.log, side, side, p))  # type: ignore[arg-type]
+            self.subs.append(sub)
+
+    def collect(self) -> Any:
+        return tuple(s.collect() for s in self.subs)
+
+    def learn(self, obs: Any) -> None:
+        for s, o in zip(self.subs, obs, strict=True):
+            s.learn(o)
+
+    def predict(self) -> Any:
+        return tuple(s.predict() for s in self.subs)
+
+    def default_predict(self) -> Any:
+        return tuple(() for _ in self.subs)
+
+    def act(self, prediction: Prediction) -> None:
+        for s, plan in zip(self.subs, prediction.value or (), strict=False):
+            s.act(replace(prediction, value=plan))
+
+
 @dataclass
 class Run:
     policy: str
@@ -178,6 +264,8 @@ class Run:
     traffic_gib_h: float
     sensitivity: float
     wall_s: float
+    #: several workloads: each one's (far share, mean slowdown, sensitivity)
+    per_target: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
 
 class _AllLocal(_Baseline):
@@ -185,6 +273,22 @@ class _AllLocal(_Baseline):
 
     def predict(self) -> Plan:
         return ()
+
+
+def multi_policies(f: MultiMemoryFacility) -> list[tuple[str, Callable[[], Agent]]]:
+    """The same policies, one instance per workload (the oracle: each workload's own)."""
+    out: list[tuple[str, Callable[[], Agent]]] = []
+    for name, make in policies(f.pool.members[0]):
+        if name == "mem_tier":
+            out.append((name, MemTierAgent))
+        elif name.startswith("oracle-"):
+            s, h = dict(zip((f"oracle-{s:.1%}/{h:g}s" for s, h in ORACLES), ORACLES, strict=True))[name]
+            out.append(
+                (name, lambda s=s, h=h: _EachTarget(lambda t: OracleTier(f.members[t], s, h)))  # type: ignore[misc]
+            )
+        else:
+            out.append((name, lambda make=make: _EachTarget(lambda t: make())))  # type: ignore[misc]
+    return out
 
 
 def policies(f: MemoryFacility) -> list[tuple[str, Callable[[], Agent]]]:
@@ -211,7 +315,40 @@ def _factory(cls: type[_Baseline], **attrs: Any) -> Callable[[], Agent]:
     return make
 
 
+def run_multi(policy: str, seed: int, minutes: float) -> Run:
+    node, f = build_multi(seed)
+    agent = dict(multi_policies(f))[policy]()
+    t0 = time.perf_counter()
+    res = simulate(agent, minutes * 60.0, seed, backend=node)
+    wall = time.perf_counter() - t0
+    g = res.ground_truth
+    series = node.series()
+    slows = [series[f"mem.{t}.slowdown"][1] - 1.0 for t in TARGETS]
+    return Run(
+        policy=policy,
+        workload=MULTI,
+        seed=seed,
+        far_share=g["mem.far_bytes_mean"] / g["mem.footprint_bytes"],
+        slow_mean=g["mem.slowdown_mean"] - 1.0,
+        slow_p99=max(float(np.percentile(s, 99)) for s in slows),
+        over_budget=float(np.mean([np.mean(s > BUDGET) for s in slows])),
+        traffic_gib_h=g["mem.bytes_migrated"] / GiB / (minutes / 60.0),
+        sensitivity=g["mem.far_sensitivity"],
+        wall_s=wall,
+        per_target={
+            t: (
+                g[f"mem.{t}.far_bytes_mean"] / g[f"mem.{t}.footprint_bytes"],
+                g[f"mem.{t}.slowdown_mean"] - 1.0,
+                g[f"mem.{t}.far_sensitivity"],
+            )
+            for t in TARGETS
+        },
+    )
+
+
 def run_one(policy: str, workload: str, seed: int, minutes: float) -> Run:
+    if workload == MULTI:
+        return run_multi(policy, seed, minutes)
     node, f = build_node(workload, seed, minutes)
     make = dict(policies(f))[policy]
     agent = make()
@@ -355,26 +492,74 @@ def report(workload: str, runs: dict[str, list[Run]], out: Any) -> list[str]:
         ),
         file=out,
     )
+    if workload == MULTI:
+        verdicts.append(_per_target(runs, out))
     print(f"\noracle's far share at <= 2 % mean slowdown: {o2:.1%} (upper hull of its settings)", file=out)
     print(f"verdict {workload}: " + "; ".join(verdicts), file=out)
     return verdicts
+
+
+def _per_target(runs: dict[str, list[Run]], out: Any) -> str:
+    """Each workload's far share and slowdown under the agent and the best DAMOS setting at no
+    more slowdown; the verdict: the insensitive workloads get more far memory than the
+    sensitive one, per seed."""
+    agent = runs["mem_tier"]
+    best = best_under(runs, "damos-", _mean(agent, "slow_mean"))
+    print(
+        "\n| workload | all far costs | mem_tier far | mem_tier slowdown |"
+        + (f" {best[0]} far | {best[0]} slowdown |" if best else ""),
+        file=out,
+    )
+    print("|---|---|---|---|" + ("---|---|" if best else ""), file=out)
+    for t in TARGETS:
+        sens = float(np.mean([r.per_target[t][2] for r in agent]))
+        far = float(np.mean([r.per_target[t][0] for r in agent]))
+        slow = float(np.mean([r.per_target[t][1] for r in agent]))
+        row = f"| {t} | {sens:.1%} | {far:.0%} | {slow:.2%} |"
+        if best:
+            d = runs[best[0]]
+            row += (
+                f" {np.mean([r.per_target[t][0] for r in d]):.0%} |"
+                f" {np.mean([r.per_target[t][1] for r in d]):.2%} |"
+            )
+        print(row, file=out)
+    ok = 0
+    for r in agent:
+        by_sens = sorted(TARGETS, key=lambda t: r.per_target[t][2])
+        insensitive, sensitive = by_sens[:2], by_sens[-1]
+        if min(r.per_target[t][0] for t in insensitive) > r.per_target[sensitive][0]:
+            ok += 1
+        print(
+            f"  seed {r.seed}: "
+            + ", ".join(f"{t} {r.per_target[t][0]:.0%} far at {r.per_target[t][1]:.2%}" for t in by_sens),
+            file=out,
+        )
+    over = max(r.per_target[t][1] for r in agent for t in TARGETS)
+    return (
+        f"insensitive workloads more far than the most sensitive on {ok}/{len(agent)} seeds "
+        f"({'met' if ok == len(agent) else 'MISSED'}); worst workload's mean slowdown {over:.2%} "
+        f"(budget {BUDGET:.0%}) {'met' if over <= BUDGET else 'MISSED'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--minutes", type=float, default=30.0)
-    ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=[*WORKLOADS, MULTI])
     args = ap.parse_args(argv)
     configure(level="error")
     t0 = time.perf_counter()
     for workload in args.workloads:
-        try:
-            build_node(workload, args.seeds[0], 1.0)
-        except FileNotFoundError as exc:
-            print(f"\n### {workload}: skipped ({exc})")
-            continue
-        names = [n for n, _ in policies(build_node(workload, args.seeds[0], 1.0)[1])]
+        if workload == MULTI:
+            names = [n for n, _ in multi_policies(build_multi(args.seeds[0])[1])]
+        else:
+            try:
+                build_node(workload, args.seeds[0], 1.0)
+            except FileNotFoundError as exc:
+                print(f"\n### {workload}: skipped ({exc})")
+                continue
+            names = [n for n, _ in policies(build_node(workload, args.seeds[0], 1.0)[1])]
         runs: dict[str, list[Run]] = {n: [] for n in names}
         for seed in args.seeds:
             for name in names:
