@@ -497,6 +497,26 @@ def _ask(args: argparse.Namespace, config: Config, payload: Mapping[str, Any]) -
     )
 
 
+_FAILED = object()
+
+
+def _result(
+    args: argparse.Namespace, config: Config, payload: Mapping[str, Any], what: str, err: TextIO
+) -> Any:
+    """The result of one request, or ``_FAILED`` after printing why (no daemon, or its refusal)."""
+    from sol.control import ControlError
+
+    try:
+        reply = _ask(args, config, payload)
+    except ControlError as exc:
+        print(f"sol {what}: {exc}", file=err)
+        return _FAILED
+    if not reply.get("ok"):
+        print(f"sol {what}: {reply.get('error')}", file=err)
+        return _FAILED
+    return reply.get("result")
+
+
 def _hint_socket(args: argparse.Namespace, config: Config) -> None:
     """``--workload`` (or a user with a workload socket configured): ask that socket."""
     if args.socket is None and config.hints.socket is not None and (args.workload or os.geteuid() != 0):
@@ -519,7 +539,6 @@ def _hint_value(text: str) -> object:
 
 
 def _hint(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> int:
-    from sol.control import ControlError
 
     _hint_socket(args, config)
     payload: dict[str, Any]
@@ -540,20 +559,14 @@ def _hint(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) ->
             payload["set"] = pairs
         else:
             payload["clear"] = list(args.items) if args.items else True
-    try:
-        reply = _ask(args, config, payload)
-    except ControlError as exc:
-        print(f"sol hint {args.action}: {exc}", file=err)
+    result = _result(args, config, payload, f"hint {args.action}", err)
+    if result is _FAILED:
         return EXIT_FAIL
-    if not reply.get("ok"):
-        print(f"sol hint {args.action}: {reply.get('error')}", file=err)
-        return EXIT_FAIL
-    print(json.dumps(reply.get("result"), indent=2), file=out)
+    print(json.dumps(result, indent=2), file=out)
     return EXIT_OK
 
 
 def _notices(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> int:
-    from sol.control import ControlError
 
     _hint_socket(args, config)
     after = args.after
@@ -561,15 +574,9 @@ def _notices(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO)
         payload: dict[str, Any] = {"cmd": "notices", "after": after}
         if args.cgroup:
             payload["cgroup"] = args.cgroup
-        try:
-            reply = _ask(args, config, payload)
-        except ControlError as exc:
-            print(f"sol notices: {exc}", file=err)
+        result = _result(args, config, payload, "notices", err)
+        if result is _FAILED:
             return EXIT_FAIL
-        if not reply.get("ok"):
-            print(f"sol notices: {reply.get('error')}", file=err)
-            return EXIT_FAIL
-        result = reply["result"]
         if result.get("missed"):
             print(json.dumps({"missed": result["missed"]}), file=out)
         for notice in result.get("notices", []):
@@ -614,7 +621,6 @@ def _status(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) 
 
 
 def _ctl(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> int:
-    from sol.control import ControlError
 
     action = args.action
     payload: dict[str, Any] = {"cmd": action}
@@ -624,15 +630,10 @@ def _ctl(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> 
         payload["on"] = args.state == "on"
         if args.agent:
             payload["agent"] = args.agent
-    try:
-        reply = _ask(args, config, payload)
-    except ControlError as exc:
-        print(f"sol ctl {action}: {exc}", file=err)
+    result = _result(args, config, payload, f"ctl {action}", err)
+    if result is _FAILED:
         return EXIT_FAIL
-    if not reply.get("ok"):
-        print(f"sol ctl {action}: {reply.get('error')}", file=err)
-        return EXIT_FAIL
-    result = reply.get("result") or {}
+    result = result or {}
     if action == "health":
         print("alive" if result.get("alive") else f"NOT alive: {result.get('detail')}", file=out)
         return EXIT_OK if result.get("alive") else EXIT_FAIL
