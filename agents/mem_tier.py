@@ -51,6 +51,11 @@ The story, from sensor to actuator (docs/agents/mem_tier.md has the long version
   moves nothing. On Linux every page range moved is journaled first: ``sol restore`` puts it
   back after a crash.
 
+* **What workloads say** (``ctx.hints``, docs/hints.md). A workload whose hints say
+  ``far_memory_ok = false`` gets nothing demoted and its far memory promoted, densest first;
+  ``far_memory_ok = true`` starts its sensitivity from the bottom of Pond's distribution
+  (``FAR_OK_PRIOR``), so it is demoted first, and what is measured corrects it either way;
+  ``priority = "high"`` halves its slowdown budget, ``"low"`` raises it by half.
 * **Several workloads.** Where the facility names several (``targets()``: the simulator's
   ``MultiMemoryFacility``, on Linux every ``[linux.memory] targets`` entry), the agent keeps all
   of the above per workload (a ``WorkloadTier``: regions, hazard, sensitivity, budget, stall
@@ -81,6 +86,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sol.facilities import DamonSnapshot, FacilityMissing, MemoryActuators, MemorySensors, NumaNode
+from sol.hints import Hints, HintView
 from sol.kernel.errors import SensorError, Unsupported
 from sol.sdk import Agent, Context, Prediction, Schedule, Verdict, bounds, check_fields
 
@@ -114,6 +120,9 @@ RESERVE_BYTES = 64 << 20
 GIB = float(1 << 30)
 #: how fast the learnt migration cost follows each interval with copies
 MIGRATION_COST_ALPHA = 0.05
+#: the prior sensitivity of a workload whose hints say far memory is acceptable: the bottom
+#: of Pond's distribution (most workloads lose under 5 % with all their memory far)
+FAR_OK_PRIOR = 0.02
 #: the far access share of the prior's pseudo-observations (see ``MemTierAgent.sensitivity``)
 PRIOR_FAR_SHARE = 0.01
 #: warm regions go far only while the predicted slowdown stays under this share of the limit
@@ -285,6 +294,23 @@ class WorkloadTier:
         self.slow_history: deque[float] = deque(maxlen=FLOOR_ASSESSMENTS)
         self.counts = {"moves": 0, "bytes_moved": 0, "bytes_failed": 0, "move_errors": 0}
 
+    def hints(self) -> Hints:
+        """What the workload says it tolerates (docs/hints.md): its target is named as the
+        config describes it ("cgroup PATH", "pid N") on Linux, by its name in the simulator."""
+        view: HintView | None = getattr(self.ctx, "hints", None)
+        if view is None or self.target is None:
+            return Hints()
+        kind, _, rest = self.target.partition(" ")
+        if kind == "pid" and rest.isdigit():
+            return view(pid=int(rest))
+        return view(cgroup=rest if kind == "cgroup" and rest else self.target)
+
+    @property
+    def budget(self) -> float:
+        """The slowdown budget, by the workload's priority hint: half for ``high``, 1.5x for
+        ``low`` (it is the first to give memory up)."""
+        return min(1.0, self.p.slowdown_budget * (1.5, 1.0, 0.5)[self.hints().rank])
+
     def item(self, start: int, end: int, node: int) -> tuple[int, ...]:
         """A plan entry: ``(start, end, node)``, with the workload's index when there are several."""
         return (start, end, node) if self.target is None else (start, end, node, self.index)
@@ -451,7 +477,11 @@ class WorkloadTier:
         stall on the far access share, shrunk towards the prior as if ``sensitivity_samples``
         intervals at a far share of ``PRIOR_FAR_SHARE`` had read exactly the prior."""
         weight = self.p.sensitivity_samples * PRIOR_FAR_SHARE**2
-        kappa = (self.sxy + self.p.prior_sensitivity * weight) / (self.sxx + weight)
+        # a workload that says far memory is fine starts from the bottom of Pond's distribution
+        # (most workloads lose under 5 % fully far), so it is the first demoted; what is
+        # measured then corrects it either way
+        prior = FAR_OK_PRIOR if self.hints().far_memory_ok else self.p.prior_sensitivity
+        kappa = (self.sxy + prior * weight) / (self.sxx + weight)
         return min(5.0, max(0.0, kappa))
 
     def predict(self, room: dict[str, float]) -> tuple[list[tuple[float, Move]], list[tuple[float, Move]]]:
@@ -478,7 +508,10 @@ class WorkloadTier:
         risk = wake * wake_share * np.minimum(1.0, back_s / p.horizon_s)
         is_far = self.far > 0.5
         cold = self.idle_s >= p.min_idle_s
-        limit = p.budget_use * p.slowdown_budget
+        limit = p.budget_use * self.budget
+        # a workload that says far memory is not acceptable: nothing of it goes far, and what
+        # is far (first touch, or demoted before it said so) comes back, densest first
+        keep_local = self.hints().far_memory_ok is False
         load = kappa * float(share[is_far].sum() + risk[is_far & cold].sum())
         cap = room["cap"]
         local_free = room["local_free"]
@@ -486,7 +519,7 @@ class WorkloadTier:
         far_bytes = float((size * self.far).sum())
         max_far = p.max_far_share * float(size.sum())
         # demotion candidates: cold local regions, least likely to wake first, larger on ties
-        cand = np.flatnonzero(~is_far & cold & (wake <= p.max_wake_prob))
+        cand = np.flatnonzero(~is_far & cold & (wake <= p.max_wake_prob) & (not keep_local))
         queue = deque(cand[np.lexsort((-size[cand], wake[cand]))].tolist())
         demote: list[tuple[float, Move]] = []
         promote: list[tuple[float, Move]] = []
@@ -524,13 +557,13 @@ class WorkloadTier:
         # promotions: touched far regions, densest first, while the plan is over its limit (a
         # region touched in most samples always comes back). A full local tier first sends cold
         # regions out (a swap); the hot one follows once their copies are done
-        hot_far = np.flatnonzero(is_far & ~cold & (self.density > 0))
+        hot_far = np.flatnonzero(is_far & (True if keep_local else ~cold & (self.density > 0)))
         hot_far = hot_far[np.argsort(-self.density[hot_far], kind="stable")]
         freeing = 0.0
         for j in hot_far.tolist():
             if cap <= 0:
                 break
-            if load <= limit:
+            if load <= limit and not keep_local:
                 break
             nb = float(size[j] * self.far[j])
             if nb > local_free:
@@ -563,7 +596,7 @@ class WorkloadTier:
             # limit (less a margin, so that sampling noise does not move them back and forth):
             # a workload found insensitive gets warm memory far too, and the first few such
             # regions are what the sensitivity is learnt from
-            warm = np.flatnonzero(~is_far & ~cold & (self.density > 0))
+            warm = np.flatnonzero(~is_far & ~cold & (self.density > 0) & (not keep_local))
             warm = warm[np.argsort(share[warm] / size[warm], kind="stable")]
             for j in warm.tolist():
                 extra = kappa * float(share[j])
@@ -665,7 +698,7 @@ class WorkloadTier:
             return Verdict.ok()
         # the host's memory PSI counts every task's stalls (reclaim, swap): judged, but marked
         what = "host memory stall (no PSI for the workload's cgroup)" if pr.scope == "host" else "slowdown"
-        budget = self.p.slowdown_budget
+        budget = self.budget
         if slow > floor + budget:
             return Verdict.fail(
                 self.label(

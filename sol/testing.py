@@ -82,6 +82,15 @@ def default_backend(seed: int, scenario: str = "default") -> Backend:
     return node
 
 
+def _hint_view(hints: Mapping[str, Mapping[str, object]] | None) -> Any:
+    from sol.hints import HintStore, Target
+
+    store = HintStore()
+    for name, raw in (hints or {}).items():
+        store.set(Target.cgroup(name), raw)
+    return store.view()
+
+
 def simulate(
     agent: Agent,
     duration: float = 60.0,
@@ -95,8 +104,13 @@ def simulate(
     journal: Any = None,
     restorers: Any = None,
     state_dir: Path | None = None,
+    hints: Mapping[str, Mapping[str, object]] | None = None,
 ) -> SimulationResult:
-    """Run one agent on a simulated node for ``duration`` virtual seconds (then stop it)."""
+    """Run one agent on a simulated node for ``duration`` virtual seconds (then stop it).
+
+    ``hints``: what the node's workloads say they tolerate (docs/hints.md), by cgroup path or
+    simulated workload name, e.g. ``{"db": {"far_memory_ok": False}}``; ``ctx.hints`` serves
+    them (validated as the daemon validates them)."""
     node = backend if backend is not None else default_backend(seed, scenario)
     if params is None:
         params = type(agent).Params()
@@ -109,6 +123,7 @@ def simulate(
         restorers=restorers,
         state_dir=state_dir,
         record=True,
+        hints=_hint_view(hints),
     )
     run = executor.run(duration)
     runner = executor.runners[0]

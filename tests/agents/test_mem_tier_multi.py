@@ -166,3 +166,27 @@ def test_the_sensitivity_is_learnt_per_workload(seed: int) -> None:
         tick(agent, node, float(t))
     kappa = {str(w.target): w.sensitivity for w in agent.workloads}
     assert kappa["db"] > 3 * max(kappa["batch-a"], kappa["batch-b"]), kappa
+
+
+def test_what_workloads_say_moves_their_far_memory() -> None:
+    # docs/hints.md: "web" (1-5 % sensitive) says far memory is not acceptable, "db" (> 25 %)
+    # that it is high priority (half the budget); the same node and seed without hints
+    node = get_scenario("mem-multi").build(1, 0.0)
+    plain = simulate(MemTierAgent(), duration=600.0, backend=node, seed=1).ground_truth
+    node = get_scenario("mem-multi").build(1, 0.0)
+    hinted = simulate(
+        MemTierAgent(),
+        duration=600.0,
+        backend=node,
+        seed=1,
+        hints={"web": {"far_memory_ok": False}, "db": {"priority": "high"}},
+    ).ground_truth
+
+    def far(g: dict[str, float], n: str) -> float:
+        return g[f"mem.{n}.far_bytes_mean"] / g[f"mem.{n}.footprint_bytes"]
+
+    assert far(plain, "web") > 0.2, far(plain, "web")  # without the hint it is tiered
+    assert far(hinted, "web") < 0.5 * far(plain, "web")  # with it: first-touch far memory only, coming back
+    assert far(hinted, "db") <= far(plain, "db") + 0.02  # a stricter budget: no more far
+    # the others still go far
+    assert min(far(hinted, "batch-a"), far(hinted, "batch-b")) > 0.5
