@@ -40,7 +40,6 @@ removed at the end, whatever happens.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing
 import os
 import signal
@@ -50,14 +49,15 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sol.testing import V1Groups
+
 CGROUP = Path("/sys/fs/cgroup")
-CONTROLLERS = ("cpuset", "cpu", "cpuacct")
 LLM_TRACE = "azure-llm-2023/AzureLLMInferenceTrace_code.csv"
 
 
@@ -121,35 +121,13 @@ def read(path: Path) -> str:
     return path.read_text().strip()
 
 
-@dataclass
-class Host:
-    primary: str
-    harvest: str
-    cores: list[int]
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    burners: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    made: list[Path] = field(default_factory=list)
+class Host(V1Groups):
+    """The benchmark's groups and processes (``sol.testing.V1Groups``): undone by ``cleanup``."""
 
-    def mkgroup(self, name: str, cpus: str, quota: int, shares: int) -> None:
-        for c in CONTROLLERS:
-            path = CGROUP / c / name
-            path.mkdir()
-            self.made.append(path)
-        cs = CGROUP / "cpuset" / name
-        (cs / "cpuset.mems").write_text(read(CGROUP / "cpuset" / "cpuset.effective_mems"))
-        (cs / "cpuset.cpus").write_text(cpus)
-        (CGROUP / "cpu" / name / "cpu.cfs_quota_us").write_text(str(quota))
-        (CGROUP / "cpu" / name / "cpu.shares").write_text(str(shares))
-
-    def spawn(self, group: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        def enter() -> None:  # in the child before exec: it joins the group itself
-            for c in CONTROLLERS:
-                with open(CGROUP / c / group / "cgroup.procs", "w") as f:
-                    f.write("0")
-
-        p = subprocess.Popen(argv, preexec_fn=enter)
-        self.procs.append(p)
-        return p
+    def __init__(self, primary: str, harvest: str, cores: list[int]) -> None:
+        super().__init__(CGROUP)
+        self.primary, self.harvest, self.cores = primary, harvest, cores
+        self.burners: list[subprocess.Popen[bytes]] = []
 
     def harvest_usage_s(self) -> float:
         return int(read(CGROUP / "cpuacct" / self.harvest / "cpuacct.usage")) / 1e9
@@ -157,24 +135,6 @@ class Host:
     def burners_run(self, on: bool) -> None:
         for p in self.burners:
             os.kill(p.pid, signal.SIGCONT if on else signal.SIGSTOP)
-
-    def cleanup(self) -> None:
-        for p in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, signal.SIGCONT)
-                p.kill()
-        for p in self.procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=10)
-        for path in reversed(self.made):
-            for _ in range(50):  # a killed task leaves the group a moment later
-                try:
-                    path.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.1)
 
 
 # -- the harvesting policies, in-process on the live executor -----------------------------

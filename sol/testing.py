@@ -522,3 +522,65 @@ class NotifySink:
         self._stop.set()
         self._thread.join(1)
         self.sock.close()
+
+
+class V1Groups:
+    """Cgroups a test or benchmark makes in the v1 ``cpuset``, ``cpu`` and ``cpuacct``
+    hierarchies, and the processes it starts in them: ``cleanup()`` kills those processes and
+    removes those groups (and nothing else), whatever happened."""
+
+    CONTROLLERS = ("cpuset", "cpu", "cpuacct")
+
+    def __init__(self, root: Path = Path("/sys/fs/cgroup")) -> None:
+        self.root = root
+        self.procs: list[Any] = []
+        self.made: list[Path] = []
+
+    def mkgroup(self, name: str, cpus: str, quota: int = -1, shares: int = 1024) -> None:
+        """A group in every hierarchy: ``cpus``, the root's memory nodes, a CFS quota (us per
+        period; -1 none) and a CPU weight."""
+        for c in self.CONTROLLERS:
+            path = self.root / c / name
+            path.mkdir()
+            self.made.append(path)
+        cs = self.root / "cpuset" / name
+        (cs / "cpuset.mems").write_text((self.root / "cpuset" / "cpuset.effective_mems").read_text().strip())
+        (cs / "cpuset.cpus").write_text(cpus)
+        (self.root / "cpu" / name / "cpu.cfs_quota_us").write_text(str(quota))
+        (self.root / "cpu" / name / "cpu.shares").write_text(str(shares))
+
+    def spawn(self, group: str, argv: list[str], **kw: Any) -> Any:
+        """``argv`` started in ``group`` (the child joins it before exec), killed by cleanup."""
+        import subprocess
+
+        def enter() -> None:
+            for c in self.CONTROLLERS:
+                with open(self.root / c / group / "cgroup.procs", "w") as f:
+                    f.write("0")
+
+        p = subprocess.Popen(argv, preexec_fn=enter, **kw)
+        self.procs.append(p)
+        return p
+
+    def cleanup(self) -> None:
+        import contextlib
+        import os
+        import signal
+        import subprocess
+
+        for p in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGCONT)
+                p.kill()
+        for p in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=10)
+        for path in reversed(self.made):
+            for _ in range(50):  # a killed task leaves the group a moment later
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.1)

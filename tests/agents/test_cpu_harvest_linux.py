@@ -33,13 +33,13 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sol.agents.cpu_harvest import FREEZE_CONFIRM_S, CpuHarvestAgent
+from sol.testing import V1Groups
 from tests.agentkit import ClockRef, WorkloadHost
 
 
@@ -52,7 +52,6 @@ def real_host(test: Callable[..., None]) -> Callable[..., None]:
 
 
 CGROUP = Path("/sys/fs/cgroup")
-CONTROLLERS = ("cpuset", "cpu", "cpuacct")
 SOL = [sys.executable, "-m", "sol"]
 WINDOW = CpuHarvestAgent.schedule.act_every
 REACTION_BOUND = WINDOW + CpuHarvestAgent.schedule.assess_every
@@ -82,35 +81,15 @@ def read(path: Path) -> str:
     return path.read_text().strip()
 
 
-@dataclass
-class Host:
-    """The test's cgroups and processes; everything here is undone by ``cleanup``."""
+class Host(V1Groups):
+    """The test's cgroups and processes (``sol.testing.V1Groups``): undone by ``cleanup``."""
 
-    primary: str
-    harvest: str
-    tmp: Path
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    made: list[Path] = field(default_factory=list)
-
-    def mkgroup(self, name: str, cpus: str, quota: int = -1, shares: int = 1024) -> None:
-        for c in CONTROLLERS:
-            path = CGROUP / c / name
-            path.mkdir()
-            self.made.append(path)
-        cs = CGROUP / "cpuset" / name
-        (cs / "cpuset.mems").write_text(read(CGROUP / "cpuset" / "cpuset.effective_mems"))
-        (cs / "cpuset.cpus").write_text(cpus)
-        (CGROUP / "cpu" / name / "cpu.cfs_quota_us").write_text(str(quota))
-        (CGROUP / "cpu" / name / "cpu.shares").write_text(str(shares))
+    def __init__(self, primary: str, harvest: str, tmp: Path) -> None:
+        super().__init__(CGROUP)
+        self.primary, self.harvest, self.tmp = primary, harvest, tmp
 
     def burner(self, group: str, *, stopped: bool = False) -> subprocess.Popen[bytes]:
-        def enter() -> None:  # runs in the child before exec: it joins the group itself
-            for c in CONTROLLERS:
-                with open(CGROUP / c / group / "cgroup.procs", "w") as f:
-                    f.write("0")
-
-        p = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=enter)
-        self.procs.append(p)
+        p: subprocess.Popen[bytes] = self.spawn(group, [sys.executable, "-c", "while True: pass"])
         if stopped:
             os.kill(p.pid, signal.SIGSTOP)
         return p
@@ -136,24 +115,6 @@ class Host:
 
     def harvest_usage_s(self) -> float:
         return int(read(CGROUP / "cpuacct" / self.harvest / "cpuacct.usage")) / 1e9
-
-    def cleanup(self) -> None:
-        for p in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, signal.SIGCONT)
-                p.kill()
-        for p in self.procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=10)
-        for path in reversed(self.made):
-            for _ in range(50):  # a killed task leaves the group a moment later
-                try:
-                    path.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.1)
 
 
 @pytest.fixture
