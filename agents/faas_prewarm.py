@@ -44,13 +44,12 @@ import heapq
 import math
 import re
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sol.facilities import Invocation
 from sol.kernel.errors import SensorError
-from sol.sdk import Agent, Context, ParamError, Prediction, Schedule, Verdict, bounds, check_fields
+from sol.sdk import Agent, Context, Prediction, Schedule, Verdict, bounds, check_fields
 
 if TYPE_CHECKING:
     import numpy as np
@@ -293,11 +292,6 @@ class FaasPrewarmAgent(Agent):
     harm_metric = "faas.cold_start_wait_s"
     benefit_metric = None
     fault_scenario = "default"
-
-    @classmethod
-    def check_params(cls, params: object, schedule: Schedule) -> Sequence[ParamError]:
-        IdleModel(params)  # type: ignore[arg-type]
-        return ()
 
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
